@@ -1,0 +1,251 @@
+//! Port specifications in nmap syntax: `22,80,8000-8100`, `-` for 1-65535,
+//! `-1024` and `60000-` for open-ended ranges, and `--top-ports N` from the
+//! project's own frequency list (`data/top-ports.txt`).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The project's port frequency list, most common first.
+const TOP_PORTS: &str = include_str!("../../data/top-ports.txt");
+
+/// Why a port spec was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortSpecError {
+    #[error("empty port specification")]
+    Empty,
+    #[error("{item:?} is not a port number (expected 1-65535)")]
+    BadNumber { item: String },
+    #[error("range {item:?} runs backwards")]
+    Backwards { item: String },
+    #[error("--top-ports {n}: expected 1 to {max}")]
+    TopPortsOutOfRange { n: usize, max: usize },
+}
+
+/// A sorted set of TCP ports, stored as merged inclusive ranges so that `-p-`
+/// costs two numbers, not 65535.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PortSpec {
+    ranges: Vec<(u16, u16)>,
+}
+
+impl PortSpec {
+    /// Parse nmap's `-p` syntax. Protocol prefixes (`T:`) are accepted for TCP;
+    /// `U:` is refused because scanfleet scans TCP only.
+    ///
+    /// # Errors
+    /// [`PortSpecError`] naming the offending item.
+    pub fn parse(spec: &str) -> Result<PortSpec, PortSpecError> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(PortSpecError::Empty);
+        }
+        let mut ranges = Vec::new();
+        for raw in spec.split(',') {
+            let item = raw.trim();
+            let item = item.strip_prefix("T:").unwrap_or(item);
+            if item.is_empty() {
+                return Err(PortSpecError::BadNumber { item: raw.to_string() });
+            }
+            let bad = || PortSpecError::BadNumber { item: raw.trim().to_string() };
+            let num = |s: &str| -> Result<u16, PortSpecError> {
+                match s.parse::<u32>() {
+                    Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+                    _ => Err(bad()),
+                }
+            };
+            let (lo, hi) = match item.split_once('-') {
+                None => {
+                    let p = num(item)?;
+                    (p, p)
+                }
+                Some((a, b)) => {
+                    let lo = if a.is_empty() { 1 } else { num(a)? };
+                    let hi = if b.is_empty() { 65535 } else { num(b)? };
+                    (lo, hi)
+                }
+            };
+            if lo > hi {
+                return Err(PortSpecError::Backwards { item: raw.trim().to_string() });
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(PortSpec::from_ranges(ranges))
+    }
+
+    /// The `n` most common ports from the project's frequency list.
+    ///
+    /// # Errors
+    /// [`PortSpecError::TopPortsOutOfRange`] when `n` is 0 or larger than the list.
+    pub fn top(n: usize) -> Result<PortSpec, PortSpecError> {
+        let list = top_ports_list();
+        if n == 0 || n > list.len() {
+            return Err(PortSpecError::TopPortsOutOfRange { n, max: list.len() });
+        }
+        Ok(PortSpec::from_ranges(list[..n].iter().map(|&p| (p, p)).collect()))
+    }
+
+    /// Every port, 1-65535.
+    pub fn all() -> PortSpec {
+        PortSpec { ranges: vec![(1, 65535)] }
+    }
+
+    fn from_ranges(mut ranges: Vec<(u16, u16)>) -> PortSpec {
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        PortSpec { ranges: merged }
+    }
+
+    /// Number of ports.
+    pub fn len(&self) -> usize {
+        self.ranges.iter().map(|&(lo, hi)| usize::from(hi - lo) + 1).sum()
+    }
+
+    /// Always false for a parsed spec; present for completeness.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
+    }
+
+    /// The `i`-th port in ascending order, for index-space walks.
+    pub fn nth(&self, mut i: usize) -> Option<u16> {
+        for &(lo, hi) in &self.ranges {
+            let n = usize::from(hi - lo) + 1;
+            if i < n {
+                return Some(lo + i as u16);
+            }
+            i -= n;
+        }
+        None
+    }
+
+    /// Ports in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ranges.iter().flat_map(|&(lo, hi)| lo..=hi)
+    }
+
+    /// Merged inclusive ranges in ascending order.
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.ranges
+    }
+}
+
+/// The frequency list, most common first, as parsed from `data/top-ports.txt`.
+pub fn top_ports_list() -> Vec<u16> {
+    TOP_PORTS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(lo, hi)) in self.ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = PortSpecError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PortSpec::parse(s)
+    }
+}
+
+impl Serialize for PortSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PortSpec::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_nmap_syntax() {
+        let p = PortSpec::parse("22,80,8000-8100").unwrap();
+        assert_eq!(p.len(), 2 + 101);
+        assert!(p.contains(8050) && !p.contains(8101));
+        assert_eq!(PortSpec::parse("-").unwrap(), PortSpec::all());
+        assert_eq!(PortSpec::parse("-1024").unwrap().len(), 1024);
+        assert_eq!(PortSpec::parse("65000-").unwrap().len(), 536);
+        assert_eq!(PortSpec::parse("T:443, 80").unwrap().to_string(), "80,443");
+        assert_eq!(PortSpec::parse("1-10,5-20,21").unwrap().to_string(), "1-21");
+    }
+
+    #[test]
+    fn refuses_bad_specs_by_name() {
+        assert_eq!(PortSpec::parse(""), Err(PortSpecError::Empty));
+        assert!(matches!(PortSpec::parse("0"), Err(PortSpecError::BadNumber { .. })));
+        assert!(matches!(PortSpec::parse("65536"), Err(PortSpecError::BadNumber { .. })));
+        assert!(matches!(PortSpec::parse("80,,81"), Err(PortSpecError::BadNumber { .. })));
+        assert!(matches!(PortSpec::parse("http"), Err(PortSpecError::BadNumber { .. })));
+        assert!(matches!(PortSpec::parse("U:53"), Err(PortSpecError::BadNumber { .. })));
+        let e = PortSpec::parse("100-10").unwrap_err();
+        assert_eq!(e.to_string(), "range \"100-10\" runs backwards");
+    }
+
+    #[test]
+    fn top_ports_come_from_the_list() {
+        let list = top_ports_list();
+        assert!(list.len() >= 300);
+        let mut sorted = list.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), list.len(), "frequency list has duplicates");
+        let top3 = PortSpec::top(3).unwrap();
+        assert_eq!(top3.to_string(), "22,80,443");
+        assert!(PortSpec::top(0).is_err());
+        assert!(PortSpec::top(list.len() + 1).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn display_roundtrips(ports in proptest::collection::vec(1u16..=65535, 1..50)) {
+            let spec = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+            let p = PortSpec::parse(&spec).unwrap();
+            let again = PortSpec::parse(&p.to_string()).unwrap();
+            prop_assert_eq!(&p, &again);
+            for port in &ports { prop_assert!(p.contains(*port)); }
+            let mut uniq = ports.clone(); uniq.sort_unstable(); uniq.dedup();
+            prop_assert_eq!(p.len(), uniq.len());
+            prop_assert_eq!(p.iter().collect::<Vec<_>>(), uniq.clone());
+            for (i, port) in uniq.iter().enumerate() { prop_assert_eq!(p.nth(i), Some(*port)); }
+            prop_assert_eq!(p.nth(uniq.len()), None);
+        }
+
+        #[test]
+        fn parse_never_panics(s in ".{0,40}") {
+            let _ = PortSpec::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! In-process result store for the embedded mode.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{ResultStore, StoreError};
+use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome};
+
+#[derive(Default)]
+struct Scan {
+    shards_total: u64,
+    shards: HashMap<u32, ShardOutcome>,
+    results: BTreeMap<(IpAddr, u16, Protocol), ProbeResult>,
+}
+
+/// The embedded store.
+#[derive(Default)]
+pub struct MemoryStore {
+    scans: Mutex<HashMap<String, Scan>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with_scan<T>(&self, scan_id: &str, f: impl FnOnce(&mut Scan) -> T) -> Result<T, StoreError> {
+        let mut scans = self.scans.lock().unwrap_or_else(|p| p.into_inner());
+        scans.get_mut(scan_id).map(f).ok_or_else(|| StoreError::UnknownScan(scan_id.to_string()))
+    }
+}
+
+#[async_trait]
+impl ResultStore for MemoryStore {
+    async fn begin_scan(&self, scan_id: &str, shards_total: u64) -> Result<(), StoreError> {
+        let mut scans = self.scans.lock().unwrap_or_else(|p| p.into_inner());
+        scans.entry(scan_id.to_string()).or_default().shards_total = shards_total;
+        Ok(())
+    }
+
+    async fn write_results(&self, scan_id: &str, results: &[ProbeResult]) -> Result<(), StoreError> {
+        self.with_scan(scan_id, |s| {
+            for r in results {
+                s.results.insert(r.key(), r.clone());
+            }
+        })
+    }
+
+    async fn finish_shard(&self, scan_id: &str, shard_id: u32, outcome: &ShardOutcome) -> Result<bool, StoreError> {
+        self.with_scan(scan_id, |s| match (s.shards.get(&shard_id), outcome) {
+            (Some(ShardOutcome::Done), _) => false,
+            (Some(ShardOutcome::Failed { .. }), ShardOutcome::Failed { .. }) => false,
+            (_, o) => {
+                s.shards.insert(shard_id, o.clone());
+                matches!(o, ShardOutcome::Done)
+            }
+        })
+    }
+
+    async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError> {
+        self.with_scan(scan_id, |s| Progress {
+            shards_total: s.shards_total,
+            shards_done: s.shards.values().filter(|o| matches!(o, ShardOutcome::Done)).count() as u64,
+            shards_failed: s.shards.values().filter(|o| matches!(o, ShardOutcome::Failed { .. })).count() as u64,
+            results: s.results.len() as u64,
+        })
+    }
+
+    async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
+        self.with_scan(scan_id, |s| s.results.values().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::PortState;
+
+    fn r(port: u16, state: PortState) -> ProbeResult {
+        ProbeResult {
+            scan_id: "s".into(),
+            asset_id: "a".into(),
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+            protocol: Protocol::Tcp,
+            state,
+            reason: String::new(),
+            service: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rewrites_never_double_count_and_shards_are_idempotent() {
+        let st = MemoryStore::new();
+        assert!(matches!(st.progress("s").await, Err(StoreError::UnknownScan(_))));
+        st.begin_scan("s", 2).await.unwrap();
+        st.write_results("s", &[r(80, PortState::Open), r(22, PortState::Open)]).await.unwrap();
+        st.write_results("s", &[r(80, PortState::Open)]).await.unwrap();
+        assert!(st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "x".into() }).await.unwrap() == false);
+        assert!(st.finish_shard("s", 0, &ShardOutcome::Done).await.unwrap());
+        assert!(!st.finish_shard("s", 0, &ShardOutcome::Done).await.unwrap());
+        assert!(!st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "y".into() }).await.unwrap());
+        let p = st.progress("s").await.unwrap();
+        assert_eq!(p, Progress { shards_total: 2, shards_done: 1, shards_failed: 0, results: 2 });
+        assert!(!p.finished());
+        let ports: Vec<u16> = st.results("s").await.unwrap().iter().map(|r| r.port).collect();
+        assert_eq!(ports, [22, 80]);
+    }
+}

@@ -1,0 +1,43 @@
+//! The result store seam. Workers write through [`ResultStore`]; reports read
+//! through it. Backends: [`memory`] for the embedded mode (Redis joins in the
+//! fleet work).
+
+pub mod memory;
+
+use async_trait::async_trait;
+
+use crate::types::{ProbeResult, Progress, ShardOutcome};
+
+/// Store errors know whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("result store unavailable: {0}")]
+    Transient(String),
+    #[error("result store error: {0}")]
+    Permanent(String),
+    #[error("scan {0} is not known to the result store")]
+    UnknownScan(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+/// Durable, idempotent storage of scan results and progress.
+#[async_trait]
+pub trait ResultStore: Send + Sync {
+    /// Register a scan and how many shards it has.
+    async fn begin_scan(&self, scan_id: &str, shards_total: u64) -> Result<(), StoreError>;
+    /// Store results; a result with the same (ip, port, protocol) replaces the old
+    /// one, so a redelivered shard never double counts. Durable when this returns.
+    async fn write_results(&self, scan_id: &str, results: &[ProbeResult]) -> Result<(), StoreError>;
+    /// Record a shard's outcome. Idempotent: returns true only the first time the
+    /// shard is recorded as done; `Done` overrides an earlier `Failed`, never the reverse.
+    async fn finish_shard(&self, scan_id: &str, shard_id: u32, outcome: &ShardOutcome) -> Result<bool, StoreError>;
+    /// Shards and results counted so far.
+    async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError>;
+    /// All stored results of a scan, ordered by ip then port.
+    async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError>;
+}

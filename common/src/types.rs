@@ -1,0 +1,263 @@
+//! Domain types shared by coordinator and workers.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::PortSpec;
+
+/// One scannable thing as discovery (EC2, an inventory file, a typed target) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asset {
+    /// Stable identifier: the EC2 instance id, or the IP for hand-typed targets.
+    #[serde(default)]
+    pub id: String,
+    pub private_ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Asset {
+    /// An asset for an address typed by hand: no cloud context, the IP is its id.
+    pub fn from_ip(ip: IpAddr) -> Self {
+        Asset {
+            id: ip.to_string(),
+            private_ip: ip,
+            instance_type: None,
+            account_id: None,
+            region: None,
+            vpc_id: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// An address that scope allowed, with the probe budget the rate policy gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub ip: IpAddr,
+    pub asset_id: String,
+    /// Packets per second this target may receive from one worker.
+    pub rate_pps: u32,
+}
+
+/// How a worker probes ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanMode {
+    /// Raw-socket SYN scan when the process may open raw sockets, connect scan otherwise.
+    #[default]
+    Auto,
+    Syn,
+    Connect,
+}
+
+impl std::str::FromStr for ScanMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ScanMode::Auto),
+            "syn" => Ok(ScanMode::Syn),
+            "connect" => Ok(ScanMode::Connect),
+            other => Err(format!("unknown scan mode {other:?}: expected syn, connect or auto")),
+        }
+    }
+}
+
+/// How hard and how deep a shard is probed; travels inside the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeProfile {
+    pub mode: ScanMode,
+    /// Wait for an answer to one probe before it counts as unanswered.
+    pub timeout_ms: u64,
+    /// Extra attempts for probes that got no answer.
+    pub retries: u8,
+    /// Cap on packets (or connection attempts) per second for the whole worker.
+    pub global_rate_pps: u32,
+    /// Read banners and identify services on open ports.
+    pub service_detection: bool,
+    /// Ping hosts first and skip those that are down (off = nmap's -Pn).
+    pub host_discovery: bool,
+    /// Report closed and filtered ports too, not only open ones.
+    pub all_states: bool,
+}
+
+impl Default for ProbeProfile {
+    fn default() -> Self {
+        ProbeProfile {
+            mode: ScanMode::Auto,
+            timeout_ms: 1000,
+            retries: 2,
+            global_rate_pps: 20_000,
+            service_detection: true,
+            host_discovery: false,
+            all_states: false,
+        }
+    }
+}
+
+/// One unit of work: some targets of one network zone, and what to probe on them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanJob {
+    pub scan_id: String,
+    pub shard_id: u32,
+    pub zone: String,
+    pub targets: Vec<Target>,
+    pub ports: PortSpec,
+    pub profile: ProbeProfile,
+}
+
+/// What one port answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortState {
+    Open,
+    Closed,
+    Filtered,
+}
+
+impl PortState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::Open => "open",
+            PortState::Closed => "closed",
+            PortState::Filtered => "filtered",
+        }
+    }
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// What service detection learned about an open port. Every string in here came
+/// from the network or was derived from it and is untrusted; `banner` is already
+/// escaped (printable ASCII, everything else as `\xNN`) and bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ServiceInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
+    /// Free-form facts (HTTP title, TLS subject and SANs, ...), escaped like the banner.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// The outcome for one (target, port): the record that workers write and reports read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub scan_id: String,
+    pub asset_id: String,
+    pub ip: IpAddr,
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub state: PortState,
+    /// Why the state was decided: `syn-ack`, `rst`, `no-response`, `icmp-unreachable`, `connect`, ...
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceInfo>,
+}
+
+impl ProbeResult {
+    /// The idempotency key of a result: a rerun of a shard overwrites, never adds.
+    pub fn key(&self) -> (IpAddr, u16, Protocol) {
+        (self.ip, self.port, self.protocol)
+    }
+}
+
+/// Progress of one scan as the store counts it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub shards_total: u64,
+    pub shards_done: u64,
+    pub shards_failed: u64,
+    /// Distinct (ip, port) results stored so far.
+    pub results: u64,
+}
+
+impl Progress {
+    /// Every shard has an outcome.
+    pub fn finished(&self) -> bool {
+        self.shards_total > 0 && self.shards_done + self.shards_failed >= self.shards_total
+    }
+}
+
+/// How a shard ended, as recorded by the worker that ran it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum ShardOutcome {
+    Done,
+    Failed { reason: String },
+}
+
+/// Escape untrusted bytes for display and storage: printable ASCII stays, `\` and
+/// everything else become `\\`, `\n`, `\r`, `\t` or `\xNN`. At most `max` input
+/// bytes are kept; a cut is marked with `...`.
+pub fn escape_bytes(bytes: &[u8], max: usize) -> String {
+    let cut = bytes.len() > max;
+    let mut out = String::with_capacity(bytes.len().min(max) + 8);
+    for &b in &bytes[..bytes.len().min(max)] {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if cut {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn escape_keeps_printable_and_escapes_control() {
+        assert_eq!(escape_bytes(b"SSH-2.0-x\r\n", 100), "SSH-2.0-x\\r\\n");
+        assert_eq!(escape_bytes(b"\x1b[31m", 100), "\\x1b[31m");
+        assert_eq!(escape_bytes(b"abcdef", 3), "abc...");
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_is_printable_ascii(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let s = escape_bytes(&bytes, 256);
+            prop_assert!(s.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+        }
+    }
+}

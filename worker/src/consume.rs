@@ -1,0 +1,378 @@
+//! The consume loop: lease a shard, verify it, probe, detect services, store
+//! results, then ack. A job is acked only after its results are durably written;
+//! a permanent failure dead-letters it with its reason; a transient one puts it
+//! back on the queue.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use scanfleet_common::envelope::now_unix_ms;
+use scanfleet_common::queue::{Delivery, JobQueue, Nack};
+use scanfleet_common::scope::ScopePolicy;
+use scanfleet_common::store::{ResultStore, StoreError};
+use scanfleet_common::{JobEnvelope, PortState, ProbeResult, Protocol, ScanJob, ScanMode, ShardOutcome};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::discovery;
+use crate::probe::{self, PortObservation, ProbeError, ProbeRequest, Selected, syn::SynConfig};
+use crate::service::{DetectConfig, Detector};
+
+/// How a worker behaves; see each field.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The network zone whose queue this worker serves.
+    pub zone: String,
+    /// Shards worked on at the same time.
+    pub concurrency: usize,
+    /// HMAC secret for job envelopes; `None` accepts only unsigned jobs (embedded mode).
+    pub secret: Option<Vec<u8>>,
+    /// Address rules checked again before any probe (defence in depth).
+    pub scope: ScopePolicy,
+    /// The lease is extended every `lease / 3` while a shard runs.
+    pub lease: Duration,
+    /// Longest single wait on an empty queue.
+    pub receive_wait: Duration,
+    /// Results per store write.
+    pub result_batch: usize,
+    /// Open ports whose services are identified at the same time.
+    pub detect_window: usize,
+    pub detect: DetectConfig,
+    pub syn: SynConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            zone: "default".into(),
+            concurrency: 1,
+            secret: None,
+            scope: ScopePolicy::default(),
+            lease: Duration::from_secs(60),
+            receive_wait: Duration::from_secs(1),
+            result_batch: 500,
+            detect_window: 64,
+            detect: DetectConfig::default(),
+            syn: SynConfig::default(),
+        }
+    }
+}
+
+/// Counters one worker keeps over its life.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub jobs_done: AtomicU64,
+    pub jobs_retried: AtomicU64,
+    pub jobs_dead_lettered: AtomicU64,
+    pub probes_sent: AtomicU64,
+    pub results_written: AtomicU64,
+}
+
+/// Why a shard did not complete.
+#[derive(Debug, thiserror::Error)]
+enum ShardError {
+    /// Retrying cannot help: dead-letter with this reason.
+    #[error("{0}")]
+    Permanent(String),
+    /// Put it back on the queue.
+    #[error("{0}")]
+    Transient(String),
+    #[error("shutting down")]
+    Cancelled,
+}
+
+impl From<ProbeError> for ShardError {
+    fn from(e: ProbeError) -> Self {
+        match e {
+            ProbeError::Cancelled => ShardError::Cancelled,
+            e if e.is_transient() => ShardError::Transient(e.to_string()),
+            e => ShardError::Permanent(e.to_string()),
+        }
+    }
+}
+
+/// A worker: one consume loop over a queue and a store.
+pub struct Worker {
+    queue: Arc<dyn JobQueue>,
+    store: Arc<dyn ResultStore>,
+    config: WorkerConfig,
+    detector: Detector,
+    /// Engines by requested mode, chosen once (raw sockets are probed once).
+    engines: tokio::sync::Mutex<HashMap<ScanMode, Arc<OnceCell<Selected>>>>,
+    /// Notes for the user (such as a connect-scan fallback), each said once.
+    notes: std::sync::Mutex<Vec<String>>,
+    pub stats: WorkerStats,
+}
+
+impl Worker {
+    pub fn new(queue: Arc<dyn JobQueue>, store: Arc<dyn ResultStore>, config: WorkerConfig) -> Self {
+        let detector = Detector::new(config.detect.clone());
+        Worker {
+            queue,
+            store,
+            config,
+            detector,
+            engines: tokio::sync::Mutex::new(HashMap::new()),
+            notes: std::sync::Mutex::new(Vec::new()),
+            stats: WorkerStats::default(),
+        }
+    }
+
+    /// Notes gathered so far (engine fallbacks, ICMP without privileges), deduplicated.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    fn note(&self, msg: String) {
+        if let Ok(mut n) = self.notes.lock()
+            && !n.contains(&msg)
+        {
+            tracing::warn!("{msg}");
+            n.push(msg);
+        }
+    }
+
+    /// Consume until `shutdown` fires: stop receiving, let shards in hand finish
+    /// (or release them when they are cancelled), return.
+    ///
+    /// # Errors
+    /// Only a permanent queue error ends the loop early.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), scanfleet_common::queue::QueueError> {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.queue.receive(&self.config.zone, self.config.receive_wait) => r,
+            };
+            while tasks.try_join_next().is_some() {}
+            match received {
+                Ok(Some(delivery)) => {
+                    backoff = Duration::from_millis(100);
+                    let me = self.clone();
+                    let cancel = shutdown.child_token();
+                    tasks.spawn(async move {
+                        me.handle(delivery, cancel).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "queue receive failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Work one delivery to its end: ack, retry or dead-letter.
+    pub async fn handle(&self, delivery: Delivery, cancel: CancellationToken) {
+        let heartbeat = CancellationToken::new();
+        let hb = {
+            let queue = self.queue.clone();
+            let d = delivery.clone();
+            let lease = self.config.lease;
+            let stop = heartbeat.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(lease / 3) => {
+                            if let Err(e) = queue.extend_lease(&d, lease).await {
+                                tracing::warn!(error = %e, "lease extension failed");
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let outcome = self.work(&delivery, &cancel).await;
+        heartbeat.cancel();
+        let _ = hb.await;
+        let settle = match outcome {
+            Ok(()) => {
+                self.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
+                self.queue.ack(&delivery).await
+            }
+            Err(ShardError::Permanent(reason)) => {
+                tracing::warn!(%reason, "job dead-lettered");
+                self.stats.jobs_dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.queue.nack(&delivery, Nack::DeadLetter { reason }).await
+            }
+            Err(ShardError::Transient(reason)) => {
+                tracing::warn!(%reason, "job failed; it will be retried");
+                self.stats.jobs_retried.fetch_add(1, Ordering::Relaxed);
+                self.queue.nack(&delivery, Nack::Retry).await
+            }
+            Err(ShardError::Cancelled) => self.queue.nack(&delivery, Nack::Retry).await,
+        };
+        if let Err(e) = settle {
+            tracing::warn!(error = %e, "could not settle delivery; its lease will lapse and it will be redelivered");
+        }
+    }
+
+    async fn work(&self, delivery: &Delivery, cancel: &CancellationToken) -> Result<(), ShardError> {
+        let env = JobEnvelope::from_bytes(&delivery.payload).map_err(|e| ShardError::Permanent(e.to_string()))?;
+        let job = env
+            .open(self.config.secret.as_deref(), now_unix_ms())
+            .map_err(|e| ShardError::Permanent(e.to_string()))?;
+        if job.zone != self.config.zone {
+            return Err(ShardError::Permanent(format!(
+                "job is for zone {:?} but this worker serves {:?}",
+                job.zone, self.config.zone
+            )));
+        }
+        if let Some(t) = job.targets.iter().find(|t| !self.config.scope.allows(t)) {
+            return Err(ShardError::Permanent(format!("target {} is out of this worker's scope", t.ip)));
+        }
+        self.run_shard(&job, cancel).await?;
+        self.with_store_retry(cancel, || self.store.finish_shard(&job.scan_id, job.shard_id, &ShardOutcome::Done))
+            .await?;
+        Ok(())
+    }
+
+    async fn engine(&self, mode: ScanMode) -> Result<Arc<dyn probe::Prober>, ShardError> {
+        let cell = self.engines.lock().await.entry(mode).or_default().clone();
+        let sel = cell
+            .get_or_try_init(|| async { probe::select(mode, self.config.syn.clone()) })
+            .await
+            .map_err(ShardError::from)?;
+        if let Some(n) = &sel.fallback_note {
+            self.note(n.clone());
+        }
+        Ok(sel.prober.clone())
+    }
+
+    /// Write to the store, retrying transient failures with backoff for as long as
+    /// the shard is not cancelled: the shard is held (not acked) meanwhile.
+    async fn with_store_retry<T, F, Fut>(&self, cancel: &CancellationToken, mut op: F) -> Result<T, ShardError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "result store write failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(ShardError::Cancelled),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(ShardError::Transient(e.to_string())),
+            }
+        }
+    }
+
+    async fn write(&self, cancel: &CancellationToken, scan_id: &str, batch: &[ProbeResult]) -> Result<(), ShardError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.with_store_retry(cancel, || self.store.write_results(scan_id, batch)).await?;
+        self.stats.results_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn run_shard(&self, job: &ScanJob, cancel: &CancellationToken) -> Result<(), ShardError> {
+        let asset_of: HashMap<IpAddr, String> = job.targets.iter().map(|t| (t.ip, t.asset_id.clone())).collect();
+        let mut targets = job.targets.clone();
+        if job.profile.host_discovery {
+            let ips: Vec<IpAddr> = targets.iter().map(|t| t.ip).collect();
+            let found = discovery::discover(&ips, Duration::from_millis(job.profile.timeout_ms.max(200) * 2)).await;
+            for n in found.notes {
+                self.note(n);
+            }
+            targets.retain(|t| found.up.contains(&t.ip));
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let prober = self.engine(job.profile.mode).await?;
+        let req = ProbeRequest {
+            targets,
+            ports: job.ports.clone(),
+            profile: job.profile.clone(),
+            seed: rand::random(),
+        };
+        let (tx, mut rx) = mpsc::channel::<PortObservation>(4096);
+        let result = |o: &PortObservation| ProbeResult {
+            scan_id: job.scan_id.clone(),
+            asset_id: asset_of.get(&o.ip).cloned().unwrap_or_else(|| o.ip.to_string()),
+            ip: o.ip,
+            port: o.port,
+            protocol: Protocol::Tcp,
+            state: o.state,
+            reason: o.reason.to_string(),
+            service: None,
+        };
+        let scan = prober.scan(&req, tx, cancel.clone());
+        let collect = async {
+            let mut open = Vec::new();
+            let mut batch = Vec::new();
+            while let Some(o) = rx.recv().await {
+                if o.state == PortState::Open {
+                    open.push(result(&o));
+                } else if job.profile.all_states {
+                    batch.push(result(&o));
+                    if batch.len() >= self.config.result_batch {
+                        self.write(cancel, &job.scan_id, &batch).await?;
+                        batch.clear();
+                    }
+                }
+            }
+            self.write(cancel, &job.scan_id, &batch).await?;
+            Ok::<_, ShardError>(open)
+        };
+        let (stats, open) = tokio::join!(scan, collect);
+        let stats = stats?;
+        let mut open = open?;
+        self.stats.probes_sent.fetch_add(stats.probes_sent, Ordering::Relaxed);
+
+        if job.profile.service_detection && !open.is_empty() {
+            let window = Arc::new(Semaphore::new(self.config.detect_window.max(1)));
+            let mut set = JoinSet::new();
+            for (i, r) in open.iter().enumerate() {
+                let (ip, port) = (r.ip, r.port);
+                let det = self.detector.clone();
+                let window = window.clone();
+                set.spawn(async move {
+                    let _p = window.acquire_owned().await;
+                    (i, det.detect(ip, port).await)
+                });
+            }
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => { set.abort_all(); return Err(ShardError::Cancelled) }
+                    next = set.join_next() => match next {
+                        Some(Ok((i, svc))) => open[i].service = svc,
+                        Some(Err(_)) => {}
+                        None => break,
+                    }
+                }
+            }
+        }
+        for chunk in open.chunks(self.config.result_batch.max(1)) {
+            self.write(cancel, &job.scan_id, chunk).await?;
+        }
+        Ok(())
+    }
+}
