@@ -1,0 +1,113 @@
+//! The planner: targets in, shards out. Targets are grouped by network zone
+//! (every target is in zone `default` until discovery knows better), then cut
+//! into shards of bounded size so that one shard is a few minutes of one worker's
+//! time at most, and so that several workers have something to do.
+
+use std::collections::BTreeMap;
+
+use scanfleet_common::{PortSpec, ProbeProfile, ScanJob, Target};
+
+/// Limits on one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardLimits {
+    /// At most this many targets per shard.
+    pub max_targets: usize,
+    /// At most this many (target, port) probes per shard (first attempts).
+    pub max_probes: u64,
+    /// Cut into at least this many shards when there are enough targets (one per worker).
+    pub min_shards: usize,
+}
+
+impl Default for ShardLimits {
+    fn default() -> Self {
+        ShardLimits { max_targets: 256, max_probes: 4 * 65_536 * 16, min_shards: 1 }
+    }
+}
+
+/// Plan the shards of a scan. Each target lands in exactly one shard; shards of a
+/// zone have near-equal sizes; shard ids run from 0.
+pub fn plan(
+    scan_id: &str,
+    zoned: BTreeMap<String, Vec<Target>>,
+    ports: &PortSpec,
+    profile: &ProbeProfile,
+    limits: ShardLimits,
+) -> Vec<ScanJob> {
+    let per_target = ports.len().max(1) as u64;
+    let by_probes = (limits.max_probes / per_target).max(1) as usize;
+    let cap = limits.max_targets.min(by_probes).max(1);
+    let mut jobs = Vec::new();
+    for (zone, targets) in zoned {
+        if targets.is_empty() {
+            continue;
+        }
+        let n = targets.len();
+        let shards = n.div_ceil(cap).max(limits.min_shards.min(n)).max(1);
+        let (base, extra) = (n / shards, n % shards);
+        let mut it = targets.into_iter();
+        for i in 0..shards {
+            let take = base + usize::from(i < extra);
+            jobs.push(ScanJob {
+                scan_id: scan_id.to_string(),
+                shard_id: jobs.len() as u32,
+                zone: zone.clone(),
+                targets: it.by_ref().take(take).collect(),
+                ports: ports.clone(),
+                profile: profile.clone(),
+            });
+        }
+    }
+    jobs
+}
+
+/// A scan id: time-ordered and unique enough for humans and key names.
+pub fn new_scan_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("sf-{}-{:06x}", now.as_secs(), rand::random::<u32>() & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn targets(n: usize) -> Vec<Target> {
+        (0..n)
+            .map(|i| Target { ip: format!("10.0.{}.{}", i / 256, i % 256).parse().unwrap(), asset_id: i.to_string(), rate_pps: 100 })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn every_target_in_exactly_one_bounded_shard(n in 0usize..2000, max_targets in 1usize..300, min_shards in 1usize..9, nports in 1u16..2000) {
+            let ports = PortSpec::parse(&format!("1-{nports}")).unwrap();
+            let limits = ShardLimits { max_targets, max_probes: 100_000, min_shards };
+            let jobs = plan("s", BTreeMap::from([("default".to_string(), targets(n))]), &ports, &ProbeProfile::default(), limits);
+            let mut seen: Vec<_> = jobs.iter().flat_map(|j| j.targets.iter().map(|t| t.asset_id.clone())).collect();
+            prop_assert_eq!(seen.len(), n);
+            seen.sort(); seen.dedup();
+            prop_assert_eq!(seen.len(), n);
+            for (i, j) in jobs.iter().enumerate() {
+                prop_assert_eq!(j.shard_id as usize, i);
+                prop_assert!(!j.targets.is_empty());
+                prop_assert!(j.targets.len() <= max_targets);
+                prop_assert!(j.targets.len() == 1 || (j.targets.len() as u64) * u64::from(nports) <= 100_000);
+            }
+            if n > 0 { prop_assert!(jobs.len() >= min_shards.min(n)); }
+        }
+    }
+
+    #[test]
+    fn zones_never_share_a_shard() {
+        let mut t = targets(10);
+        let b = t.split_off(4);
+        let jobs = plan(
+            "s",
+            BTreeMap::from([("a".into(), t), ("b".into(), b)]),
+            &PortSpec::parse("80").unwrap(),
+            &ProbeProfile::default(),
+            ShardLimits { max_targets: 3, ..ShardLimits::default() },
+        );
+        assert_eq!(jobs.iter().map(|j| (j.zone.as_str(), j.targets.len())).collect::<Vec<_>>(), [("a", 2), ("a", 2), ("b", 3), ("b", 3)]);
+    }
+}
