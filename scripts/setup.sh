@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Prepare a Debian machine for scanfleet's tests and lab: install what is missing,
+# start the services the tests talk to when they are not running. Idempotent.
+# Needs root (apt-get, network namespaces). Fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (package installs and network namespaces need it)"
+
+# Debian packages: the lab (iproute2, nftables, socat, openssl, python3), the
+# services (redis, rabbitmq), the benchmark anchors (nmap, masscan).
+need=()
+for pair in ip:iproute2 nft:nftables socat:socat openssl:openssl redis-server:redis-server \
+            redis-cli:redis-tools rabbitmq-server:rabbitmq-server nmap:nmap masscan:masscan \
+            setpriv:util-linux python3:python3 pip3:python3-pip ps:procps; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update"
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install ${need[*]}"
+fi
+
+# moto's AWS server (EC2, STS, Organizations, SQS) for the AWS and SQS tests.
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "installing moto[server] from PyPI"
+  python3 -m pip install -q 'moto[server]' || die "pip install moto[server]"
+fi
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust 1.95 (rustup)"
+
+# Services, started the way the machine image starts them, only when not running.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  log "starting redis-server on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || die "redis-server did not start"
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || die "redis-server is not answering on 6379"
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  log "starting rabbitmq-server (5672)"
+  rabbitmq-server -detached || die "rabbitmq-server did not start"
+  for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
+  (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || die "rabbitmq is not listening on 5672 after 60 s"
+fi
+log "ready"
