@@ -47,6 +47,13 @@ impl QueueError {
 pub trait JobQueue: Send + Sync {
     /// Enqueue one message on a zone's queue; durable when this returns.
     async fn publish(&self, zone: &str, payload: &[u8]) -> Result<(), QueueError>;
+    /// Enqueue several messages on a zone's queue; backends batch where they can.
+    async fn publish_batch(&self, zone: &str, payloads: &[Vec<u8>]) -> Result<(), QueueError> {
+        for p in payloads {
+            self.publish(zone, p).await?;
+        }
+        Ok(())
+    }
     /// Wait up to `wait` for a message of `zone`; the message is leased to the caller.
     async fn receive(&self, zone: &str, wait: Duration) -> Result<Option<Delivery>, QueueError>;
     /// The message is done; it will not come back.
