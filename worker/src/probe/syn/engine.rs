@@ -1,0 +1,530 @@
+//! The two threads of a scan. The transmit thread walks the probe permutation
+//! pass after pass; the receive thread validates replies by their cookie and
+//! records them in the answered bitmap. They share nothing per probe: only the
+//! bitmap, a stop flag and a few counters.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use scanfleet_common::PortState;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::cookie::CookieKey;
+use super::packet::{self, Probe, Reply, ReplyKind};
+use super::plan::{AtomicBitmap, PortIndex, TargetTable};
+use super::sock::{self, RecvBatch, SendBatch};
+use super::timing::{PortClock, RttEstimator};
+use crate::probe::order::Permutation;
+use crate::rate::TokenBucket;
+
+/// Longest single sleep of either thread, so that a stop is seen quickly.
+const TICK: Duration = Duration::from_millis(5);
+/// Probes set aside for targets whose own budget is spent (see [`Pacer`]).
+const DEFERRED_CAP: usize = 1 << 16;
+/// `recvmmsg` calls per socket before the receive loop looks at the others.
+const RECV_ROUNDS: usize = 32;
+
+/// What a scan is about; read-only once the threads start.
+#[derive(Debug)]
+pub struct Scan {
+    pub key: CookieKey,
+    pub targets: TargetTable,
+    pub ports: PortIndex,
+    pub perm: Permutation,
+    pub clock: PortClock,
+    /// `targets * ports`.
+    pub n: u64,
+    /// Indices whose target is probed at all (not skipped).
+    pub probeable: u64,
+}
+
+impl Scan {
+    fn split(&self, idx: u64) -> (usize, u32) {
+        let nt = u64::from(self.targets.len());
+        ((idx % nt) as usize, (idx / nt) as u32)
+    }
+
+    /// The index a validated reply answers, if it is one of ours.
+    fn index_of(&self, r: &Reply) -> Option<u64> {
+        let t = self.targets.index_of(&r.target)?;
+        let rank = self.ports.rank(r.target_port)?;
+        Some(u64::from(rank) * u64::from(self.targets.len()) + u64::from(t))
+    }
+}
+
+/// State both threads touch.
+#[derive(Debug)]
+pub struct Shared {
+    pub answered: AtomicBitmap,
+    pub answered_count: AtomicU64,
+    pub stop: AtomicBool,
+    /// The current wait after a pass, in µs (from the RTT estimator).
+    pub rto_us: AtomicU64,
+    /// When (µs since `epoch`) the receive thread last found every queue empty.
+    pub rx_idle_us: AtomicU64,
+    pub epoch: Instant,
+    /// Replies that passed the cookie check, duplicates included.
+    pub replies: AtomicU64,
+    /// TCP/ICMP packets that matched the BPF filter but not a cookie.
+    pub strays: AtomicU64,
+    /// Packets the kernel dropped because the receive queue was full.
+    pub rx_dropped: AtomicU64,
+    pub rtt_samples: AtomicU64,
+    pub srtt_us: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(n: u64, epoch: Instant, initial_rto: Duration) -> Self {
+        Shared {
+            answered: AtomicBitmap::new(n),
+            answered_count: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            rto_us: AtomicU64::new(initial_rto.as_micros() as u64),
+            rx_idle_us: AtomicU64::new(0),
+            epoch,
+            replies: AtomicU64::new(0),
+            strays: AtomicU64::new(0),
+            rx_dropped: AtomicU64::new(0),
+            rtt_samples: AtomicU64::new(0),
+            srtt_us: AtomicU64::new(0),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn micros(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+}
+
+/// A port decided by a reply, for the async side to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub target: u32,
+    pub port: u16,
+    pub state: PortState,
+    pub reason: &'static str,
+}
+
+fn classify(kind: ReplyKind) -> (PortState, &'static str) {
+    match kind {
+        ReplyKind::SynAck => (PortState::Open, "syn-ack"),
+        ReplyKind::Rst => (PortState::Closed, "rst"),
+        ReplyKind::Unreachable { .. } => (PortState::Filtered, "icmp-unreachable"),
+    }
+}
+
+// ----------------------------------------------------------------- receive --
+
+/// The receive sockets of a scan (a family is absent when no target uses it).
+#[derive(Debug, Default)]
+pub struct RxSockets {
+    pub tcp4: Option<OwnedFd>,
+    pub icmp4: Option<OwnedFd>,
+    pub tcp6: Option<OwnedFd>,
+    pub icmp6: Option<OwnedFd>,
+}
+
+#[derive(Clone, Copy)]
+enum RxKind {
+    Tcp4,
+    Icmp4,
+    Tcp6,
+    Icmp6,
+}
+
+/// Settings of the receive loop.
+#[derive(Debug, Clone, Copy)]
+pub struct RxParams {
+    /// Bounds of the wait after a pass (see [`RttEstimator::rto`]).
+    pub rto_floor: Duration,
+    pub rto_ceiling: Duration,
+}
+
+/// Receive until `shared.stop`, then drain what is already queued and return.
+pub fn rx_loop(scan: &Scan, shared: &Shared, socks: RxSockets, params: RxParams, found: UnboundedSender<Found>) {
+    let mut socks_list: Vec<(OwnedFd, RxKind)> = Vec::with_capacity(4);
+    for (s, k) in [(socks.tcp4, RxKind::Tcp4), (socks.icmp4, RxKind::Icmp4), (socks.tcp6, RxKind::Tcp6), (socks.icmp6, RxKind::Icmp6)] {
+        if let Some(s) = s {
+            socks_list.push((s, k));
+        }
+    }
+    let fds: Vec<_> = socks_list.iter().map(|(s, _)| s.as_raw_fd()).collect();
+    let mut batch = RecvBatch::new();
+    let mut rtt = RttEstimator::default();
+    let mut drops = vec![0u32; socks_list.len()];
+    let mut warned = false;
+    loop {
+        let stopping = shared.stopped();
+        if let Err(e) = sock::poll_readable(&fds, if stopping { Duration::ZERO } else { TICK }) {
+            tracing::warn!(error = %e, "SYN receive: poll failed");
+            std::thread::sleep(TICK);
+        }
+        let mut all_empty = true;
+        for (si, (fd, kind)) in socks_list.iter().enumerate() {
+            // When stopping, drain fully (bounded) so nothing that already
+            // arrived is reported as silence.
+            let rounds = if stopping { RECV_ROUNDS * 64 } else { RECV_ROUNDS };
+            let mut emptied = false;
+            for _ in 0..rounds {
+                let got = match batch.recv(fd.as_raw_fd()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "SYN receive: recvmmsg failed");
+                            warned = true;
+                        }
+                        0
+                    }
+                };
+                let now = Instant::now();
+                for i in 0..got {
+                    if let Some(d) = batch.drops(i) {
+                        drops[si] = drops[si].max(d);
+                    }
+                    let reply = match kind {
+                        RxKind::Tcp4 => packet::parse_tcp_v4(batch.packet(i)),
+                        RxKind::Icmp4 => packet::parse_icmp_v4(batch.packet(i)),
+                        RxKind::Tcp6 => match batch.source(i) {
+                            Some(IpAddr::V6(src)) => scan
+                                .targets
+                                .index_of(&IpAddr::V6(src))
+                                .and_then(|t| match scan.targets.entries[t as usize].local {
+                                    Some(IpAddr::V6(local)) => Some(local),
+                                    _ => None,
+                                })
+                                .and_then(|local| packet::parse_tcp_v6(batch.packet(i), src, local)),
+                            _ => None,
+                        },
+                        RxKind::Icmp6 => packet::parse_icmp_v6(batch.packet(i)),
+                    };
+                    if let Some(r) = reply {
+                        accept(scan, shared, &r, now, &mut rtt, params, &found);
+                    }
+                }
+                if got < super::sock::RECV_BATCH {
+                    emptied = true;
+                    break;
+                }
+            }
+            all_empty &= emptied;
+        }
+        shared.rx_dropped.store(drops.iter().map(|&d| u64::from(d)).sum(), Ordering::Relaxed);
+        if all_empty {
+            shared.rx_idle_us.store(shared.micros(Instant::now()), Ordering::Release);
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+fn accept(scan: &Scan, shared: &Shared, r: &Reply, now: Instant, rtt: &mut RttEstimator, params: RxParams, found: &UnboundedSender<Found>) {
+    if !scan.key.validates(r) {
+        shared.strays.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    shared.replies.fetch_add(1, Ordering::Relaxed);
+    let Some(idx) = scan.index_of(r) else { return };
+    if !shared.answered.set(idx) {
+        return; // a duplicate (retransmitted SYN-ACK, answer to a retransmit)
+    }
+    shared.answered_count.fetch_add(1, Ordering::AcqRel);
+    // Only first answers are timed: a target's own SYN-ACK retransmits would
+    // read as very long RTTs.
+    if let Some(age) = scan.clock.age(r.local_port, now) {
+        rtt.sample(age);
+        shared.rto_us.store(rtt.rto(params.rto_floor, params.rto_ceiling).as_micros() as u64, Ordering::Relaxed);
+        shared.rtt_samples.store(rtt.samples(), Ordering::Relaxed);
+        shared.srtt_us.store(rtt.srtt().unwrap_or_default().as_micros() as u64, Ordering::Relaxed);
+    }
+    let (state, reason) = classify(r.kind);
+    let (t, _) = scan.split(idx);
+    // The receiver is gone only when the scan was abandoned.
+    let _ = found.send(Found { target: t as u32, port: r.target_port, state, reason });
+}
+
+// ---------------------------------------------------------------- transmit --
+
+/// The send sockets of a scan, already wrapped in batches.
+pub struct TxSockets {
+    pub v4: Option<SendBatch>,
+    pub v6: Option<SendBatch>,
+}
+
+/// Settings of the transmit loop.
+#[derive(Debug, Clone, Copy)]
+pub struct TxParams {
+    pub retries: u8,
+    pub global_rate_pps: u32,
+    /// Upper bound of every wait after a pass (the profile's timeout).
+    pub rto_ceiling: Duration,
+}
+
+/// What the transmit thread did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxReport {
+    pub probes_sent: u64,
+    pub retransmits: u64,
+    pub send_failures: u64,
+    pub last_send_error: Option<i32>,
+    pub passes: u32,
+    pub stopped: bool,
+}
+
+struct Stopped;
+
+/// Paces probes under the global bucket and one bucket per target.
+///
+/// Probes come in permutation order. When a target's own budget is spent,
+/// its probe is set aside in that target's FIFO instead of holding up every
+/// other target (a t2.nano at 100 pps must not slow a whole shard down to
+/// 100 pps times the number of hosts); set-aside probes go out as soon as their
+/// target has tokens again. At most [`DEFERRED_CAP`] probes wait like this,
+/// beyond that the walk blocks on the slow targets.
+struct Tx<'a> {
+    scan: &'a Scan,
+    shared: &'a Shared,
+    socks: TxSockets,
+    buckets: Vec<TokenBucket>,
+    global: TokenBucket,
+    deferred: Vec<VecDeque<u64>>,
+    pending: Vec<usize>,
+    deferred_total: usize,
+    next_service: Instant,
+    pass: u32,
+    report: TxReport,
+    sent_this_pass: u64,
+}
+
+impl<'a> Tx<'a> {
+    fn check_stop(&self) -> Result<(), Stopped> {
+        if self.shared.stopped() { Err(Stopped) } else { Ok(()) }
+    }
+
+    fn flush(&mut self) {
+        for b in [&mut self.socks.v4, &mut self.socks.v6].into_iter().flatten() {
+            if b.is_empty() {
+                continue;
+            }
+            let f = b.flush();
+            self.report.probes_sent += f.sent;
+            self.sent_this_pass += f.sent;
+            if self.pass > 0 {
+                self.report.retransmits += f.sent;
+            }
+            if f.failed > 0 {
+                if self.report.send_failures == 0 {
+                    tracing::warn!(errno = f.last_error, "SYN send: the kernel refused probes (route or local firewall); they count as unanswered");
+                }
+                self.report.send_failures += f.failed;
+                self.report.last_send_error = f.last_error;
+            }
+        }
+    }
+
+    fn sleep(&mut self, d: Duration) -> Result<(), Stopped> {
+        self.flush();
+        self.check_stop()?;
+        std::thread::sleep(d.clamp(Duration::from_micros(20), TICK));
+        self.check_stop()
+    }
+
+    /// Take one token from the global bucket, sleeping as needed.
+    fn take_global(&mut self) -> Result<(), Stopped> {
+        loop {
+            let now = tokio::time::Instant::now();
+            let w = self.global.wait_for(1, now);
+            if w.is_zero() && self.global.try_take(1, now) {
+                return Ok(());
+            }
+            self.sleep(w)?;
+        }
+    }
+
+    /// Build probe `idx` into its family's batch.
+    fn send(&mut self, idx: u64) {
+        let scan = self.scan;
+        let (t, rank) = scan.split(idx);
+        let Some(port) = scan.ports.port(rank) else { return };
+        let e = &scan.targets.entries[t];
+        let Some(local) = e.local else { return };
+        let sport = scan.clock.port_at(Instant::now());
+        let seq = scan.key.cookie(local, e.ip, port, sport);
+        let batch = match (local, e.ip) {
+            (IpAddr::V4(l), IpAddr::V4(d)) => self.socks.v4.as_mut().map(|b| {
+                let len = packet::build_syn_v4(b.slot(), &Probe { local: l, target: d, local_port: sport, target_port: port, seq });
+                b.commit(len, e.ip);
+                b.is_full()
+            }),
+            (IpAddr::V6(l), IpAddr::V6(d)) => self.socks.v6.as_mut().map(|b| {
+                let len = packet::build_syn_v6(b.slot(), &Probe { local: l, target: d, local_port: sport, target_port: port, seq });
+                b.commit(len, e.ip);
+                b.is_full()
+            }),
+            _ => None,
+        };
+        if batch == Some(true) {
+            self.flush();
+        }
+    }
+
+    fn has_token(&mut self, t: usize) -> bool {
+        self.buckets[t].wait_for(1, tokio::time::Instant::now()).is_zero()
+    }
+
+    /// Send set-aside probes whose targets have tokens again. With `block`,
+    /// wait until at least one goes out (or none is left).
+    fn service_deferred(&mut self, block: bool) -> Result<(), Stopped> {
+        loop {
+            let mut progressed = false;
+            let mut earliest = TICK;
+            let mut k = 0;
+            while k < self.pending.len() {
+                let t = self.pending[k];
+                loop {
+                    let now = tokio::time::Instant::now();
+                    let w = self.buckets[t].wait_for(1, now);
+                    if !w.is_zero() {
+                        earliest = earliest.min(w);
+                        break;
+                    }
+                    let Some(idx) = self.deferred[t].pop_front() else { break };
+                    self.deferred_total -= 1;
+                    if self.pass > 0 && self.shared.answered.get(idx) {
+                        continue;
+                    }
+                    self.take_global()?;
+                    self.buckets[t].try_take(1, tokio::time::Instant::now());
+                    self.send(idx);
+                    progressed = true;
+                }
+                if self.deferred[t].is_empty() {
+                    self.pending.swap_remove(k);
+                } else {
+                    k += 1;
+                }
+            }
+            self.next_service = Instant::now() + Duration::from_millis(1);
+            if !block || progressed || self.pending.is_empty() {
+                return Ok(());
+            }
+            self.sleep(earliest)?;
+        }
+    }
+
+    /// One walk over the permutation: every index on pass 0, the unanswered
+    /// ones after. Returns the number of probes sent.
+    fn pass(&mut self) -> Result<u64, Stopped> {
+        let scan = self.scan;
+        self.sent_this_pass = 0;
+        for i in 0..scan.n {
+            if i % 1024 == 0 {
+                self.check_stop()?;
+            }
+            let idx = scan.perm.at(i);
+            if self.pass > 0 && self.shared.answered.get(idx) {
+                continue;
+            }
+            let (t, _) = scan.split(idx);
+            if scan.targets.entries[t].skip.is_some() {
+                continue;
+            }
+            if !self.pending.is_empty() && Instant::now() >= self.next_service {
+                self.service_deferred(false)?;
+            }
+            if !self.deferred[t].is_empty() || !self.has_token(t) {
+                while self.deferred_total >= DEFERRED_CAP {
+                    self.service_deferred(true)?;
+                }
+                if self.deferred[t].is_empty() {
+                    self.pending.push(t);
+                }
+                self.deferred[t].push_back(idx);
+                self.deferred_total += 1;
+                continue;
+            }
+            self.take_global()?;
+            self.buckets[t].try_take(1, tokio::time::Instant::now());
+            self.send(idx);
+        }
+        while !self.pending.is_empty() {
+            self.service_deferred(true)?;
+        }
+        self.flush();
+        Ok(self.sent_this_pass)
+    }
+
+    fn all_answered(&self) -> bool {
+        self.shared.answered_count.load(Ordering::Acquire) >= self.scan.probeable
+    }
+
+    /// Wait for the answers to the pass that ended at `end`: at least the
+    /// current RTO, and until the receive thread has caught up (found its
+    /// queues empty after that point), at most RTO + the profile timeout.
+    fn wait_for_answers(&mut self, end: Instant, ceiling: Duration) -> Result<(), Stopped> {
+        loop {
+            self.check_stop()?;
+            if self.all_answered() {
+                return Ok(());
+            }
+            let rto = Duration::from_micros(self.shared.rto_us.load(Ordering::Relaxed));
+            let deadline = end + rto;
+            let now = Instant::now();
+            if now >= deadline
+                && (self.shared.rx_idle_us.load(Ordering::Acquire) >= self.shared.micros(deadline) || now >= deadline + ceiling)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(TICK.min(deadline.saturating_duration_since(now)).max(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// Send every probe, then retransmit to the silent ones `retries` times,
+/// waiting for answers after each pass.
+pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams) -> TxReport {
+    let nt = scan.targets.entries.len();
+    let mut tx = Tx {
+        scan,
+        shared,
+        socks,
+        buckets: scan.targets.entries.iter().map(|e| TokenBucket::smooth(e.rate_pps)).collect(),
+        global: TokenBucket::smooth(params.global_rate_pps),
+        deferred: vec![VecDeque::new(); nt],
+        pending: Vec::new(),
+        deferred_total: 0,
+        next_service: Instant::now(),
+        pass: 0,
+        report: TxReport::default(),
+        sent_this_pass: 0,
+    };
+    for pass in 0..=u32::from(params.retries) {
+        tx.pass = pass;
+        if pass > 0 && tx.all_answered() {
+            break;
+        }
+        let sent = match tx.pass() {
+            Ok(s) => s,
+            Err(Stopped) => {
+                tx.report.stopped = true;
+                break;
+            }
+        };
+        tx.report.passes = pass + 1;
+        if sent == 0 && tx.report.send_failures == 0 {
+            break;
+        }
+        if tx.wait_for_answers(Instant::now(), params.rto_ceiling).is_err() {
+            tx.report.stopped = true;
+            break;
+        }
+    }
+    tx.flush();
+    tx.report
+}

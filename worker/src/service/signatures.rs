@@ -1,0 +1,542 @@
+//! The signature file: which answer, to which probe, names which service.
+//!
+//! Format (`data/service-signatures.toml`, TOML): a list of `[[signature]]` tables,
+//! tried in file order within each probe; the first match wins, so specific
+//! products come before generic catch-alls.
+//!
+//! ```toml
+//! [[signature]]
+//! probe = "banner"                          # which answer: see `Probe::name`
+//! service = "ssh"                           # lowercase service name
+//! pattern = '^SSH-([\d.]+)-OpenSSH_([\w.]+)' # bytes regex, in a TOML literal string
+//! product = "OpenSSH"                       # optional templates: `$1`..`$9`, `$$`
+//! version = "$2"
+//! cpe = "cpe:/a:openbsd:openssh:$2"
+//! extra = { "ssh.protocol" = "$1" }         # optional, keys are free-form
+//! ```
+//!
+//! Patterns are compiled as byte regexes with Unicode off (`\d`, `\w`, `\s` and
+//! `(?i)` are ASCII, `\xNN` is one byte) and `.` matching any byte, newlines
+//! included, because half the protocols are binary; use `[^\r\n]` to stay on a
+//! line. The regex engine runs in linear time, so no answer can make matching slow.
+//!
+//! Captures are escaped with `escape_bytes` before they enter a template, and a
+//! field whose expansion is empty is left out (a CPE loses its trailing `:`), so
+//! an optional version group simply disappears when the service hides it.
+//!
+//! Banner signatures are tried on every probe's answer after that probe's own
+//! signatures: a service that speaks first puts its greeting in front of whatever
+//! it says to the probe.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use regex::bytes::{Regex, RegexBuilder};
+use scanfleet_common::escape_bytes;
+use serde::Deserialize;
+
+use super::probes::Probe;
+
+/// The signature file shipped with the worker.
+pub const SHIPPED: &str = include_str!("../../../data/service-signatures.toml");
+
+/// Longest capture kept, in input bytes (before escaping).
+const MAX_CAPTURE: usize = 128;
+/// Longest answer handed to the regexes; reads are bounded well below this already.
+const MAX_MATCH_INPUT: usize = 64 * 1024;
+/// Cap on one compiled regex, so a careless pattern fails at load, not at scan time.
+const REGEX_SIZE_LIMIT: usize = 4 << 20;
+
+/// Why a signature file was refused. Always permanent: the file must be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("cannot read signature file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signature file is not valid: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// `index` counts `[[signature]]` tables from 1, in file order.
+    #[error("signature #{index} ({service}): {reason}")]
+    Invalid { index: usize, service: String, reason: String },
+    #[error("signature #{index} ({service}): bad pattern: {source}")]
+    Regex {
+        index: usize,
+        service: String,
+        #[source]
+        source: regex::Error,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    signature: Vec<RawSignature>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    probe: String,
+    service: String,
+    pattern: String,
+    product: Option<String>,
+    version: Option<String>,
+    cpe: Option<String>,
+    #[serde(default)]
+    extra: BTreeMap<String, String>,
+}
+
+/// Literal text and capture-group references, parsed once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Group(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Template(Vec<Piece>);
+
+impl Template {
+    /// `$1`..`$9` name groups, `$$` is a dollar; any other `$` is an error, so a
+    /// typo cannot silently produce a literal.
+    fn parse(s: &str, groups: usize) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c != '$' {
+                text.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('$') => text.push('$'),
+                Some(d @ '1'..='9') => {
+                    let n = d as usize - '0' as usize;
+                    if n >= groups {
+                        return Err(format!("template {s:?} uses ${n} but the pattern has {} groups", groups - 1));
+                    }
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Group(n));
+                }
+                _ => return Err(format!("template {s:?}: `$` must be followed by 1-9 or `$`")),
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Template(pieces))
+    }
+
+    /// The expansion, or `None` when it would be empty or when the template uses
+    /// groups and all of them came out empty (so `"$1.$2"` does not leave a lone
+    /// `.`). `keep_literal` keeps the literal text in that case, which CPEs want:
+    /// `cpe:/a:f5:nginx:$1` without a version is still the right product.
+    fn expand(&self, caps: &regex::bytes::Captures<'_>, keep_literal: bool) -> Option<String> {
+        let mut out = String::new();
+        let mut uses_group = false;
+        let mut any_group_filled = false;
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Group(n) => {
+                    uses_group = true;
+                    if let Some(m) = caps.get(*n)
+                        && !m.is_empty()
+                    {
+                        any_group_filled = true;
+                        out.push_str(&escape_bytes(m.as_bytes(), MAX_CAPTURE));
+                    }
+                }
+            }
+        }
+        if out.is_empty() || (uses_group && !any_group_filled && !keep_literal) {
+            return None;
+        }
+        Some(out)
+    }
+}
+
+/// One compiled signature.
+#[derive(Debug)]
+struct Signature {
+    service: String,
+    regex: Regex,
+    product: Option<Template>,
+    version: Option<Template>,
+    cpe: Option<Template>,
+    extra: Vec<(String, Template)>,
+}
+
+/// What a matching signature says about a service. Every string is escaped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SignatureMatch {
+    pub service: String,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub cpe: Option<String>,
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A compiled signature file, grouped by probe.
+#[derive(Debug, Default)]
+pub struct SignatureSet {
+    /// Indexed by `Probe::index`, each in file order.
+    by_probe: [Vec<Signature>; Probe::ALL.len()],
+}
+
+static SHIPPED_SET: LazyLock<Result<Arc<SignatureSet>, SignatureError>> =
+    LazyLock::new(|| SignatureSet::from_toml(SHIPPED).map(Arc::new));
+
+impl SignatureSet {
+    /// The shipped signatures, compiled once per process and shared.
+    ///
+    /// # Errors
+    /// When the shipped file is broken, which the unit tests rule out.
+    pub fn shipped() -> Result<Arc<SignatureSet>, &'static SignatureError> {
+        SHIPPED_SET.as_ref().map(Arc::clone)
+    }
+
+    /// Compile a signature file from its text.
+    ///
+    /// # Errors
+    /// Invalid TOML, an unknown field or probe, a bad regex, or a template that
+    /// refers to a group the pattern lacks; the error names the signature.
+    pub fn from_toml(text: &str) -> Result<SignatureSet, SignatureError> {
+        let raw: RawFile = toml::from_str(text)?;
+        let mut set = SignatureSet::default();
+        for (i, r) in raw.signature.into_iter().enumerate() {
+            let index = i + 1;
+            let invalid = |reason: String| SignatureError::Invalid { index, service: r.service.clone(), reason };
+            let probe = match Probe::from_name(&r.probe) {
+                Some(Probe::Tls) => {
+                    return Err(invalid("probe \"tls\" has no signatures: the answer inside TLS is matched as \"http\"".into()));
+                }
+                Some(p) => p,
+                None => return Err(invalid(format!("unknown probe {:?}", r.probe))),
+            };
+            let name_ok = !r.service.is_empty()
+                && r.service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !name_ok {
+                return Err(invalid("service must be lowercase letters, digits and '-'".into()));
+            }
+            let regex = RegexBuilder::new(&r.pattern)
+                .unicode(false)
+                .dot_matches_new_line(true)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|source| SignatureError::Regex { index, service: r.service.clone(), source })?;
+            let groups = regex.captures_len();
+            let template = |t: &Option<String>| t.as_deref().map(|s| Template::parse(s, groups)).transpose();
+            let product = template(&r.product).map_err(invalid)?;
+            let version = template(&r.version).map_err(invalid)?;
+            let cpe = template(&r.cpe).map_err(invalid)?;
+            let mut extra = Vec::with_capacity(r.extra.len());
+            for (k, v) in &r.extra {
+                if k.is_empty() {
+                    return Err(invalid("empty extra key".into()));
+                }
+                extra.push((k.clone(), Template::parse(v, groups).map_err(invalid)?));
+            }
+            set.by_probe[probe.index()].push(Signature {
+                service: r.service,
+                regex,
+                product,
+                version,
+                cpe,
+                extra,
+            });
+        }
+        Ok(set)
+    }
+
+    /// Compile a signature file from disk.
+    ///
+    /// # Errors
+    /// As [`SignatureSet::from_toml`], plus the file being unreadable.
+    pub fn from_file(path: &Path) -> Result<SignatureSet, SignatureError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SignatureError::Io { path: path.to_path_buf(), source })?;
+        SignatureSet::from_toml(&text)
+    }
+
+    /// Number of signatures.
+    pub fn len(&self) -> usize {
+        self.by_probe.iter().map(Vec::len).sum()
+    }
+
+    /// Whether there are no signatures at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of signatures for one probe.
+    pub fn len_for(&self, probe: Probe) -> usize {
+        self.by_probe[probe.index()].len()
+    }
+
+    /// Match what a service answered to `probe`: that probe's signatures first,
+    /// then the banner signatures. Safe on any input.
+    pub fn match_response(&self, probe: Probe, answer: &[u8]) -> Option<SignatureMatch> {
+        let answer = answer.get(..MAX_MATCH_INPUT).unwrap_or(answer);
+        if answer.is_empty() {
+            return None;
+        }
+        let own = self.by_probe[probe.index()].iter();
+        let banner = self.by_probe[Probe::Banner.index()].iter().filter(|_| probe != Probe::Banner);
+        own.chain(banner).find_map(|sig| {
+            let caps = sig.regex.captures(answer)?;
+            let expand = |t: &Option<Template>| t.as_ref().and_then(|t| t.expand(&caps, false));
+            let cpe = sig.cpe.as_ref().and_then(|t| t.expand(&caps, true));
+            let cpe = cpe.map(|c| c.trim_end_matches(':').to_string());
+            Some(SignatureMatch {
+                service: sig.service.clone(),
+                product: expand(&sig.product),
+                version: expand(&sig.version),
+                cpe,
+                extra: sig
+                    .extra
+                    .iter()
+                    .filter_map(|(k, t)| Some((k.clone(), t.expand(&caps, false)?)))
+                    .collect(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set() -> Arc<SignatureSet> {
+        match SignatureSet::shipped() {
+            Ok(s) => s,
+            Err(e) => panic!("shipped signature file is broken: {e}"),
+        }
+    }
+
+    fn m(probe: Probe, answer: &[u8]) -> SignatureMatch {
+        set()
+            .match_response(probe, answer)
+            .unwrap_or_else(|| panic!("no match for {}", escape_bytes(answer, 200)))
+    }
+
+    /// (service, product, version, cpe)
+    fn facts(x: &SignatureMatch) -> (&str, Option<&str>, Option<&str>, Option<&str>) {
+        (x.service.as_str(), x.product.as_deref(), x.version.as_deref(), x.cpe.as_deref())
+    }
+
+    #[test]
+    fn shipped_file_parses_and_every_regex_compiles() {
+        let s = SignatureSet::from_toml(SHIPPED).expect("shipped file");
+        assert!(s.len() >= 50, "only {} signatures", s.len());
+        for p in Probe::ALL {
+            if p != Probe::Tls {
+                assert!(s.len_for(p) > 0, "no signatures for probe {}", p.name());
+            }
+        }
+    }
+
+    #[test]
+    fn ssh_banners() {
+        let x = m(Probe::Banner, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
+        assert_eq!(facts(&x), ("ssh", Some("OpenSSH"), Some("9.2p1"), Some("cpe:/a:openbsd:openssh:9.2p1")));
+        assert_eq!(x.extra["ssh.protocol"], "2.0");
+        assert_eq!(x.extra["ssh.comment"], "Debian-2+deb12u3");
+        let x = m(Probe::Banner, b"SSH-2.0-OpenSSH_8.9\r\n");
+        assert_eq!(x.version.as_deref(), Some("8.9"));
+        assert!(!x.extra.contains_key("ssh.comment"));
+        let x = m(Probe::Banner, b"SSH-2.0-dropbear_2022.83\r\n");
+        assert_eq!(facts(&x).1, Some("Dropbear sshd"));
+        assert_eq!(x.version.as_deref(), Some("2022.83"));
+        let x = m(Probe::Banner, b"SSH-2.0-Go\r\n");
+        assert_eq!(facts(&x), ("ssh", None, None, None));
+        assert_eq!(x.extra["ssh.software"], "Go");
+    }
+
+    #[test]
+    fn mail_and_ftp_banners() {
+        let x = m(Probe::Banner, b"220 lab-t1.scanfleet.test ESMTP Postfix\r\n");
+        assert_eq!(facts(&x), ("smtp", Some("Postfix"), None, Some("cpe:/a:postfix:postfix")));
+        assert_eq!(x.extra["hostname"], "lab-t1.scanfleet.test");
+        let x = m(Probe::Banner, b"220 mx.example.org ESMTP Exim 4.96 Mon, 01 Jan 2024 00:00:00 +0000\r\n");
+        assert_eq!(facts(&x), ("smtp", Some("Exim"), Some("4.96"), Some("cpe:/a:exim:exim:4.96")));
+        assert_eq!(facts(&m(Probe::Banner, b"220 mail.example.com ESMTP ready\r\n")).0, "smtp");
+        let x = m(Probe::Banner, b"220 (vsFTPd 3.0.3)\r\n");
+        assert_eq!(facts(&x), ("ftp", Some("vsftpd"), Some("3.0.3"), Some("cpe:/a:beasts:vsftpd:3.0.3")));
+        let x = m(Probe::Banner, b"220 ProFTPD 1.3.5e Server (Debian) [::ffff:10.0.0.1]\r\n");
+        assert_eq!(facts(&x), ("ftp", Some("ProFTPD"), Some("1.3.5e"), Some("cpe:/a:proftpd:proftpd:1.3.5e")));
+        assert_eq!(facts(&m(Probe::Banner, b"220 Welcome to the FTP service\r\n")).0, "ftp");
+        let x = m(Probe::Banner, b"+OK Dovecot (Debian) ready.\r\n");
+        assert_eq!(facts(&x), ("pop3", Some("Dovecot pop3d"), None, Some("cpe:/a:dovecot:dovecot")));
+        assert_eq!(facts(&m(Probe::Banner, b"+OK POP3 server ready\r\n")).0, "pop3");
+        let x = m(Probe::Banner, b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS AUTH=PLAIN] Dovecot (Debian) ready.\r\n");
+        assert_eq!(facts(&x), ("imap", Some("Dovecot imapd"), None, Some("cpe:/a:dovecot:dovecot")));
+        assert_eq!(facts(&m(Probe::Banner, b"* OK IMAP4 ready\r\n")).0, "imap");
+    }
+
+    #[test]
+    fn binary_greetings() {
+        let mysql = b"\x4a\x00\x00\x00\x0a8.0.36-0ubuntu0.22.04.1\x00\x08\x00\x00\x00abcdefgh\x00";
+        let x = m(Probe::Banner, mysql);
+        assert_eq!(facts(&x), ("mysql", Some("MySQL"), Some("8.0.36-0ubuntu0.22.04.1"), Some("cpe:/a:oracle:mysql:8.0.36")));
+        let maria = b"\x5b\x00\x00\x00\x0a5.5.5-10.11.6-MariaDB-0+deb12u1\x00\x08\x00\x00\x00";
+        let x = m(Probe::Banner, maria);
+        assert_eq!(facts(&x), ("mysql", Some("MariaDB"), Some("10.11.6"), Some("cpe:/a:mariadb:mariadb:10.11.6")));
+        let denied = b"\x45\x00\x00\x00\xff\x6a\x04Host '10.0.0.9' is not allowed to connect to this MySQL server";
+        assert_eq!(facts(&m(Probe::Banner, denied)), ("mysql", Some("MySQL"), None, None));
+        let x = m(Probe::Banner, b"RFB 003.008\n");
+        assert_eq!(facts(&x).0, "vnc");
+        assert_eq!(x.extra["vnc.protocol"], "003.008");
+        assert_eq!(facts(&m(Probe::Banner, b"\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23")).0, "telnet");
+    }
+
+    #[test]
+    fn http_servers() {
+        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nDate: x\r\nServer: nginx/1.24.0\r\n\r\n");
+        assert_eq!(facts(&x), ("http", Some("nginx"), Some("1.24.0"), Some("cpe:/a:f5:nginx:1.24.0")));
+        let x = m(Probe::Http, b"HTTP/1.1 404 Not Found\r\nserver: nginx\r\n\r\n");
+        assert_eq!(facts(&x), ("http", Some("nginx"), None, Some("cpe:/a:f5:nginx")));
+        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nServer: Apache/2.4.57 (Debian)\r\n\r\n");
+        assert_eq!(facts(&x), ("http", Some("Apache httpd"), Some("2.4.57"), Some("cpe:/a:apache:http_server:2.4.57")));
+        assert_eq!(x.extra["http.os"], "Debian");
+        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nServer: Microsoft-IIS/10.0\r\n\r\n");
+        assert_eq!(facts(&x), ("http", Some("Microsoft IIS httpd"), Some("10.0"), Some("cpe:/a:microsoft:internet_information_services:10.0")));
+        let x = m(Probe::Http, b"HTTP/1.0 200 OK\r\nServer: scanfleet-lab-httpd/1.0\r\n\r\n<title>x</title>");
+        assert_eq!(facts(&x), ("http", Some("scanfleet-lab-httpd"), Some("1.0"), None));
+        let x = m(Probe::Http, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(facts(&x), ("http", None, None, None));
+        let es = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\n  \"name\" : \"n1\",\n  \"version\" : {\n    \"number\" : \"8.11.1\",\n    \"build_flavor\" : \"default\"\n  },\n  \"tagline\" : \"You Know, for Search\"\n}\n";
+        let x = m(Probe::Http, es);
+        assert_eq!(facts(&x), ("http", Some("Elasticsearch REST API"), Some("8.11.1"), Some("cpe:/a:elastic:elasticsearch:8.11.1")));
+        // The Server header only counts inside the header block.
+        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n\r\nServer: nginx/1.0\r\n");
+        assert_eq!(facts(&x), ("http", None, None, None));
+    }
+
+    #[test]
+    fn client_first_protocols() {
+        let x = m(Probe::Redis, b"+PONG\r\n$30\r\n# Server\r\nredis_version:7.0.15\r\n\r\n");
+        assert_eq!(facts(&x), ("redis", Some("Redis"), Some("7.0.15"), Some("cpe:/a:redis:redis:7.0.15")));
+        assert_eq!(facts(&m(Probe::Redis, b"+PONG\r\n-NOPERM x\r\n")), ("redis", Some("Redis"), None, Some("cpe:/a:redis:redis")));
+        assert_eq!(facts(&m(Probe::Redis, b"-NOAUTH Authentication required.\r\n")).0, "redis");
+        assert_eq!(facts(&m(Probe::Redis, b"-DENIED Redis is running in protected mode because\r\n")).0, "redis");
+        // Redis saying no to a TLS ClientHello or an HTTP request.
+        assert_eq!(facts(&m(Probe::Http, b"-ERR unknown command '\\x16\\x03', with args beginning with: \r\n")).0, "redis");
+        let x = m(Probe::PostgreSql, b"N");
+        assert_eq!(facts(&x), ("postgresql", Some("PostgreSQL"), None, Some("cpe:/a:postgresql:postgresql")));
+        assert_eq!(x.extra["postgresql.ssl"], "false");
+        assert_eq!(m(Probe::PostgreSql, b"S").extra["postgresql.ssl"], "true");
+        assert!(set().match_response(Probe::PostgreSql, b"NO").is_none());
+        let x = m(Probe::Memcached, b"VERSION 1.6.21\r\n");
+        assert_eq!(facts(&x), ("memcached", Some("memcached"), Some("1.6.21"), Some("cpe:/a:memcached:memcached:1.6.21")));
+        let start = b"\x01\x00\x00\x00\x00\x01\x00\x00\x0a\x00\x0a\x00\x09\x00\x00\x01\x00\x0ccapabilitiesF\x00\x00\x00\x00\x07productS\x00\x00\x00\x08RabbitMQ\x07versionS\x00\x00\x00\x063.12.1\x08platformS\x00\x00\x00\x03x\xce";
+        let x = m(Probe::Amqp, start);
+        assert_eq!(facts(&x), ("amqp", Some("RabbitMQ"), Some("3.12.1"), Some("cpe:/a:pivotal_software:rabbitmq:3.12.1")));
+        assert_eq!(facts(&m(Probe::Http, b"AMQP\x00\x00\x09\x01")).0, "amqp");
+        let mut reply = vec![0x40, 0, 0, 0, 1, 0, 0, 0, 0x46, 0x4e, 0x43, 0x53, 1, 0, 0, 0];
+        reply.extend_from_slice(b"\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x20\x00\x00\x00\x08ismaster\x00\x01");
+        assert_eq!(facts(&m(Probe::MongoDb, &reply)).0, "mongodb");
+    }
+
+    #[test]
+    fn captures_are_escaped_and_bounded() {
+        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nServer: \x1b[2Jx\x00y/1\x07\r\n\r\n");
+        assert_eq!(x.product.as_deref(), Some("\\x1b[2Jx\\x00y"));
+        assert_eq!(x.version.as_deref(), Some("1\\x07"));
+        let long = [b"HTTP/1.1 200 OK\r\nServer: ".as_slice(), &[b'A'; 10_000], b"\r\n\r\n"].concat();
+        let x = m(Probe::Http, &long);
+        assert_eq!(x.product.map(|p| p.len()), Some(MAX_CAPTURE + 3));
+    }
+
+    #[test]
+    fn templates() {
+        let t = Template::parse("a$1-$$-$2", 3).unwrap();
+        assert_eq!(
+            t.0,
+            vec![
+                Piece::Text("a".into()),
+                Piece::Group(1),
+                Piece::Text("-$-".into()),
+                Piece::Group(2)
+            ]
+        );
+        assert!(Template::parse("$3", 3).is_err());
+        assert!(Template::parse("$x", 3).is_err());
+        assert!(Template::parse("tail$", 3).is_err());
+    }
+
+    #[test]
+    fn bad_files_name_the_signature() {
+        let bad_regex = "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '(unclosed'\n";
+        let e = SignatureSet::from_toml(bad_regex).unwrap_err();
+        assert!(matches!(e, SignatureError::Regex { index: 1, .. }), "{e}");
+        let bad_probe = "[[signature]]\nprobe = \"gopher\"\nservice = \"x\"\npattern = 'x'\n";
+        assert!(SignatureSet::from_toml(bad_probe).unwrap_err().to_string().contains("unknown probe"));
+        let tls = "[[signature]]\nprobe = \"tls\"\nservice = \"x\"\npattern = 'x'\n";
+        assert!(SignatureSet::from_toml(tls).is_err());
+        let bad_group = "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '(a)'\nversion = \"$2\"\n";
+        let e = SignatureSet::from_toml(bad_group).unwrap_err().to_string();
+        assert!(e.contains("#1 (x)") && e.contains("$2"), "{e}");
+        let unknown_field = "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = 'x'\nprodukt = \"y\"\n";
+        assert!(matches!(SignatureSet::from_toml(unknown_field), Err(SignatureError::Toml(_))));
+        let bad_name = "[[signature]]\nprobe = \"banner\"\nservice = \"X Y\"\npattern = 'x'\n";
+        assert!(SignatureSet::from_toml(bad_name).is_err());
+        assert!(SignatureSet::from_toml("").unwrap().is_empty());
+        assert!(matches!(
+            SignatureSet::from_file(Path::new("/nonexistent/sigs.toml")),
+            Err(SignatureError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn file_order_decides() {
+        let text = "[[signature]]\nprobe = \"banner\"\nservice = \"first\"\npattern = '^ab'\n\n[[signature]]\nprobe = \"banner\"\nservice = \"second\"\npattern = '^a'\nproduct = \"P$1\"\n";
+        let s = SignatureSet::from_toml(text).unwrap();
+        assert_eq!(s.match_response(Probe::Banner, b"abc").unwrap().service, "first");
+        let x = s.match_response(Probe::Http, b"ax").unwrap();
+        assert_eq!((x.service.as_str(), x.product.as_deref()), ("second", Some("P")));
+        assert!(s.match_response(Probe::Banner, b"").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn matcher_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let s = set();
+            for p in Probe::ALL {
+                if let Some(x) = s.match_response(p, &bytes) {
+                    let all = [Some(&x.service), x.product.as_ref(), x.version.as_ref(), x.cpe.as_ref()];
+                    for v in all.into_iter().flatten().chain(x.extra.values()) {
+                        prop_assert!(v.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn matcher_survives_mutated_greetings(
+            base in prop::sample::select(vec![
+                b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".to_vec(),
+                b"HTTP/1.1 200 OK\r\nServer: nginx/1.2\r\n\r\n".to_vec(),
+                b"\x4a\x00\x00\x00\x0a8.0.36\x00".to_vec(),
+                b"220 h ESMTP Postfix\r\n".to_vec(),
+            ]),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut bytes = base;
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            for p in Probe::ALL {
+                let _ = set().match_response(p, &bytes);
+            }
+        }
+    }
+}
