@@ -7,6 +7,7 @@
 
 pub mod envelope;
 pub mod inventory;
+pub mod metrics;
 pub mod ports;
 pub mod queue;
 pub mod rate;

@@ -76,6 +76,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     }
 
     let stop_workers = CancellationToken::new();
+    let metrics = scanfleet_worker::metrics::WorkerMetrics::new();
     let workers: Vec<Arc<Worker>> = (0..settings.workers.min(jobs.len().max(1)))
         .map(|_| {
             let config = WorkerConfig {
@@ -83,7 +84,12 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
                 receive_wait: Duration::from_millis(200),
                 ..WorkerConfig::default()
             };
-            Arc::new(Worker::new(queue.clone() as Arc<dyn JobQueue>, store.clone() as Arc<dyn ResultStore>, config))
+            Arc::new(Worker::with_metrics(
+                queue.clone() as Arc<dyn JobQueue>,
+                store.clone() as Arc<dyn ResultStore>,
+                config,
+                metrics.clone(),
+            ))
         })
         .collect();
     let handles: Vec<_> = workers.iter().map(|w| tokio::spawn(w.clone().run(stop_workers.clone()))).collect();

@@ -13,12 +13,13 @@ use scanfleet_common::envelope::now_unix_ms;
 use scanfleet_common::queue::{Delivery, JobQueue, Nack};
 use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::store::{ResultStore, StoreError};
-use scanfleet_common::{JobEnvelope, PortState, ProbeResult, Protocol, ScanJob, ScanMode, ShardOutcome};
+use scanfleet_common::{EnvelopeError, JobEnvelope, PortState, ProbeResult, Protocol, ScanJob, ScanMode, ShardOutcome};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::discovery;
+use crate::metrics::WorkerMetrics;
 use crate::probe::{self, PortObservation, ProbeError, ProbeRequest, Selected, syn::SynConfig};
 use crate::service::{DetectConfig, Detector};
 
@@ -75,9 +76,10 @@ pub struct WorkerStats {
 /// Why a shard did not complete.
 #[derive(Debug, thiserror::Error)]
 enum ShardError {
-    /// Retrying cannot help: dead-letter with this reason.
-    #[error("{0}")]
-    Permanent(String),
+    /// Retrying cannot help: dead-letter with this reason. `class` is one of
+    /// [`metrics::DEAD_LETTER_REASONS`](scanfleet_common::metrics::DEAD_LETTER_REASONS).
+    #[error("{reason}")]
+    Permanent { class: &'static str, reason: String },
     /// Put it back on the queue.
     #[error("{0}")]
     Transient(String),
@@ -90,7 +92,7 @@ impl From<ProbeError> for ShardError {
         match e {
             ProbeError::Cancelled => ShardError::Cancelled,
             e if e.is_transient() => ShardError::Transient(e.to_string()),
-            e => ShardError::Permanent(e.to_string()),
+            e => ShardError::Permanent { class: "probe", reason: e.to_string() },
         }
     }
 }
@@ -106,10 +108,22 @@ pub struct Worker {
     /// Notes for the user (such as a connect-scan fallback), each said once.
     notes: std::sync::Mutex<Vec<String>>,
     pub stats: WorkerStats,
+    pub metrics: WorkerMetrics,
 }
 
 impl Worker {
+    /// A worker with metrics of its own.
     pub fn new(queue: Arc<dyn JobQueue>, store: Arc<dyn ResultStore>, config: WorkerConfig) -> Self {
+        Self::with_metrics(queue, store, config, WorkerMetrics::new())
+    }
+
+    /// A worker that counts into shared metrics (several workers in one process).
+    pub fn with_metrics(
+        queue: Arc<dyn JobQueue>,
+        store: Arc<dyn ResultStore>,
+        config: WorkerConfig,
+        metrics: WorkerMetrics,
+    ) -> Self {
         let detector = Detector::new(config.detect.clone());
         Worker {
             queue,
@@ -119,6 +133,7 @@ impl Worker {
             engines: tokio::sync::Mutex::new(HashMap::new()),
             notes: std::sync::Mutex::new(Vec::new()),
             stats: WorkerStats::default(),
+            metrics,
         }
     }
 
@@ -167,6 +182,7 @@ impl Worker {
                 }
                 Ok(None) => {}
                 Err(e) if e.is_transient() => {
+                    self.metrics.errors.with_label_values(&["receive", "transient"]).inc();
                     tracing::warn!(error = %e, "queue receive failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -174,7 +190,10 @@ impl Worker {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.metrics.errors.with_label_values(&["receive", "permanent"]).inc();
+                    return Err(e);
+                }
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -183,19 +202,27 @@ impl Worker {
 
     /// Work one delivery to its end: ack, retry or dead-letter.
     pub async fn handle(&self, delivery: Delivery, cancel: CancellationToken) {
+        let started = std::time::Instant::now();
+        self.metrics.jobs_received.inc();
+        self.metrics.shards_in_flight.inc();
         let heartbeat = CancellationToken::new();
         let hb = {
             let queue = self.queue.clone();
             let d = delivery.clone();
             let lease = self.config.lease;
             let stop = heartbeat.clone();
+            let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(lease / 3) => {
-                            if let Err(e) = queue.extend_lease(&d, lease).await {
-                                tracing::warn!(error = %e, "lease extension failed");
+                            match queue.extend_lease(&d, lease).await {
+                                Ok(()) => metrics.lease_extensions.inc(),
+                                Err(e) => {
+                                    metrics.errors.with_label_values(&["settle", kind(e.is_transient())]).inc();
+                                    tracing::warn!(error = %e, "lease extension failed");
+                                }
                             }
                         }
                     }
@@ -205,41 +232,56 @@ impl Worker {
         let outcome = self.work(&delivery, &cancel).await;
         heartbeat.cancel();
         let _ = hb.await;
-        let settle = match outcome {
+        let (label, settle) = match outcome {
             Ok(()) => {
                 self.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
-                self.queue.ack(&delivery).await
+                ("done", self.queue.ack(&delivery).await)
             }
-            Err(ShardError::Permanent(reason)) => {
+            Err(ShardError::Permanent { class, reason }) => {
                 tracing::warn!(%reason, "job dead-lettered");
                 self.stats.jobs_dead_lettered.fetch_add(1, Ordering::Relaxed);
-                self.queue.nack(&delivery, Nack::DeadLetter { reason }).await
+                self.metrics.dead_lettered.with_label_values(&[class]).inc();
+                self.metrics.errors.with_label_values(&[stage_of(class), "permanent"]).inc();
+                ("dead_lettered", self.queue.nack(&delivery, Nack::DeadLetter { reason }).await)
             }
             Err(ShardError::Transient(reason)) => {
                 tracing::warn!(%reason, "job failed; it will be retried");
                 self.stats.jobs_retried.fetch_add(1, Ordering::Relaxed);
-                self.queue.nack(&delivery, Nack::Retry).await
+                ("retried", self.queue.nack(&delivery, Nack::Retry).await)
             }
-            Err(ShardError::Cancelled) => self.queue.nack(&delivery, Nack::Retry).await,
+            Err(ShardError::Cancelled) => ("released", self.queue.nack(&delivery, Nack::Retry).await),
         };
+        self.metrics.jobs_completed.with_label_values(&[label]).inc();
+        self.metrics.job_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.shards_in_flight.dec();
         if let Err(e) = settle {
+            self.metrics.errors.with_label_values(&["settle", kind(e.is_transient())]).inc();
             tracing::warn!(error = %e, "could not settle delivery; its lease will lapse and it will be redelivered");
         }
     }
 
     async fn work(&self, delivery: &Delivery, cancel: &CancellationToken) -> Result<(), ShardError> {
-        let env = JobEnvelope::from_bytes(&delivery.payload).map_err(|e| ShardError::Permanent(e.to_string()))?;
-        let job = env
-            .open(self.config.secret.as_deref(), now_unix_ms())
-            .map_err(|e| ShardError::Permanent(e.to_string()))?;
+        let env = JobEnvelope::from_bytes(&delivery.payload)
+            .map_err(|e| ShardError::Permanent { class: "malformed", reason: e.to_string() })?;
+        let job = env.open(self.config.secret.as_deref(), now_unix_ms()).map_err(|e| {
+            let class = match e {
+                EnvelopeError::Expired(_) => "expired",
+                EnvelopeError::BadSignature | EnvelopeError::Unsigned => "signature",
+                _ => "malformed",
+            };
+            ShardError::Permanent { class, reason: e.to_string() }
+        })?;
         if job.zone != self.config.zone {
-            return Err(ShardError::Permanent(format!(
-                "job is for zone {:?} but this worker serves {:?}",
-                job.zone, self.config.zone
-            )));
+            return Err(ShardError::Permanent {
+                class: "scope",
+                reason: format!("job is for zone {:?} but this worker serves {:?}", job.zone, self.config.zone),
+            });
         }
         if let Some(t) = job.targets.iter().find(|t| !self.config.scope.allows(t)) {
-            return Err(ShardError::Permanent(format!("target {} is out of this worker's scope", t.ip)));
+            return Err(ShardError::Permanent {
+                class: "scope",
+                reason: format!("target {} is out of this worker's scope", t.ip),
+            });
         }
         self.run_shard(&job, cancel).await?;
         self.with_store_retry(cancel, || self.store.finish_shard(&job.scan_id, job.shard_id, &ShardOutcome::Done))
@@ -271,6 +313,7 @@ impl Worker {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() => {
+                    self.metrics.errors.with_label_values(&["store", "transient"]).inc();
                     tracing::warn!(error = %e, "result store write failed; retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return Err(ShardError::Cancelled),
@@ -278,7 +321,10 @@ impl Worker {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(ShardError::Transient(e.to_string())),
+                Err(e) => {
+                    self.metrics.errors.with_label_values(&["store", "permanent"]).inc();
+                    return Err(ShardError::Transient(e.to_string()));
+                }
             }
         }
     }
@@ -289,6 +335,7 @@ impl Worker {
         }
         self.with_store_retry(cancel, || self.store.write_results(scan_id, batch)).await?;
         self.stats.results_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.metrics.results_written.inc_by(batch.len() as u64);
         Ok(())
     }
 
@@ -329,6 +376,7 @@ impl Worker {
             let mut open = Vec::new();
             let mut batch = Vec::new();
             while let Some(o) = rx.recv().await {
+                self.metrics.ports.with_label_values(&[o.state.as_str()]).inc();
                 if o.state == PortState::Open {
                     open.push(result(&o));
                 } else if job.profile.all_states {
@@ -346,6 +394,7 @@ impl Worker {
         let stats = stats?;
         let mut open = open?;
         self.stats.probes_sent.fetch_add(stats.probes_sent, Ordering::Relaxed);
+        self.metrics.probes_sent.with_label_values(&[prober.name()]).inc_by(stats.probes_sent);
 
         if job.profile.service_detection && !open.is_empty() {
             let window = Arc::new(Semaphore::new(self.config.detect_window.max(1)));
@@ -374,5 +423,17 @@ impl Worker {
             self.write(cancel, &job.scan_id, chunk).await?;
         }
         Ok(())
+    }
+}
+
+fn kind(transient: bool) -> &'static str {
+    if transient { "transient" } else { "permanent" }
+}
+
+/// The stage a dead-letter class belongs to, for `scanfleet_errors_total`.
+fn stage_of(class: &str) -> &'static str {
+    match class {
+        "probe" => "probe",
+        _ => "verify",
     }
 }

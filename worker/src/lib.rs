@@ -9,6 +9,7 @@
 
 pub mod consume;
 pub mod discovery;
+pub mod metrics;
 pub mod probe;
 pub mod rate;
 pub mod service;

@@ -1,7 +1,9 @@
 //! The job queue seam. The pipeline sees only [`JobQueue`]; backends: [`memory`]
 //! for the embedded mode (RabbitMQ and SQS join in the fleet work).
 
+pub mod amqp;
 pub mod memory;
+pub mod sqs;
 
 use std::time::Duration;
 

@@ -19,7 +19,11 @@ pub(crate) fn request(ip: IpAddr, port: u16, tls: bool) -> Vec<u8> {
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
     let default_port = if tls { 443 } else { 80 };
-    let host = if port == default_port { host } else { format!("{host}:{port}") };
+    let host = if port == default_port {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
     format!(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: scanfleet-service-detection/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
@@ -47,7 +51,9 @@ fn headers(head: &[u8]) -> impl Iterator<Item = (Vec<u8>, &[u8])> {
 /// Whether the answer is whole: headers in, and either the body reached its
 /// `Content-Length` or the title already went by (the rest of the page is of no use).
 pub(crate) fn is_complete(buf: &[u8]) -> bool {
-    let Some((head, body)) = split_head(buf) else { return false };
+    let Some((head, body)) = split_head(buf) else {
+        return false;
+    };
     let content_length = headers(head)
         .find(|(n, _)| n == b"content-length")
         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<usize>().ok());
@@ -81,7 +87,8 @@ pub(crate) fn facts(buf: &[u8]) -> BTreeMap<String, String> {
             _ => continue,
         };
         if !value.is_empty() {
-            out.entry(key.into()).or_insert_with(|| escape_bytes(value, MAX_FACT));
+            out.entry(key.into())
+                .or_insert_with(|| escape_bytes(value, MAX_FACT));
         }
     }
     if let Some(title) = title(body) {
@@ -97,7 +104,10 @@ fn title(body: &[u8]) -> Option<Vec<u8>> {
     let start = open + lower[open..].iter().position(|&b| b == b'>')? + 1;
     let len = find(&lower[start..], b"</title").unwrap_or(lower.len() - start);
     let raw = body.get(start..start + len)?;
-    let words: Vec<&[u8]> = raw.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&[u8]> = raw
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
     let title = words.join(&b' ');
     (!title.is_empty()).then_some(title)
 }
@@ -144,8 +154,12 @@ mod tests {
     fn completeness() {
         assert!(is_complete(PAGE));
         assert!(!is_complete(&PAGE[..60]));
-        assert!(!is_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+        ));
         assert!(is_complete(b"HTTP/1.1 200 OK\r\n\r\n<TITLE>x</TITLE>"));
-        assert!(is_complete(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"));
+        assert!(is_complete(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+        ));
     }
 }

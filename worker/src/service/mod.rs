@@ -149,7 +149,11 @@ impl Detector {
                 None
             }
         };
-        Detector { config, signatures, tls }
+        Detector {
+            config,
+            signatures,
+            tls,
+        }
     }
 
     /// The signatures in use.
@@ -160,7 +164,8 @@ impl Detector {
     /// Identify the service on an open port, within the port budget. `None` when
     /// the port said nothing at all (it still counts as open).
     pub async fn detect(&self, ip: IpAddr, port: u16) -> Option<ServiceInfo> {
-        self.detect_with_plan(SocketAddr::new(ip, port), probes::plan(port)).await
+        self.detect_with_plan(SocketAddr::new(ip, port), probes::plan(port))
+            .await
     }
 
     /// [`Detector::detect`] with an explicit plan, so tests can exercise a port's
@@ -169,7 +174,10 @@ impl Detector {
         let deadline = Instant::now() + self.config.port_budget;
         // Every step already stops at the deadline; this only guards against a
         // step that forgot to.
-        timeout_at(deadline + MIN_STEP, self.run(addr, plan, deadline)).await.ok().flatten()
+        timeout_at(deadline + MIN_STEP, self.run(addr, plan, deadline))
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn run(&self, addr: SocketAddr, plan: Plan, deadline: Instant) -> Option<ServiceInfo> {
@@ -188,7 +196,11 @@ impl Detector {
                 Probe::Tls => self.tls_probe(addr, wait, deadline).await,
                 _ => self.plain_probe(addr, probe, wait, deadline).await,
             };
-            tracing::trace!(probe = probe.name(), outcome = step.label(), "service probe");
+            tracing::trace!(
+                probe = probe.name(),
+                outcome = step.label(),
+                "service probe"
+            );
             match step {
                 Step::Found(info) => return Some(info),
                 Step::Spoke(bytes) => {
@@ -215,7 +227,13 @@ impl Detector {
     }
 
     /// Connect, send the probe's payload (nothing for the banner), read the answer.
-    async fn plain_probe(&self, addr: SocketAddr, probe: Probe, wait: Duration, deadline: Instant) -> Step {
+    async fn plain_probe(
+        &self,
+        addr: SocketAddr,
+        probe: Probe,
+        wait: Duration,
+        deadline: Instant,
+    ) -> Step {
         let mut stream = match probes::connect(addr, self.config.connect_timeout, deadline).await {
             Connect::Ok(s) => s,
             Connect::Gone | Connect::TimedOut => return Step::Gone,
@@ -227,7 +245,10 @@ impl Detector {
         // A failed send is not fatal: a service that speaks first and then hangs
         // up on us has still said something worth reading.
         let _ = probes::send(&mut stream, &payload, wait, deadline).await;
-        let response = probes::read_response(&mut stream, self.limits(wait, deadline), |b| probe.is_complete(b)).await;
+        let response = probes::read_response(&mut stream, self.limits(wait, deadline), |b| {
+            probe.is_complete(b)
+        })
+        .await;
         self.classify(probe, response)
     }
 
@@ -243,7 +264,9 @@ impl Detector {
 
     /// TLS handshake, then an HTTP request inside. See the module docs for naming.
     async fn tls_probe(&self, addr: SocketAddr, wait: Duration, deadline: Instant) -> Step {
-        let Some(config) = self.tls.clone() else { return Step::Quiet };
+        let Some(config) = self.tls.clone() else {
+            return Step::Quiet;
+        };
         let tcp = match probes::connect(addr, self.config.connect_timeout, deadline).await {
             Connect::Ok(s) => s,
             Connect::Gone | Connect::TimedOut => return Step::Gone,
@@ -260,13 +283,26 @@ impl Detector {
             Ok(Err((err, recorder))) => {
                 if let Some(tls_err) = tls::peer_speaks_tls(&err) {
                     let mut extra = BTreeMap::from([("tls".to_string(), "true".to_string())]);
-                    extra.insert("tls.error".into(), escape_bytes(tls_err.to_string().as_bytes(), 128));
-                    return Step::Found(ServiceInfo { name: "tls".into(), extra, ..ServiceInfo::default() });
+                    extra.insert(
+                        "tls.error".into(),
+                        escape_bytes(tls_err.to_string().as_bytes(), 128),
+                    );
+                    return Step::Found(ServiceInfo {
+                        name: "tls".into(),
+                        extra,
+                        ..ServiceInfo::default()
+                    });
                 }
                 // Not TLS: whatever the peer said instead (an SSH banner, an HTTP
                 // 400) may still name it.
                 let seen = recorder.into_seen();
-                return self.classify(Probe::Tls, Response { bytes: seen, closed: true });
+                return self.classify(
+                    Probe::Tls,
+                    Response {
+                        bytes: seen,
+                        closed: true,
+                    },
+                );
             }
         };
         let tls_facts = tls::session_facts(stream.get_ref().1);
@@ -397,7 +433,10 @@ mod tests {
         assert_eq!(info.product.as_deref(), Some("OpenSSH"));
         assert_eq!(info.version.as_deref(), Some("9.2p1"));
         assert_eq!(info.cpe.as_deref(), Some("cpe:/a:openbsd:openssh:9.2p1"));
-        assert_eq!(info.banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n"));
+        assert_eq!(
+            info.banner.as_deref(),
+            Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n")
+        );
         assert_eq!(info.extra["ssh.protocol"], "2.0");
         assert_eq!(info.extra["ssh.comment"], "Debian-2+deb12u3");
     }
@@ -407,7 +446,11 @@ mod tests {
         let addr = greeter(b"220 lab-t1.scanfleet.test ESMTP Postfix\r\n").await;
         let info = detect(addr).await.unwrap();
         assert_eq!(
-            (info.name.as_str(), info.product.as_deref(), info.version.as_deref()),
+            (
+                info.name.as_str(),
+                info.product.as_deref(),
+                info.version.as_deref()
+            ),
             ("smtp", Some("Postfix"), None)
         );
         assert_eq!(info.cpe.as_deref(), Some("cpe:/a:postfix:postfix"));
@@ -419,20 +462,33 @@ mod tests {
         let addr = greeter(b"220 (vsFTPd 3.0.3)\r\n").await;
         let info = detect(addr).await.unwrap();
         assert_eq!(
-            (info.name.as_str(), info.product.as_deref(), info.version.as_deref()),
+            (
+                info.name.as_str(),
+                info.product.as_deref(),
+                info.version.as_deref()
+            ),
             ("ftp", Some("vsftpd"), Some("3.0.3"))
         );
     }
 
     #[tokio::test]
     async fn mysql_greeting() {
-        let addr = greeter(b"\x4a\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00abcdefgh\x00\xff\xf7").await;
+        let addr =
+            greeter(b"\x4a\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00abcdefgh\x00\xff\xf7").await;
         let info = detect(addr).await.unwrap();
         assert_eq!(
-            (info.name.as_str(), info.product.as_deref(), info.version.as_deref()),
+            (
+                info.name.as_str(),
+                info.product.as_deref(),
+                info.version.as_deref()
+            ),
             ("mysql", Some("MySQL"), Some("8.0.36"))
         );
-        assert!(info.banner.unwrap().starts_with("J\\x00\\x00\\x00\\n8.0.36\\x00"));
+        assert!(
+            info.banner
+                .unwrap()
+                .starts_with("J\\x00\\x00\\x00\\n8.0.36\\x00")
+        );
     }
 
     #[tokio::test]
@@ -446,24 +502,38 @@ mod tests {
         assert_eq!(info.extra["http.title"], "Lab target t1");
         assert_eq!(info.extra["http.server"], "scanfleet-lab-httpd/1.0");
         assert_eq!(info.extra["http.status"], "200");
-        assert!(info.banner.unwrap().starts_with("HTTP/1.1 200 OK\\r\\nServer: "));
+        assert!(
+            info.banner
+                .unwrap()
+                .starts_with("HTTP/1.1 200 OK\\r\\nServer: ")
+        );
     }
 
     #[tokio::test]
     async fn http_hint_skips_the_banner_wait() {
         let addr = http_server().await;
         let started = Instant::now();
-        let info = detector().detect_with_plan(addr, probes::plan(80)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(80))
+            .await
+            .unwrap();
         assert_eq!(info.name, "http");
         // Without the hint the 700 ms banner wait would come first.
-        assert!(started.elapsed() < Duration::from_millis(600), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     /// A TLS server with a self-signed certificate for `lab-t1.scanfleet.test` and
     /// HTTP inside, like the lab's port 443.
     async fn tls_http_server() -> SocketAddr {
-        let mut params = rcgen::CertificateParams::new(vec!["lab-t1.scanfleet.test".to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "lab-t1.scanfleet.test");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["lab-t1.scanfleet.test".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lab-t1.scanfleet.test");
         params.not_after = rcgen::date_time_ymd(2035, 6, 30);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -481,7 +551,9 @@ mod tests {
         serve(move |s| {
             let acceptor = acceptor.clone();
             async move {
-                let Ok(mut tls) = acceptor.accept(s).await else { return };
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 let mut got = Vec::new();
                 let mut buf = [0u8; 1024];
                 while probes::find(&got, b"\r\n\r\n").is_none() {
@@ -501,7 +573,10 @@ mod tests {
     async fn https_with_certificate_facts() {
         let addr = tls_http_server().await;
         // As on port 443: TLS first.
-        let info = detector().detect_with_plan(addr, probes::plan(443)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(443))
+            .await
+            .unwrap();
         assert_eq!(info.name, "https");
         assert_eq!(info.product.as_deref(), Some("scanfleet-lab-httpd"));
         assert_eq!(info.version.as_deref(), Some("1.0"));
@@ -529,17 +604,30 @@ mod tests {
             let _ = s.write_all(b"\x15\x03\x03\x00\x02\x02\x28").await;
         })
         .await;
-        let info = detector().detect_with_plan(addr, probes::plan(443)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(443))
+            .await
+            .unwrap();
         assert_eq!(info.name, "tls");
         assert_eq!(info.extra["tls"], "true");
-        assert!(info.extra["tls.error"].contains("HandshakeFailure"), "{:?}", info.extra);
+        assert!(
+            info.extra["tls.error"].contains("HandshakeFailure"),
+            "{:?}",
+            info.extra
+        );
     }
 
     #[tokio::test]
     async fn ssh_on_a_tls_port_is_still_ssh() {
         let addr = greeter(b"SSH-2.0-OpenSSH_8.4p1\r\n").await;
-        let info = detector().detect_with_plan(addr, probes::plan(443)).await.unwrap();
-        assert_eq!((info.name.as_str(), info.version.as_deref()), ("ssh", Some("8.4p1")));
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(443))
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.version.as_deref()),
+            ("ssh", Some("8.4p1"))
+        );
     }
 
     /// Like redis-server: answers RESP PING and INFO, drops HTTP requests
@@ -547,17 +635,22 @@ mod tests {
     async fn redis_server(version: &'static str) -> SocketAddr {
         serve(move |mut s| async move {
             let mut buf = [0u8; 4096];
-            let Ok(n) = s.read(&mut buf).await else { return };
+            let Ok(n) = s.read(&mut buf).await else {
+                return;
+            };
             let got = &buf[..n];
             if probes::find(got, b"Host:").is_some() {
                 return;
             }
             if probes::find(got, b"PING").is_some() {
-                let info = format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n");
+                let info =
+                    format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n");
                 let reply = format!("+PONG\r\n${}\r\n{info}\r\n", info.len());
                 let _ = s.write_all(reply.as_bytes()).await;
             } else {
-                let _ = s.write_all(b"-ERR unknown command '\\x16\\x03', with args beginning with: \r\n").await;
+                let _ = s
+                    .write_all(b"-ERR unknown command '\\x16\\x03', with args beginning with: \r\n")
+                    .await;
             }
             let _ = s.read(&mut buf).await;
         })
@@ -567,15 +660,25 @@ mod tests {
     #[tokio::test]
     async fn redis_with_hint_and_without() {
         let addr = redis_server("7.0.15").await;
-        let info = detector().detect_with_plan(addr, probes::plan(6379)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(6379))
+            .await
+            .unwrap();
         assert_eq!(
-            (info.name.as_str(), info.product.as_deref(), info.version.as_deref()),
+            (
+                info.name.as_str(),
+                info.product.as_deref(),
+                info.version.as_deref()
+            ),
             ("redis", Some("Redis"), Some("7.0.15"))
         );
         assert_eq!(info.cpe.as_deref(), Some("cpe:/a:redis:redis:7.0.15"));
         // Unhinted: HTTP is dropped, the TLS ClientHello draws Redis' error.
         let info = detect(addr).await.unwrap();
-        assert_eq!((info.name.as_str(), info.product.as_deref()), ("redis", Some("Redis")));
+        assert_eq!(
+            (info.name.as_str(), info.product.as_deref()),
+            ("redis", Some("Redis"))
+        );
     }
 
     #[tokio::test]
@@ -587,8 +690,14 @@ mod tests {
             let _ = s.read(&mut buf).await;
         })
         .await;
-        let info = detector().detect_with_plan(addr, probes::plan(6379)).await.unwrap();
-        assert_eq!((info.name.as_str(), info.version.as_deref()), ("redis", None));
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(6379))
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.version.as_deref()),
+            ("redis", None)
+        );
     }
 
     #[tokio::test]
@@ -601,8 +710,14 @@ mod tests {
             }
         })
         .await;
-        let info = detector().detect_with_plan(addr, probes::plan(5432)).await.unwrap();
-        assert_eq!((info.name.as_str(), info.product.as_deref()), ("postgresql", Some("PostgreSQL")));
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(5432))
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.product.as_deref()),
+            ("postgresql", Some("PostgreSQL"))
+        );
         assert_eq!(info.extra["postgresql.ssl"], "false");
     }
 
@@ -615,7 +730,10 @@ mod tests {
             }
         })
         .await;
-        let info = detector().detect_with_plan(addr, probes::plan(11211)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(11211))
+            .await
+            .unwrap();
         assert_eq!(
             (info.name.as_str(), info.version.as_deref()),
             ("memcached", Some("1.6.21"))
@@ -648,9 +766,16 @@ mod tests {
             }
         })
         .await;
-        let info = detector().detect_with_plan(addr, probes::plan(5672)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(5672))
+            .await
+            .unwrap();
         assert_eq!(
-            (info.name.as_str(), info.product.as_deref(), info.version.as_deref()),
+            (
+                info.name.as_str(),
+                info.product.as_deref(),
+                info.version.as_deref()
+            ),
             ("amqp", Some("RabbitMQ"), Some("3.12.1"))
         );
     }
@@ -662,15 +787,29 @@ mod tests {
             while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
         })
         .await;
-        let config = DetectConfig { port_budget: Duration::from_millis(1500), ..DetectConfig::default() };
+        let config = DetectConfig {
+            port_budget: Duration::from_millis(1500),
+            ..DetectConfig::default()
+        };
         let started = Instant::now();
-        assert_eq!(Detector::new(config).detect(addr.ip(), addr.port()).await, None);
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert_eq!(
+            Detector::new(config).detect(addr.ip(), addr.port()).await,
+            None
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
 
         // With the default budget a silent port costs well under it.
         let started = Instant::now();
         assert_eq!(detect(addr).await, None);
-        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -693,7 +832,10 @@ mod tests {
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "unknown");
         assert_eq!(info.product, None);
-        assert_eq!(info.banner.as_deref(), Some("\\x1b[31mHELLO\\x00 operator\\x07\\r\\n"));
+        assert_eq!(
+            info.banner.as_deref(),
+            Some("\\x1b[31mHELLO\\x00 operator\\x07\\r\\n")
+        );
     }
 
     #[tokio::test]
@@ -705,7 +847,10 @@ mod tests {
                 .await;
         })
         .await;
-        let info = detector().detect_with_plan(addr, probes::plan(8080)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(8080))
+            .await
+            .unwrap();
         assert_eq!(info.name, "http");
         assert_eq!(info.product.as_deref(), Some("\\x1b]0;pwned\\x07evil"));
         assert_eq!(info.version.as_deref(), Some("\\x1b[2J1.0"));
@@ -721,7 +866,9 @@ mod tests {
     #[tokio::test]
     async fn megabyte_of_junk_is_bounded() {
         let addr = serve(|mut s| async move {
-            let junk: Vec<u8> = (0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+            let junk: Vec<u8> = (0..1_048_576u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect();
             let _ = s.write_all(&junk).await;
         })
         .await;
@@ -756,7 +903,10 @@ mod tests {
         let a = detector();
         let b = a.clone();
         assert!(Arc::ptr_eq(a.signatures(), b.signatures()));
-        assert!(Arc::ptr_eq(a.signatures(), &Detector::new(DetectConfig::default()).signatures));
+        assert!(Arc::ptr_eq(
+            a.signatures(),
+            &Detector::new(DetectConfig::default()).signatures
+        ));
         assert!(a.tls.is_some());
     }
 
@@ -765,13 +915,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("scanfleet-sigs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.toml");
-        std::fs::write(&good, "[[signature]]\nprobe = \"banner\"\nservice = \"hello\"\npattern = '^HELLO'\n").unwrap();
+        std::fs::write(
+            &good,
+            "[[signature]]\nprobe = \"banner\"\nservice = \"hello\"\npattern = '^HELLO'\n",
+        )
+        .unwrap();
         let d = Detector::from_file(DetectConfig::default(), &good).unwrap();
         assert_eq!(d.signatures().len(), 1);
         let addr = greeter(b"HELLO there\r\n").await;
-        assert_eq!(d.detect(addr.ip(), addr.port()).await.unwrap().name, "hello");
+        assert_eq!(
+            d.detect(addr.ip(), addr.port()).await.unwrap().name,
+            "hello"
+        );
         let bad = dir.join("bad.toml");
-        std::fs::write(&bad, "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '('\n").unwrap();
+        std::fs::write(
+            &bad,
+            "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '('\n",
+        )
+        .unwrap();
         assert!(matches!(
             Detector::from_file(DetectConfig::default(), &bad),
             Err(SignatureError::Regex { index: 1, .. })

@@ -148,12 +148,16 @@ pub(crate) fn resp_replies(buf: &[u8]) -> usize {
     let mut rest = buf;
     let mut count = 0;
     loop {
-        let Some(line_end) = find(rest, b"\r\n") else { return count };
+        let Some(line_end) = find(rest, b"\r\n") else {
+            return count;
+        };
         let (line, after) = (&rest[..line_end], &rest[line_end + 2..]);
         match line.first() {
             Some(b'+' | b'-' | b':') => rest = after,
             Some(b'$') => {
-                let len = std::str::from_utf8(&line[1..]).ok().and_then(|s| s.parse::<i64>().ok());
+                let len = std::str::from_utf8(&line[1..])
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok());
                 match len {
                     Some(-1) => rest = after,
                     Some(n) if n >= 0 => {
@@ -257,7 +261,10 @@ pub(crate) fn plan(port: u16) -> Plan {
             probes.push((p, false));
         }
     }
-    Plan { passive_first: hinted.is_none(), probes }
+    Plan {
+        passive_first: hinted.is_none(),
+        probes,
+    }
 }
 
 /// How a connection attempt ended.
@@ -333,13 +340,22 @@ pub(crate) async fn read_response<S: AsyncRead + Unpin>(
     limits: ReadLimits,
     complete: impl Fn(&[u8]) -> bool,
 ) -> Response {
-    let mut out = Response { bytes: Vec::with_capacity(limits.max_bytes.min(4096)), closed: false };
+    let mut out = Response {
+        bytes: Vec::with_capacity(limits.max_bytes.min(4096)),
+        closed: false,
+    };
     let mut chunk = [0u8; 4096];
     while out.bytes.len() < limits.max_bytes {
-        let wait = if out.bytes.is_empty() { limits.first_wait } else { limits.idle };
+        let wait = if out.bytes.is_empty() {
+            limits.first_wait
+        } else {
+            limits.idle
+        };
         let until = (Instant::now() + wait).min(limits.deadline);
         let room = (limits.max_bytes - out.bytes.len()).min(chunk.len());
-        let Some(window) = chunk.get_mut(..room) else { break };
+        let Some(window) = chunk.get_mut(..room) else {
+            break;
+        };
         match timeout_at(until, stream.read(window)).await {
             Err(_) => break,
             Ok(Ok(0)) | Ok(Err(_)) => {
@@ -347,7 +363,8 @@ pub(crate) async fn read_response<S: AsyncRead + Unpin>(
                 break;
             }
             Ok(Ok(n)) => {
-                out.bytes.extend_from_slice(window.get(..n).unwrap_or_default());
+                out.bytes
+                    .extend_from_slice(window.get(..n).unwrap_or_default());
                 if complete(&out.bytes) {
                     break;
                 }
@@ -367,7 +384,11 @@ mod tests {
         assert!(!p.passive_first);
         assert_eq!(
             p.probes,
-            vec![(Probe::Tls, true), (Probe::Http, false), (Probe::Redis, false)]
+            vec![
+                (Probe::Tls, true),
+                (Probe::Http, false),
+                (Probe::Redis, false)
+            ]
         );
         let p = plan(8081);
         assert_eq!(p.probes[0], (Probe::Http, true));
@@ -383,7 +404,11 @@ mod tests {
             assert!(p.passive_first, "{port}");
             assert_eq!(
                 p.probes,
-                vec![(Probe::Http, false), (Probe::Tls, false), (Probe::Redis, false)]
+                vec![
+                    (Probe::Http, false),
+                    (Probe::Tls, false),
+                    (Probe::Redis, false)
+                ]
             );
         }
     }
@@ -401,10 +426,16 @@ mod tests {
     fn mongodb_message_is_self_consistent() {
         let m = mongodb_is_master();
         assert_eq!(m.len(), 58);
-        assert_eq!(u32::from_le_bytes([m[0], m[1], m[2], m[3]]) as usize, m.len());
+        assert_eq!(
+            u32::from_le_bytes([m[0], m[1], m[2], m[3]]) as usize,
+            m.len()
+        );
         assert_eq!(&m[12..16], &2004i32.to_le_bytes());
         let doc = &m[16 + 4 + 11 + 8..];
-        assert_eq!(u32::from_le_bytes([doc[0], doc[1], doc[2], doc[3]]) as usize, doc.len());
+        assert_eq!(
+            u32::from_le_bytes([doc[0], doc[1], doc[2], doc[3]]) as usize,
+            doc.len()
+        );
         assert_eq!(doc.last(), Some(&0));
     }
 

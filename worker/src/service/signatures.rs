@@ -61,7 +61,11 @@ pub enum SignatureError {
     Toml(#[from] toml::de::Error),
     /// `index` counts `[[signature]]` tables from 1, in file order.
     #[error("signature #{index} ({service}): {reason}")]
-    Invalid { index: usize, service: String, reason: String },
+    Invalid {
+        index: usize,
+        service: String,
+        reason: String,
+    },
     #[error("signature #{index} ({service}): bad pattern: {source}")]
     Regex {
         index: usize,
@@ -118,14 +122,21 @@ impl Template {
                 Some(d @ '1'..='9') => {
                     let n = d as usize - '0' as usize;
                     if n >= groups {
-                        return Err(format!("template {s:?} uses ${n} but the pattern has {} groups", groups - 1));
+                        return Err(format!(
+                            "template {s:?} uses ${n} but the pattern has {} groups",
+                            groups - 1
+                        ));
                     }
                     if !text.is_empty() {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
                     }
                     pieces.push(Piece::Group(n));
                 }
-                _ => return Err(format!("template {s:?}: `$` must be followed by 1-9 or `$`")),
+                _ => {
+                    return Err(format!(
+                        "template {s:?}: `$` must be followed by 1-9 or `$`"
+                    ));
+                }
             }
         }
         if !text.is_empty() {
@@ -213,7 +224,11 @@ impl SignatureSet {
         let mut set = SignatureSet::default();
         for (i, r) in raw.signature.into_iter().enumerate() {
             let index = i + 1;
-            let invalid = |reason: String| SignatureError::Invalid { index, service: r.service.clone(), reason };
+            let invalid = |reason: String| SignatureError::Invalid {
+                index,
+                service: r.service.clone(),
+                reason,
+            };
             let probe = match Probe::from_name(&r.probe) {
                 Some(Probe::Tls) => {
                     return Err(invalid("probe \"tls\" has no signatures: the answer inside TLS is matched as \"http\"".into()));
@@ -222,18 +237,27 @@ impl SignatureSet {
                 None => return Err(invalid(format!("unknown probe {:?}", r.probe))),
             };
             let name_ok = !r.service.is_empty()
-                && r.service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && r.service
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !name_ok {
-                return Err(invalid("service must be lowercase letters, digits and '-'".into()));
+                return Err(invalid(
+                    "service must be lowercase letters, digits and '-'".into(),
+                ));
             }
             let regex = RegexBuilder::new(&r.pattern)
                 .unicode(false)
                 .dot_matches_new_line(true)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
-                .map_err(|source| SignatureError::Regex { index, service: r.service.clone(), source })?;
+                .map_err(|source| SignatureError::Regex {
+                    index,
+                    service: r.service.clone(),
+                    source,
+                })?;
             let groups = regex.captures_len();
-            let template = |t: &Option<String>| t.as_deref().map(|s| Template::parse(s, groups)).transpose();
+            let template =
+                |t: &Option<String>| t.as_deref().map(|s| Template::parse(s, groups)).transpose();
             let product = template(&r.product).map_err(invalid)?;
             let version = template(&r.version).map_err(invalid)?;
             let cpe = template(&r.cpe).map_err(invalid)?;
@@ -261,8 +285,10 @@ impl SignatureSet {
     /// # Errors
     /// As [`SignatureSet::from_toml`], plus the file being unreadable.
     pub fn from_file(path: &Path) -> Result<SignatureSet, SignatureError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SignatureError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SignatureError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         SignatureSet::from_toml(&text)
     }
 
@@ -289,7 +315,9 @@ impl SignatureSet {
             return None;
         }
         let own = self.by_probe[probe.index()].iter();
-        let banner = self.by_probe[Probe::Banner.index()].iter().filter(|_| probe != Probe::Banner);
+        let banner = self.by_probe[Probe::Banner.index()]
+            .iter()
+            .filter(|_| probe != Probe::Banner);
         own.chain(banner).find_map(|sig| {
             let caps = sig.regex.captures(answer)?;
             let expand = |t: &Option<Template>| t.as_ref().and_then(|t| t.expand(&caps, false));
@@ -330,7 +358,12 @@ mod tests {
 
     /// (service, product, version, cpe)
     fn facts(x: &SignatureMatch) -> (&str, Option<&str>, Option<&str>, Option<&str>) {
-        (x.service.as_str(), x.product.as_deref(), x.version.as_deref(), x.cpe.as_deref())
+        (
+            x.service.as_str(),
+            x.product.as_deref(),
+            x.version.as_deref(),
+            x.cpe.as_deref(),
+        )
     }
 
     #[test]
@@ -347,7 +380,15 @@ mod tests {
     #[test]
     fn ssh_banners() {
         let x = m(Probe::Banner, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n");
-        assert_eq!(facts(&x), ("ssh", Some("OpenSSH"), Some("9.2p1"), Some("cpe:/a:openbsd:openssh:9.2p1")));
+        assert_eq!(
+            facts(&x),
+            (
+                "ssh",
+                Some("OpenSSH"),
+                Some("9.2p1"),
+                Some("cpe:/a:openbsd:openssh:9.2p1")
+            )
+        );
         assert_eq!(x.extra["ssh.protocol"], "2.0");
         assert_eq!(x.extra["ssh.comment"], "Debian-2+deb12u3");
         let x = m(Probe::Banner, b"SSH-2.0-OpenSSH_8.9\r\n");
@@ -363,22 +404,88 @@ mod tests {
 
     #[test]
     fn mail_and_ftp_banners() {
-        let x = m(Probe::Banner, b"220 lab-t1.scanfleet.test ESMTP Postfix\r\n");
-        assert_eq!(facts(&x), ("smtp", Some("Postfix"), None, Some("cpe:/a:postfix:postfix")));
+        let x = m(
+            Probe::Banner,
+            b"220 lab-t1.scanfleet.test ESMTP Postfix\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "smtp",
+                Some("Postfix"),
+                None,
+                Some("cpe:/a:postfix:postfix")
+            )
+        );
         assert_eq!(x.extra["hostname"], "lab-t1.scanfleet.test");
-        let x = m(Probe::Banner, b"220 mx.example.org ESMTP Exim 4.96 Mon, 01 Jan 2024 00:00:00 +0000\r\n");
-        assert_eq!(facts(&x), ("smtp", Some("Exim"), Some("4.96"), Some("cpe:/a:exim:exim:4.96")));
-        assert_eq!(facts(&m(Probe::Banner, b"220 mail.example.com ESMTP ready\r\n")).0, "smtp");
+        let x = m(
+            Probe::Banner,
+            b"220 mx.example.org ESMTP Exim 4.96 Mon, 01 Jan 2024 00:00:00 +0000\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "smtp",
+                Some("Exim"),
+                Some("4.96"),
+                Some("cpe:/a:exim:exim:4.96")
+            )
+        );
+        assert_eq!(
+            facts(&m(Probe::Banner, b"220 mail.example.com ESMTP ready\r\n")).0,
+            "smtp"
+        );
         let x = m(Probe::Banner, b"220 (vsFTPd 3.0.3)\r\n");
-        assert_eq!(facts(&x), ("ftp", Some("vsftpd"), Some("3.0.3"), Some("cpe:/a:beasts:vsftpd:3.0.3")));
-        let x = m(Probe::Banner, b"220 ProFTPD 1.3.5e Server (Debian) [::ffff:10.0.0.1]\r\n");
-        assert_eq!(facts(&x), ("ftp", Some("ProFTPD"), Some("1.3.5e"), Some("cpe:/a:proftpd:proftpd:1.3.5e")));
-        assert_eq!(facts(&m(Probe::Banner, b"220 Welcome to the FTP service\r\n")).0, "ftp");
+        assert_eq!(
+            facts(&x),
+            (
+                "ftp",
+                Some("vsftpd"),
+                Some("3.0.3"),
+                Some("cpe:/a:beasts:vsftpd:3.0.3")
+            )
+        );
+        let x = m(
+            Probe::Banner,
+            b"220 ProFTPD 1.3.5e Server (Debian) [::ffff:10.0.0.1]\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "ftp",
+                Some("ProFTPD"),
+                Some("1.3.5e"),
+                Some("cpe:/a:proftpd:proftpd:1.3.5e")
+            )
+        );
+        assert_eq!(
+            facts(&m(Probe::Banner, b"220 Welcome to the FTP service\r\n")).0,
+            "ftp"
+        );
         let x = m(Probe::Banner, b"+OK Dovecot (Debian) ready.\r\n");
-        assert_eq!(facts(&x), ("pop3", Some("Dovecot pop3d"), None, Some("cpe:/a:dovecot:dovecot")));
-        assert_eq!(facts(&m(Probe::Banner, b"+OK POP3 server ready\r\n")).0, "pop3");
+        assert_eq!(
+            facts(&x),
+            (
+                "pop3",
+                Some("Dovecot pop3d"),
+                None,
+                Some("cpe:/a:dovecot:dovecot")
+            )
+        );
+        assert_eq!(
+            facts(&m(Probe::Banner, b"+OK POP3 server ready\r\n")).0,
+            "pop3"
+        );
         let x = m(Probe::Banner, b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS AUTH=PLAIN] Dovecot (Debian) ready.\r\n");
-        assert_eq!(facts(&x), ("imap", Some("Dovecot imapd"), None, Some("cpe:/a:dovecot:dovecot")));
+        assert_eq!(
+            facts(&x),
+            (
+                "imap",
+                Some("Dovecot imapd"),
+                None,
+                Some("cpe:/a:dovecot:dovecot")
+            )
+        );
         assert_eq!(facts(&m(Probe::Banner, b"* OK IMAP4 ready\r\n")).0, "imap");
     }
 
@@ -386,72 +493,218 @@ mod tests {
     fn binary_greetings() {
         let mysql = b"\x4a\x00\x00\x00\x0a8.0.36-0ubuntu0.22.04.1\x00\x08\x00\x00\x00abcdefgh\x00";
         let x = m(Probe::Banner, mysql);
-        assert_eq!(facts(&x), ("mysql", Some("MySQL"), Some("8.0.36-0ubuntu0.22.04.1"), Some("cpe:/a:oracle:mysql:8.0.36")));
+        assert_eq!(
+            facts(&x),
+            (
+                "mysql",
+                Some("MySQL"),
+                Some("8.0.36-0ubuntu0.22.04.1"),
+                Some("cpe:/a:oracle:mysql:8.0.36")
+            )
+        );
         let maria = b"\x5b\x00\x00\x00\x0a5.5.5-10.11.6-MariaDB-0+deb12u1\x00\x08\x00\x00\x00";
         let x = m(Probe::Banner, maria);
-        assert_eq!(facts(&x), ("mysql", Some("MariaDB"), Some("10.11.6"), Some("cpe:/a:mariadb:mariadb:10.11.6")));
+        assert_eq!(
+            facts(&x),
+            (
+                "mysql",
+                Some("MariaDB"),
+                Some("10.11.6"),
+                Some("cpe:/a:mariadb:mariadb:10.11.6")
+            )
+        );
         let denied = b"\x45\x00\x00\x00\xff\x6a\x04Host '10.0.0.9' is not allowed to connect to this MySQL server";
-        assert_eq!(facts(&m(Probe::Banner, denied)), ("mysql", Some("MySQL"), None, None));
+        assert_eq!(
+            facts(&m(Probe::Banner, denied)),
+            ("mysql", Some("MySQL"), None, None)
+        );
         let x = m(Probe::Banner, b"RFB 003.008\n");
         assert_eq!(facts(&x).0, "vnc");
         assert_eq!(x.extra["vnc.protocol"], "003.008");
-        assert_eq!(facts(&m(Probe::Banner, b"\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23")).0, "telnet");
+        assert_eq!(
+            facts(&m(Probe::Banner, b"\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23")).0,
+            "telnet"
+        );
     }
 
     #[test]
     fn http_servers() {
-        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nDate: x\r\nServer: nginx/1.24.0\r\n\r\n");
-        assert_eq!(facts(&x), ("http", Some("nginx"), Some("1.24.0"), Some("cpe:/a:f5:nginx:1.24.0")));
-        let x = m(Probe::Http, b"HTTP/1.1 404 Not Found\r\nserver: nginx\r\n\r\n");
-        assert_eq!(facts(&x), ("http", Some("nginx"), None, Some("cpe:/a:f5:nginx")));
-        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nServer: Apache/2.4.57 (Debian)\r\n\r\n");
-        assert_eq!(facts(&x), ("http", Some("Apache httpd"), Some("2.4.57"), Some("cpe:/a:apache:http_server:2.4.57")));
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 200 OK\r\nDate: x\r\nServer: nginx/1.24.0\r\n\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "http",
+                Some("nginx"),
+                Some("1.24.0"),
+                Some("cpe:/a:f5:nginx:1.24.0")
+            )
+        );
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 404 Not Found\r\nserver: nginx\r\n\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            ("http", Some("nginx"), None, Some("cpe:/a:f5:nginx"))
+        );
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 200 OK\r\nServer: Apache/2.4.57 (Debian)\r\n\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "http",
+                Some("Apache httpd"),
+                Some("2.4.57"),
+                Some("cpe:/a:apache:http_server:2.4.57")
+            )
+        );
         assert_eq!(x.extra["http.os"], "Debian");
-        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nServer: Microsoft-IIS/10.0\r\n\r\n");
-        assert_eq!(facts(&x), ("http", Some("Microsoft IIS httpd"), Some("10.0"), Some("cpe:/a:microsoft:internet_information_services:10.0")));
-        let x = m(Probe::Http, b"HTTP/1.0 200 OK\r\nServer: scanfleet-lab-httpd/1.0\r\n\r\n<title>x</title>");
-        assert_eq!(facts(&x), ("http", Some("scanfleet-lab-httpd"), Some("1.0"), None));
-        let x = m(Probe::Http, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nServer: Microsoft-IIS/10.0\r\n\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "http",
+                Some("Microsoft IIS httpd"),
+                Some("10.0"),
+                Some("cpe:/a:microsoft:internet_information_services:10.0")
+            )
+        );
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.0 200 OK\r\nServer: scanfleet-lab-httpd/1.0\r\n\r\n<title>x</title>",
+        );
+        assert_eq!(
+            facts(&x),
+            ("http", Some("scanfleet-lab-httpd"), Some("1.0"), None)
+        );
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        );
         assert_eq!(facts(&x), ("http", None, None, None));
         let es = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\n  \"name\" : \"n1\",\n  \"version\" : {\n    \"number\" : \"8.11.1\",\n    \"build_flavor\" : \"default\"\n  },\n  \"tagline\" : \"You Know, for Search\"\n}\n";
         let x = m(Probe::Http, es);
-        assert_eq!(facts(&x), ("http", Some("Elasticsearch REST API"), Some("8.11.1"), Some("cpe:/a:elastic:elasticsearch:8.11.1")));
+        assert_eq!(
+            facts(&x),
+            (
+                "http",
+                Some("Elasticsearch REST API"),
+                Some("8.11.1"),
+                Some("cpe:/a:elastic:elasticsearch:8.11.1")
+            )
+        );
         // The Server header only counts inside the header block.
-        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n\r\nServer: nginx/1.0\r\n");
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n\r\nServer: nginx/1.0\r\n",
+        );
         assert_eq!(facts(&x), ("http", None, None, None));
     }
 
     #[test]
     fn client_first_protocols() {
-        let x = m(Probe::Redis, b"+PONG\r\n$30\r\n# Server\r\nredis_version:7.0.15\r\n\r\n");
-        assert_eq!(facts(&x), ("redis", Some("Redis"), Some("7.0.15"), Some("cpe:/a:redis:redis:7.0.15")));
-        assert_eq!(facts(&m(Probe::Redis, b"+PONG\r\n-NOPERM x\r\n")), ("redis", Some("Redis"), None, Some("cpe:/a:redis:redis")));
-        assert_eq!(facts(&m(Probe::Redis, b"-NOAUTH Authentication required.\r\n")).0, "redis");
-        assert_eq!(facts(&m(Probe::Redis, b"-DENIED Redis is running in protected mode because\r\n")).0, "redis");
+        let x = m(
+            Probe::Redis,
+            b"+PONG\r\n$30\r\n# Server\r\nredis_version:7.0.15\r\n\r\n",
+        );
+        assert_eq!(
+            facts(&x),
+            (
+                "redis",
+                Some("Redis"),
+                Some("7.0.15"),
+                Some("cpe:/a:redis:redis:7.0.15")
+            )
+        );
+        assert_eq!(
+            facts(&m(Probe::Redis, b"+PONG\r\n-NOPERM x\r\n")),
+            ("redis", Some("Redis"), None, Some("cpe:/a:redis:redis"))
+        );
+        assert_eq!(
+            facts(&m(Probe::Redis, b"-NOAUTH Authentication required.\r\n")).0,
+            "redis"
+        );
+        assert_eq!(
+            facts(&m(
+                Probe::Redis,
+                b"-DENIED Redis is running in protected mode because\r\n"
+            ))
+            .0,
+            "redis"
+        );
         // Redis saying no to a TLS ClientHello or an HTTP request.
-        assert_eq!(facts(&m(Probe::Http, b"-ERR unknown command '\\x16\\x03', with args beginning with: \r\n")).0, "redis");
+        assert_eq!(
+            facts(&m(
+                Probe::Http,
+                b"-ERR unknown command '\\x16\\x03', with args beginning with: \r\n"
+            ))
+            .0,
+            "redis"
+        );
         let x = m(Probe::PostgreSql, b"N");
-        assert_eq!(facts(&x), ("postgresql", Some("PostgreSQL"), None, Some("cpe:/a:postgresql:postgresql")));
+        assert_eq!(
+            facts(&x),
+            (
+                "postgresql",
+                Some("PostgreSQL"),
+                None,
+                Some("cpe:/a:postgresql:postgresql")
+            )
+        );
         assert_eq!(x.extra["postgresql.ssl"], "false");
         assert_eq!(m(Probe::PostgreSql, b"S").extra["postgresql.ssl"], "true");
         assert!(set().match_response(Probe::PostgreSql, b"NO").is_none());
         let x = m(Probe::Memcached, b"VERSION 1.6.21\r\n");
-        assert_eq!(facts(&x), ("memcached", Some("memcached"), Some("1.6.21"), Some("cpe:/a:memcached:memcached:1.6.21")));
+        assert_eq!(
+            facts(&x),
+            (
+                "memcached",
+                Some("memcached"),
+                Some("1.6.21"),
+                Some("cpe:/a:memcached:memcached:1.6.21")
+            )
+        );
         let start = b"\x01\x00\x00\x00\x00\x01\x00\x00\x0a\x00\x0a\x00\x09\x00\x00\x01\x00\x0ccapabilitiesF\x00\x00\x00\x00\x07productS\x00\x00\x00\x08RabbitMQ\x07versionS\x00\x00\x00\x063.12.1\x08platformS\x00\x00\x00\x03x\xce";
         let x = m(Probe::Amqp, start);
-        assert_eq!(facts(&x), ("amqp", Some("RabbitMQ"), Some("3.12.1"), Some("cpe:/a:pivotal_software:rabbitmq:3.12.1")));
+        assert_eq!(
+            facts(&x),
+            (
+                "amqp",
+                Some("RabbitMQ"),
+                Some("3.12.1"),
+                Some("cpe:/a:pivotal_software:rabbitmq:3.12.1")
+            )
+        );
         assert_eq!(facts(&m(Probe::Http, b"AMQP\x00\x00\x09\x01")).0, "amqp");
-        let mut reply = vec![0x40, 0, 0, 0, 1, 0, 0, 0, 0x46, 0x4e, 0x43, 0x53, 1, 0, 0, 0];
+        let mut reply = vec![
+            0x40, 0, 0, 0, 1, 0, 0, 0, 0x46, 0x4e, 0x43, 0x53, 1, 0, 0, 0,
+        ];
         reply.extend_from_slice(b"\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x20\x00\x00\x00\x08ismaster\x00\x01");
         assert_eq!(facts(&m(Probe::MongoDb, &reply)).0, "mongodb");
     }
 
     #[test]
     fn captures_are_escaped_and_bounded() {
-        let x = m(Probe::Http, b"HTTP/1.1 200 OK\r\nServer: \x1b[2Jx\x00y/1\x07\r\n\r\n");
+        let x = m(
+            Probe::Http,
+            b"HTTP/1.1 200 OK\r\nServer: \x1b[2Jx\x00y/1\x07\r\n\r\n",
+        );
         assert_eq!(x.product.as_deref(), Some("\\x1b[2Jx\\x00y"));
         assert_eq!(x.version.as_deref(), Some("1\\x07"));
-        let long = [b"HTTP/1.1 200 OK\r\nServer: ".as_slice(), &[b'A'; 10_000], b"\r\n\r\n"].concat();
+        let long = [
+            b"HTTP/1.1 200 OK\r\nServer: ".as_slice(),
+            &[b'A'; 10_000],
+            b"\r\n\r\n",
+        ]
+        .concat();
         let x = m(Probe::Http, &long);
         assert_eq!(x.product.map(|p| p.len()), Some(MAX_CAPTURE + 3));
     }
@@ -475,18 +728,28 @@ mod tests {
 
     #[test]
     fn bad_files_name_the_signature() {
-        let bad_regex = "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '(unclosed'\n";
+        let bad_regex =
+            "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '(unclosed'\n";
         let e = SignatureSet::from_toml(bad_regex).unwrap_err();
         assert!(matches!(e, SignatureError::Regex { index: 1, .. }), "{e}");
         let bad_probe = "[[signature]]\nprobe = \"gopher\"\nservice = \"x\"\npattern = 'x'\n";
-        assert!(SignatureSet::from_toml(bad_probe).unwrap_err().to_string().contains("unknown probe"));
+        assert!(
+            SignatureSet::from_toml(bad_probe)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown probe")
+        );
         let tls = "[[signature]]\nprobe = \"tls\"\nservice = \"x\"\npattern = 'x'\n";
         assert!(SignatureSet::from_toml(tls).is_err());
         let bad_group = "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = '(a)'\nversion = \"$2\"\n";
         let e = SignatureSet::from_toml(bad_group).unwrap_err().to_string();
         assert!(e.contains("#1 (x)") && e.contains("$2"), "{e}");
-        let unknown_field = "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = 'x'\nprodukt = \"y\"\n";
-        assert!(matches!(SignatureSet::from_toml(unknown_field), Err(SignatureError::Toml(_))));
+        let unknown_field =
+            "[[signature]]\nprobe = \"banner\"\nservice = \"x\"\npattern = 'x'\nprodukt = \"y\"\n";
+        assert!(matches!(
+            SignatureSet::from_toml(unknown_field),
+            Err(SignatureError::Toml(_))
+        ));
         let bad_name = "[[signature]]\nprobe = \"banner\"\nservice = \"X Y\"\npattern = 'x'\n";
         assert!(SignatureSet::from_toml(bad_name).is_err());
         assert!(SignatureSet::from_toml("").unwrap().is_empty());
@@ -498,11 +761,17 @@ mod tests {
 
     #[test]
     fn file_order_decides() {
-        let text = "[[signature]]\nprobe = \"banner\"\nservice = \"first\"\npattern = '^ab'\n\n[[signature]]\nprobe = \"banner\"\nservice = \"second\"\npattern = '^a'\nproduct = \"P$1\"\n";
+        let text = "[[signature]]\nprobe = \"banner\"\nservice = \"first\"\npattern = '^ab'\n\n[[signature]]\nprobe = \"banner\"\nservice = \"second\"\npattern = '^a(x?)'\nproduct = \"P$1\"\n";
         let s = SignatureSet::from_toml(text).unwrap();
-        assert_eq!(s.match_response(Probe::Banner, b"abc").unwrap().service, "first");
+        assert_eq!(
+            s.match_response(Probe::Banner, b"abc").unwrap().service,
+            "first"
+        );
         let x = s.match_response(Probe::Http, b"ax").unwrap();
-        assert_eq!((x.service.as_str(), x.product.as_deref()), ("second", Some("P")));
+        assert_eq!(
+            (x.service.as_str(), x.product.as_deref()),
+            ("second", Some("Px"))
+        );
         assert!(s.match_response(Probe::Banner, b"").is_none());
     }
 

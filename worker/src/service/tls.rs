@@ -17,7 +17,9 @@ use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, ProtocolVersion, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, ProtocolVersion, SignatureScheme,
+};
 use scanfleet_common::escape_bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -110,7 +112,9 @@ pub(crate) fn peer_speaks_tls(err: &io::Error) -> Option<&rustls::Error> {
     let inner = err.get_ref()?.downcast_ref::<rustls::Error>()?;
     matches!(
         inner,
-        rustls::Error::AlertReceived(_) | rustls::Error::PeerIncompatible(_) | rustls::Error::PeerMisbehaved(_)
+        rustls::Error::AlertReceived(_)
+            | rustls::Error::PeerIncompatible(_)
+            | rustls::Error::PeerMisbehaved(_)
     )
     .then_some(inner)
 }
@@ -150,23 +154,46 @@ pub(crate) fn cert_facts(der: &[u8]) -> BTreeMap<String, String> {
     let cert = match X509Certificate::from_der(der) {
         Ok((_, cert)) => cert,
         Err(e) => {
-            out.insert("tls.cert_error".into(), escape_bytes(e.to_string().as_bytes(), MAX_NAME));
+            out.insert(
+                "tls.cert_error".into(),
+                escape_bytes(e.to_string().as_bytes(), MAX_NAME),
+            );
             return out;
         }
     };
     let subject = cert.subject().to_string();
     if !subject.is_empty() {
-        out.insert("tls.subject".into(), escape_bytes(subject.as_bytes(), MAX_NAME));
+        out.insert(
+            "tls.subject".into(),
+            escape_bytes(subject.as_bytes(), MAX_NAME),
+        );
     }
-    if let Some(cn) = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()) {
-        out.insert("tls.subject_cn".into(), escape_bytes(cn.as_bytes(), MAX_NAME));
+    if let Some(cn) = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+    {
+        out.insert(
+            "tls.subject_cn".into(),
+            escape_bytes(cn.as_bytes(), MAX_NAME),
+        );
     }
     let issuer = cert.issuer().to_string();
     if !issuer.is_empty() {
-        out.insert("tls.issuer".into(), escape_bytes(issuer.as_bytes(), MAX_NAME));
+        out.insert(
+            "tls.issuer".into(),
+            escape_bytes(issuer.as_bytes(), MAX_NAME),
+        );
     }
-    out.insert("tls.not_before".into(), rfc3339(cert.validity().not_before.timestamp()));
-    out.insert("tls.not_after".into(), rfc3339(cert.validity().not_after.timestamp()));
+    out.insert(
+        "tls.not_before".into(),
+        rfc3339(cert.validity().not_before.timestamp()),
+    );
+    out.insert(
+        "tls.not_after".into(),
+        rfc3339(cert.validity().not_after.timestamp()),
+    );
     // Compared as encoded bytes: equal names mean nobody else vouched for the key.
     let self_signed = cert.subject().as_raw() == cert.issuer().as_raw();
     out.insert("tls.self_signed".into(), self_signed.to_string());
@@ -183,7 +210,10 @@ pub(crate) fn cert_facts(der: &[u8]) -> BTreeMap<String, String> {
             })
             .collect();
         if !names.is_empty() {
-            out.insert("tls.sans".into(), escape_bytes(names.join(",").as_bytes(), MAX_SANS));
+            out.insert(
+                "tls.sans".into(),
+                escape_bytes(names.join(",").as_bytes(), MAX_SANS),
+            );
         }
     }
     out
@@ -191,8 +221,12 @@ pub(crate) fn cert_facts(der: &[u8]) -> BTreeMap<String, String> {
 
 fn ip_from_bytes(b: &[u8]) -> Option<String> {
     match b.len() {
-        4 => <[u8; 4]>::try_from(b).ok().map(|a| Ipv4Addr::from(a).to_string()),
-        16 => <[u8; 16]>::try_from(b).ok().map(|a| Ipv6Addr::from(a).to_string()),
+        4 => <[u8; 4]>::try_from(b)
+            .ok()
+            .map(|a| Ipv4Addr::from(a).to_string()),
+        16 => <[u8; 16]>::try_from(b)
+            .ok()
+            .map(|a| Ipv6Addr::from(a).to_string()),
         _ => None,
     }
 }
@@ -232,7 +266,11 @@ pub(crate) struct Recorder<S> {
 
 impl<S> Recorder<S> {
     pub(crate) fn new(inner: S, cap: usize) -> Self {
-        Recorder { inner, seen: Vec::new(), cap }
+        Recorder {
+            inner,
+            seen: Vec::new(),
+            cap,
+        }
     }
 
     /// The first bytes read, at most `cap`.
@@ -242,21 +280,30 @@ impl<S> Recorder<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Recorder<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
             let room = this.cap.saturating_sub(this.seen.len());
             let new = buf.filled().get(before..).unwrap_or_default();
-            this.seen.extend_from_slice(new.get(..room.min(new.len())).unwrap_or_default());
+            this.seen
+                .extend_from_slice(new.get(..room.min(new.len())).unwrap_or_default());
         }
         poll
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Recorder<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
@@ -290,7 +337,9 @@ mod tests {
             "10.1.2.3".to_string(),
         ])
         .unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "lab-t1.scanfleet.test");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lab-t1.scanfleet.test");
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2030, 1, 1);
         let key = rcgen::KeyPair::generate().unwrap();
@@ -319,7 +368,10 @@ mod tests {
 
     #[test]
     fn non_tls_errors_are_not_tls() {
-        let e = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::General("x".into()));
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::General("x".into()),
+        );
         assert!(peer_speaks_tls(&e).is_none());
         let e = io::Error::new(
             io::ErrorKind::InvalidData,

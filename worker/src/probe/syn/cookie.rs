@@ -93,13 +93,18 @@ mod tests {
             let good = reply(&key, l, t, tp, lp);
             prop_assert!(key.validates(&good));
             // Another ack.
-            prop_assert!(!key.validates(&Reply { cookie: good.cookie.wrapping_add(delta), ..good }));
+            let bad_ack = Reply { cookie: good.cookie.wrapping_add(delta), ..good };
+            prop_assert!(!key.validates(&bad_ack));
             // Another source port, target port, or address. (A 2^-32 collision
             // would fail this test; proptest's runs make that negligible.)
-            prop_assert!(!key.validates(&Reply { local_port: lp.wrapping_add(delta as u16 | 1), ..good }));
-            prop_assert!(!key.validates(&Reply { target_port: tp.wrapping_add(delta as u16 | 1), ..good }));
-            prop_assert!(!key.validates(&Reply { target: other, ..good }));
-            prop_assert!(!key.validates(&Reply { local: other, ..good }) || other == l);
+            let bad_lp = Reply { local_port: lp.wrapping_add(delta as u16 | 1), ..good };
+            prop_assert!(!key.validates(&bad_lp));
+            let bad_tp = Reply { target_port: tp.wrapping_add(delta as u16 | 1), ..good };
+            prop_assert!(!key.validates(&bad_tp));
+            let bad_target = Reply { target: other, ..good };
+            prop_assert!(!key.validates(&bad_target));
+            let bad_local = Reply { local: other, ..good };
+            prop_assert!(!key.validates(&bad_local) || other == l);
             // Another key (another scan).
             prop_assert!(!CookieKey::from_keys(k0 ^ 1, k1).validates(&good));
         }

@@ -129,9 +129,16 @@ impl Drop for Netns {
     }
 }
 
+/// A veth pair between two namespaces.
+pub struct Link {
+    pub a: Ipv4Addr,
+    pub b: Ipv4Addr,
+    pub b_dev: String,
+}
+
 /// Connect `a` and `b` with a veth pair on 10.214.`subnet`.0/24 (`a` gets .1,
-/// `b` gets .2) and return the two addresses.
-pub fn veth(a: &Netns, b: &Netns, subnet: u8) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+/// `b` gets .2) and fd00:214:`subnet`::/64 (::1 and ::2).
+pub fn veth(a: &Netns, b: &Netns, subnet: u8) -> Result<Link, String> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // Interface names are at most 15 bytes; they live in our namespaces only.
     let (ia, ib) = (format!("sfs{}x{n}a", std::process::id() % 100_000), format!("sfs{}x{n}b", std::process::id() % 100_000));
@@ -144,7 +151,7 @@ pub fn veth(a: &Netns, b: &Netns, subnet: u8) -> Result<(Ipv4Addr, Ipv4Addr), St
     b.ip(&["addr", "add", &format!("fd00:214:{subnet}::2/64"), "dev", &ib, "nodad"])?;
     a.ip(&["link", "set", &ia, "up"])?;
     b.ip(&["link", "set", &ib, "up"])?;
-    Ok((aa, ba))
+    Ok(Link { a: aa, b: ba, b_dev: ib })
 }
 
 /// Drop CAP_NET_RAW from the calling thread's effective and permitted sets

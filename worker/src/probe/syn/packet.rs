@@ -411,7 +411,8 @@ mod tests {
             let mut pkt = vec![0x40 | ihl, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
             pkt.extend_from_slice(&rest);
             if rest.len() > 8 {
-                pkt[20.min(pkt.len() - 1)] = 3;
+                let at = 20.min(pkt.len() - 1);
+                pkt[at] = 3;
             }
             let pkt = &pkt[..cut.min(pkt.len())];
             let _ = parse_tcp_v4(pkt);
