@@ -120,7 +120,9 @@ impl SqsConfig {
     /// # Errors
     /// [`QueueError::Permanent`] for a value SQS would refuse or that cannot work.
     pub fn validate(&self) -> Result<(), QueueError> {
-        let bad = |field: &str, why: String| Err(QueueError::Permanent(format!("SQS config: {field} {why}")));
+        let bad = |field: &str, why: String| {
+            Err(QueueError::Permanent(format!("SQS config: {field} {why}")))
+        };
         if self.visibility_timeout.is_zero() || self.visibility_timeout > MAX_VISIBILITY {
             return bad(
                 "visibility_timeout",
@@ -202,7 +204,8 @@ impl SqsQueue {
     pub async fn connect(target: &str, config: SqsConfig) -> Result<Self, QueueError> {
         config.validate()?;
         let parsed = parse_target(target)?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
         // A known region keeps the loader from asking instance metadata for one.
         if let Some(region) = config.region.clone().or_else(|| parsed.region.clone()) {
             loader = loader.region(Region::new(region));
@@ -216,7 +219,11 @@ impl SqsQueue {
     ///
     /// # Errors
     /// As [`SqsQueue::connect`].
-    pub fn with_sdk_config(target: &str, config: SqsConfig, sdk: &SdkConfig) -> Result<Self, QueueError> {
+    pub fn with_sdk_config(
+        target: &str,
+        config: SqsConfig,
+        sdk: &SdkConfig,
+    ) -> Result<Self, QueueError> {
         config.validate()?;
         Self::build(parse_target(target)?, config, sdk)
     }
@@ -324,7 +331,10 @@ impl SqsQueue {
                 &dlq_name,
                 &[
                     (QueueAttributeName::VisibilityTimeout, visibility.clone()),
-                    (QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_SECS.to_string()),
+                    (
+                        QueueAttributeName::MessageRetentionPeriod,
+                        DLQ_RETENTION_SECS.to_string(),
+                    ),
                 ],
             )
             .await?;
@@ -341,7 +351,9 @@ impl SqsQueue {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
             .ok_or_else(|| {
-                QueueError::Permanent(format!("SQS GetQueueAttributes on queue {dlq_name}: no QueueArn in the answer"))
+                QueueError::Permanent(format!(
+                    "SQS GetQueueAttributes on queue {dlq_name}: no QueueArn in the answer"
+                ))
             })?;
         let redrive = serde_json::json!({
             "deadLetterTargetArn": arn,
@@ -393,7 +405,9 @@ impl SqsQueue {
                 let receipt = receipt_of(m, &dlq_name)?;
                 let zone = string_attr(m, ATTR_ZONE)
                     .or_else(|| {
-                        let source = m.attributes()?.get(&MessageSystemAttributeName::DeadLetterQueueSourceArn)?;
+                        let source = m
+                            .attributes()?
+                            .get(&MessageSystemAttributeName::DeadLetterQueueSourceArn)?;
                         self.zone_of(source.rsplit(':').next()?)
                     })
                     .unwrap_or_default();
@@ -407,7 +421,11 @@ impl SqsQueue {
                     .send()
                     .await
                     .map_err(|e| sdk_error("DeleteMessage", &dlq_name, e))?;
-                out.push(DeadLetter { zone, payload: decode_body(m), reason });
+                out.push(DeadLetter {
+                    zone,
+                    payload: decode_body(m),
+                    reason,
+                });
             }
         }
         Ok(out)
@@ -448,7 +466,11 @@ impl SqsQueue {
                 .map_err(|e| sdk_error("GetQueueUrl", name, e))?
                 .queue_url()
                 .map(str::to_string)
-                .ok_or_else(|| QueueError::Permanent(format!("SQS GetQueueUrl on queue {name}: no URL in the answer")))?,
+                .ok_or_else(|| {
+                    QueueError::Permanent(format!(
+                        "SQS GetQueueUrl on queue {name}: no URL in the answer"
+                    ))
+                })?,
         };
         self.write_urls().insert(name.to_string(), url.clone());
         Ok(url)
@@ -463,14 +485,20 @@ impl SqsQueue {
 
     /// CreateQueue with `attrs`; if the queue exists with other attributes, set
     /// them. Caches and returns the URL.
-    async fn ensure_queue(&self, name: &str, attrs: &[(QueueAttributeName, String)]) -> Result<String, QueueError> {
+    async fn ensure_queue(
+        &self,
+        name: &str,
+        attrs: &[(QueueAttributeName, String)],
+    ) -> Result<String, QueueError> {
         let mut create = self.client.create_queue().queue_name(name);
         for (k, v) in attrs {
             create = create.attributes(k.clone(), v);
         }
         let url = match create.send().await {
             Ok(out) => out.queue_url().map(str::to_string).ok_or_else(|| {
-                QueueError::Permanent(format!("SQS CreateQueue on queue {name}: no URL in the answer"))
+                QueueError::Permanent(format!(
+                    "SQS CreateQueue on queue {name}: no URL in the answer"
+                ))
             })?,
             Err(e) if matches!(e.code(), Some("QueueAlreadyExists" | "QueueNameExists")) => {
                 let url = self
@@ -483,7 +511,9 @@ impl SqsQueue {
                     .queue_url()
                     .map(str::to_string)
                     .ok_or_else(|| {
-                        QueueError::Permanent(format!("SQS GetQueueUrl on queue {name}: no URL in the answer"))
+                        QueueError::Permanent(format!(
+                            "SQS GetQueueUrl on queue {name}: no URL in the answer"
+                        ))
                     })?;
                 self.client
                     .set_queue_attributes()
@@ -524,7 +554,9 @@ impl SqsQueue {
         if body.base64 {
             send = send.message_attributes(ATTR_ENCODING, string_value("base64")?);
         }
-        send.send().await.map_err(|e| sdk_error("SendMessage", &dlq_name, e))?;
+        send.send()
+            .await
+            .map_err(|e| sdk_error("SendMessage", &dlq_name, e))?;
         self.client
             .delete_message()
             .queue_url(url)
@@ -552,7 +584,9 @@ impl SqsQueue {
                 entry = entry.message_attributes(ATTR_ENCODING, string_value("base64")?);
             }
             entries.push(entry.build().map_err(|e| {
-                QueueError::Permanent(format!("SQS SendMessageBatch on queue {name}: bad entry: {e}"))
+                QueueError::Permanent(format!(
+                    "SQS SendMessageBatch on queue {name}: bad entry: {e}"
+                ))
             })?);
         }
         let out = self
@@ -567,8 +601,16 @@ impl SqsQueue {
             .failed()
             .iter()
             .filter_map(|f| {
-                let i = f.id().parse::<usize>().ok().filter(|i| indices.contains(i))?;
-                Some((i, f.sender_fault(), format!("{}: {}", f.code(), f.message().unwrap_or(""))))
+                let i = f
+                    .id()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| indices.contains(i))?;
+                Some((
+                    i,
+                    f.sender_fault(),
+                    format!("{}: {}", f.code(), f.message().unwrap_or("")),
+                ))
             })
             .collect())
     }
@@ -579,11 +621,17 @@ impl JobQueue for SqsQueue {
     async fn publish(&self, zone: &str, payload: &[u8]) -> Result<(), QueueError> {
         let (name, url) = self.zone_url(zone).await?;
         let body = Body::encode(payload, &name)?;
-        let mut send = self.client.send_message().queue_url(&url).message_body(body.text);
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&url)
+            .message_body(body.text);
         if body.base64 {
             send = send.message_attributes(ATTR_ENCODING, string_value("base64")?);
         }
-        send.send().await.map_err(|e| sdk_error("SendMessage", &name, e))?;
+        send.send()
+            .await
+            .map_err(|e| sdk_error("SendMessage", &name, e))?;
         Ok(())
     }
 
@@ -610,7 +658,12 @@ impl JobQueue for SqsQueue {
                 let failures = self
                     .send_batch((&name, &url), &bodies, &pending)
                     .await
-                    .map_err(|e| prefix_error(e, &format!("{sent} of {total} messages were sent before this error: ")))?;
+                    .map_err(|e| {
+                        prefix_error(
+                            e,
+                            &format!("{sent} of {total} messages were sent before this error: "),
+                        )
+                    })?;
                 sent += pending.len() - failures.len();
                 pending.clear();
                 for (i, sender_fault, detail) in failures {
@@ -676,11 +729,17 @@ impl JobQueue for SqsQueue {
                     .unwrap_or(1);
                 let payload = decode_body(m);
                 if deliveries <= limit {
-                    return Ok(Some(Delivery { handle: receipt.to_string(), zone: zone.to_string(), payload, deliveries }));
+                    return Ok(Some(Delivery {
+                        handle: receipt.to_string(),
+                        zone: zone.to_string(),
+                        payload,
+                        deliveries,
+                    }));
                 }
                 let reason = format!("delivery limit of {limit} reached");
                 tracing::warn!(queue = %name, deliveries, "message past its delivery limit; dead-lettering it");
-                self.dead_letter(zone, (&name, &url), receipt, &payload, &reason).await?;
+                self.dead_letter(zone, (&name, &url), receipt, &payload, &reason)
+                    .await?;
             }
             if poll == 0 || Instant::now() >= deadline {
                 return Ok(None);
@@ -710,7 +769,9 @@ impl JobQueue for SqsQueue {
         let limit = self.config.max_receive_count;
         let reason = match what {
             Nack::DeadLetter { reason } => reason,
-            Nack::Retry if delivery.deliveries >= limit => format!("delivery limit of {limit} reached"),
+            Nack::Retry if delivery.deliveries >= limit => {
+                format!("delivery limit of {limit} reached")
+            }
             Nack::Retry => {
                 self.client
                     .change_message_visibility()
@@ -723,8 +784,14 @@ impl JobQueue for SqsQueue {
                 return Ok(());
             }
         };
-        self.dead_letter(&delivery.zone, (&name, &url), &delivery.handle, &delivery.payload, &reason)
-            .await
+        self.dead_letter(
+            &delivery.zone,
+            (&name, &url),
+            &delivery.handle,
+            &delivery.payload,
+            &reason,
+        )
+        .await
     }
 
     /// ChangeMessageVisibility to `by` from now (whole seconds, at most 12 h; SQS
@@ -761,7 +828,12 @@ fn parse_target(target: &str) -> Result<Target, QueueError> {
     };
     if let Some(name) = target.strip_prefix("sqs://") {
         check_base_name(name, target)?;
-        return Ok(Target { name: name.to_string(), locate: Locate::ByName, endpoint: None, region: None });
+        return Ok(Target {
+            name: name.to_string(),
+            locate: Locate::ByName,
+            endpoint: None,
+            region: None,
+        });
     }
     let (scheme, rest) = if let Some(rest) = target.strip_prefix("https://") {
         ("https", rest)
@@ -771,7 +843,10 @@ fn parse_target(target: &str) -> Result<Target, QueueError> {
         return Err(usage());
     };
     let (host, path) = rest.split_once('/').ok_or_else(usage)?;
-    let (account, name) = path.trim_end_matches('/').split_once('/').ok_or_else(usage)?;
+    let (account, name) = path
+        .trim_end_matches('/')
+        .split_once('/')
+        .ok_or_else(usage)?;
     if host.is_empty() || account.is_empty() || account.contains(['?', '#']) {
         return Err(usage());
     }
@@ -801,7 +876,10 @@ fn aws_region_of(host: &str) -> Option<String> {
     let region = base
         .strip_prefix("sqs.")
         .or_else(|| base.strip_suffix(".queue"))?;
-    let valid = !region.is_empty() && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let valid = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     valid.then(|| region.to_string())
 }
 
@@ -841,8 +919,14 @@ impl Body {
             )));
         }
         Ok(match std::str::from_utf8(payload) {
-            Ok(text) if text.chars().all(is_sqs_char) => Body { text: text.to_string(), base64: false },
-            _ => Body { text: BASE64.encode(payload), base64: true },
+            Ok(text) if text.chars().all(is_sqs_char) => Body {
+                text: text.to_string(),
+                base64: false,
+            },
+            _ => Body {
+                text: BASE64.encode(payload),
+                base64: true,
+            },
         })
     }
 
@@ -865,7 +949,10 @@ fn decode_body(m: &Message) -> Vec<u8> {
 }
 
 fn string_attr(m: &Message, key: &str) -> Option<String> {
-    m.message_attributes()?.get(key)?.string_value().map(str::to_string)
+    m.message_attributes()?
+        .get(key)?
+        .string_value()
+        .map(str::to_string)
 }
 
 fn string_value(v: &str) -> Result<MessageAttributeValue, QueueError> {
@@ -877,8 +964,11 @@ fn string_value(v: &str) -> Result<MessageAttributeValue, QueueError> {
 }
 
 fn receipt_of<'m>(m: &'m Message, queue: &str) -> Result<&'m str, QueueError> {
-    m.receipt_handle()
-        .ok_or_else(|| QueueError::Transient(format!("SQS ReceiveMessage on queue {queue}: a message without a receipt handle")))
+    m.receipt_handle().ok_or_else(|| {
+        QueueError::Transient(format!(
+            "SQS ReceiveMessage on queue {queue}: a message without a receipt handle"
+        ))
+    })
 }
 
 /// A reason SQS will store: allowed characters only, bounded length.
@@ -888,7 +978,11 @@ fn clean_reason(reason: &str) -> String {
         .take(MAX_REASON_CHARS)
         .map(|c| if is_sqs_char(c) { c } else { '\u{FFFD}' })
         .collect();
-    if cleaned.is_empty() { "no reason given".to_string() } else { cleaned }
+    if cleaned.is_empty() {
+        "no reason given".to_string()
+    } else {
+        cleaned
+    }
 }
 
 /// Groups of indices into `bodies` that fit one SendMessageBatch each.
@@ -897,7 +991,9 @@ fn batch_groups(bodies: &[Body]) -> Vec<Vec<usize>> {
     let mut current = Vec::new();
     let mut bytes = 0;
     for (i, body) in bodies.iter().enumerate() {
-        if !current.is_empty() && (current.len() == BATCH_ENTRIES || bytes + body.size() > BATCH_BYTES) {
+        if !current.is_empty()
+            && (current.len() == BATCH_ENTRIES || bytes + body.size() > BATCH_BYTES)
+        {
             groups.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -981,7 +1077,9 @@ where
             }
         }
         SdkError::TimeoutError(_) => QueueError::Transient(format!("{at}: timed out")),
-        SdkError::ConstructionFailure(_) => QueueError::Permanent(format!("{at}: {}", DisplayErrorContext(&err))),
+        SdkError::ConstructionFailure(_) => {
+            QueueError::Permanent(format!("{at}: {}", DisplayErrorContext(&err)))
+        }
         SdkError::DispatchFailure(f) if f.is_user() => {
             QueueError::Permanent(format!("{at}: {}", DisplayErrorContext(&err)))
         }
@@ -997,11 +1095,17 @@ mod tests {
     #[test]
     fn targets_parse() {
         let t = parse_target("sqs://scan-jobs").unwrap();
-        assert_eq!((t.name.as_str(), &t.locate, &t.endpoint, &t.region), ("scan-jobs", &Locate::ByName, &None, &None));
+        assert_eq!(
+            (t.name.as_str(), &t.locate, &t.endpoint, &t.region),
+            ("scan-jobs", &Locate::ByName, &None, &None)
+        );
 
         let t = parse_target("https://sqs.eu-west-1.amazonaws.com/123456789012/jobs").unwrap();
         assert_eq!(t.name, "jobs");
-        assert_eq!(t.locate, Locate::Prefix("https://sqs.eu-west-1.amazonaws.com/123456789012/".into()));
+        assert_eq!(
+            t.locate,
+            Locate::Prefix("https://sqs.eu-west-1.amazonaws.com/123456789012/".into())
+        );
         assert_eq!((t.endpoint, t.region.as_deref()), (None, Some("eu-west-1")));
 
         let t = parse_target("https://us-west-2.queue.amazonaws.com/1/jobs").unwrap();
@@ -1011,7 +1115,10 @@ mod tests {
         assert_eq!(t.name, "jobs");
         assert_eq!(t.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(t.region, None);
-        assert_eq!(t.locate, Locate::Prefix("http://127.0.0.1:5000/123456789012/".into()));
+        assert_eq!(
+            t.locate,
+            Locate::Prefix("http://127.0.0.1:5000/123456789012/".into())
+        );
 
         for bad in [
             "jobs",
@@ -1024,14 +1131,22 @@ mod tests {
             "http:///1/a",
             &format!("sqs://{}", "x".repeat(77)),
         ] {
-            assert!(matches!(parse_target(bad), Err(QueueError::Permanent(_))), "{bad}");
+            assert!(
+                matches!(parse_target(bad), Err(QueueError::Permanent(_))),
+                "{bad}"
+            );
         }
         assert!(parse_target(&format!("sqs://{}", "x".repeat(76))).is_ok());
     }
 
     fn queue(name: &str) -> SqsQueue {
-        let sdk = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build();
-        let config = SqsConfig { region: Some("us-east-1".into()), ..SqsConfig::default() };
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let config = SqsConfig {
+            region: Some("us-east-1".into()),
+            ..SqsConfig::default()
+        };
         SqsQueue::with_sdk_config(&format!("sqs://{name}"), config, &sdk).unwrap()
     }
 
@@ -1045,7 +1160,12 @@ mod tests {
             let err = q.queue_name(bad).unwrap_err();
             assert!(matches!(err, QueueError::Permanent(_)), "{bad}: {err}");
         }
-        assert!(q.queue_name("a.b").unwrap_err().to_string().contains("\"a.b\""));
+        assert!(
+            q.queue_name("a.b")
+                .unwrap_err()
+                .to_string()
+                .contains("\"a.b\"")
+        );
         assert_eq!(q.zone_of("jobs").as_deref(), Some("default"));
         assert_eq!(q.zone_of("jobs-z1").as_deref(), Some("z1"));
         assert_eq!(q.zone_of("jobs-dlq"), None);
@@ -1057,12 +1177,48 @@ mod tests {
         let ok = SqsConfig::default();
         ok.validate().unwrap();
         let cases = [
-            ("visibility_timeout", SqsConfig { visibility_timeout: Duration::ZERO, ..ok.clone() }),
-            ("visibility_timeout", SqsConfig { visibility_timeout: MAX_VISIBILITY * 2, ..ok.clone() }),
-            ("max_receive_count", SqsConfig { max_receive_count: 0, ..ok.clone() }),
-            ("long_poll", SqsConfig { long_poll: Duration::from_secs(21), ..ok.clone() }),
-            ("attempt_timeout", SqsConfig { attempt_timeout: Duration::from_secs(20), ..ok.clone() }),
-            ("max_attempts", SqsConfig { max_attempts: 0, ..ok.clone() }),
+            (
+                "visibility_timeout",
+                SqsConfig {
+                    visibility_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "visibility_timeout",
+                SqsConfig {
+                    visibility_timeout: MAX_VISIBILITY * 2,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "max_receive_count",
+                SqsConfig {
+                    max_receive_count: 0,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "long_poll",
+                SqsConfig {
+                    long_poll: Duration::from_secs(21),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "attempt_timeout",
+                SqsConfig {
+                    attempt_timeout: Duration::from_secs(20),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "max_attempts",
+                SqsConfig {
+                    max_attempts: 0,
+                    ..ok.clone()
+                },
+            ),
         ];
         for (field, c) in cases {
             let err = c.validate().unwrap_err().to_string();
@@ -1084,10 +1240,19 @@ mod tests {
 
     #[test]
     fn batches_respect_count_and_size() {
-        let small = Body { text: "x".into(), base64: false };
-        let sizes: Vec<usize> = batch_groups(&vec![small; 25]).iter().map(Vec::len).collect();
+        let small = Body {
+            text: "x".into(),
+            base64: false,
+        };
+        let sizes: Vec<usize> = batch_groups(&vec![small; 25])
+            .iter()
+            .map(Vec::len)
+            .collect();
         assert_eq!(sizes, [10, 10, 5]);
-        let big = Body { text: "y".repeat(100 * 1024), base64: false };
+        let big = Body {
+            text: "y".repeat(100 * 1024),
+            base64: false,
+        };
         let sizes: Vec<usize> = batch_groups(&vec![big; 5]).iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
         assert!(batch_groups(&[]).is_empty());

@@ -700,6 +700,49 @@ mod tests {
         );
     }
 
+    /// Starts a real `redis-server` on a free loopback port with `args`, if one is
+    /// installed. The child is killed when the returned handle drops.
+    async fn real_redis(args: &[&str]) -> Option<(tokio::process::Child, SocketAddr)> {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        let addr = free.local_addr().ok()?;
+        drop(free);
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--logfile", "/dev/null"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Some((child, addr));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn real_redis_server_when_installed() {
+        let Some((_child, addr)) = real_redis(&[]).await else {
+            eprintln!("redis-server not installed: skipped");
+            return;
+        };
+        let info = detector().detect_with_plan(addr, probes::plan(6379)).await.unwrap();
+        assert_eq!((info.name.as_str(), info.product.as_deref()), ("redis", Some("Redis")));
+        let version = info.version.unwrap_or_default();
+        assert!(version.starts_with(|c: char| c.is_ascii_digit()), "{version:?}");
+        assert_eq!(info.cpe, Some(format!("cpe:/a:redis:redis:{version}")));
+        // On a port without the hint (HTTP draws a hang-up, then TLS an error).
+        let info = detect(addr).await.unwrap();
+        assert_eq!(info.name, "redis");
+
+        let Some((_child, addr)) = real_redis(&["--requirepass", "s3cret"]).await else { return };
+        let info = detector().detect_with_plan(addr, probes::plan(6379)).await.unwrap();
+        assert_eq!((info.name.as_str(), info.version), ("redis", None));
+    }
+
     #[tokio::test]
     async fn postgresql_ssl_request() {
         let addr = serve(|mut s| async move {

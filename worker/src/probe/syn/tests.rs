@@ -162,7 +162,8 @@ fn syn_namespace_sweep_classifies_every_port_despite_loss() {
                ip saddr {s_a} tcp dport {drop_p} drop
                ip saddr {s_a} tcp dport {reset_p} reject with tcp reset
                ip saddr {s_a} tcp dport {admin_p} reject with icmp type admin-prohibited
-             }} }}"
+             }}
+             }}"
         ))
         .unwrap();
     // Target B: listeners behind 20 % random loss of everything the scanner sends.
@@ -172,7 +173,8 @@ fn syn_namespace_sweep_classifies_every_port_despite_loss() {
         .nft(&format!(
             "table inet sfsyn {{ chain input {{ type filter hook input priority 0; policy accept;
                ip saddr {s_b} numgen random mod 100 < 20 drop
-             }} }}"
+             }}
+             }}"
         ))
         .unwrap();
 
@@ -224,7 +226,8 @@ fn syn_ipv6_namespace_sweep() {
            ip6 saddr {s} tcp dport {drop_p} drop
            ip6 saddr {s} tcp dport {reset_p} reject with tcp reset
            ip6 saddr {s} tcp dport {admin_p} reject with icmpv6 type admin-prohibited
-         }} }}"
+         }}
+         }}"
     ))
     .unwrap();
     let req = request(vec![target(t, 100_000)], "1-65535", 2, 100_000, 1000);
