@@ -173,11 +173,12 @@ ensure_link() {
     ip -n "$ns" link set eth0 up
 }
 
-# apply_nft NS FILE: load FILE (atomic replace of table ip sflab) unless it
-# is what is loaded already, so re-running `up` keeps the counters
+# apply_nft NS FILE [FAMILY]: load FILE (an atomic replace of table FAMILY
+# sflab, default ip) unless it is what is loaded already, so re-running `up`
+# keeps the counters
 apply_nft() {
-    local ns=$1 file=$2 applied=$2.applied
-    if [[ -f $applied ]] && cmp -s "$file" "$applied" && nsx "$ns" nft list table ip sflab >/dev/null 2>&1; then
+    local ns=$1 file=$2 fam=${3:-ip} applied=$2.applied
+    if [[ -f $applied ]] && cmp -s "$file" "$applied" && nsx "$ns" nft list table "$fam" sflab >/dev/null 2>&1; then
         return 0
     fi
     nsx "$ns" nft -f "$file"
@@ -253,7 +254,7 @@ ensure_bridge_l2() {
         echo "}"
     } >"$f.tmp"
     mv "$f.tmp" "$f"
-    apply_nft "$NS_BR" "$f"
+    apply_nft "$NS_BR" "$f" bridge
 }
 
 ensure_cert() {
@@ -368,10 +369,10 @@ stop_target_procs() {
 delete_ns() {
     local ns=$1 pids
     [[ -e /run/netns/$ns ]] || return 0
-    pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ') || true
-    if [[ -n ${pids// /} ]]; then
+    pids=$(ip netns pids "$ns" 2>/dev/null | paste -sd,) || true
+    if [[ -n $pids ]]; then
         say "warning: $ns still has processes the lab did not start (not killed; the namespace lives on until they exit):"
-        ps -o pid=,args= -p "${pids// /,}" 2>/dev/null | sed 's/^/lab.sh:   /' >&2 || true
+        ps -o pid=,args= -p "$pids" 2>/dev/null | cut -c1-150 | sed 's/^/lab.sh:   /' >&2 || true
     fi
     ip netns delete "$ns"
 }
@@ -396,6 +397,14 @@ cmd_up() {
             ip -n "$NS_BR" link del "p-t$i" 2>/dev/null || true
             rm -rf "${RUN:?}/t$i"
         fi
+    done
+    local d
+    for d in "$RUN"/t[0-9]*; do  # state of hosts above N left from an earlier, bigger lab
+        [[ -d $d ]] || continue
+        i=${d##*/t}
+        [[ $i =~ ^[0-9]+$ ]] && ((i > n)) && [[ ! -e /run/netns/$NS_T$i ]] || continue
+        stop_target_procs "$i"
+        rm -rf "${RUN:?}/t$i"
     done
     while IFS=$'\t' read -r i ip pyports tls redisports sig; do
         ensure_target "$i" "$ip" "$pyports" "$tls" "$redisports" "$sig"

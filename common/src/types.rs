@@ -8,12 +8,24 @@ use serde::{Deserialize, Serialize};
 use crate::ports::PortSpec;
 
 /// One scannable thing as discovery (EC2, an inventory file, a typed target) sees it.
+///
+/// One asset is one machine: an EC2 instance with every private address of every
+/// network interface, or one hand-typed address. Everything beyond `private_ip` is
+/// optional, so inventories written by hand or by older versions keep parsing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Asset {
     /// Stable identifier: the EC2 instance id, or the IP for hand-typed targets.
     #[serde(default)]
     pub id: String,
+    /// The primary private address (of the primary interface for an instance).
     pub private_ip: IpAddr,
+    /// Every private address of every interface, primary first; may repeat
+    /// `private_ip`. Scope turns each distinct address into its own target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_ips: Vec<IpAddr>,
+    /// Public IPv4 addresses (auto-assigned or Elastic IP), never scanned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_ips: Vec<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,7 +33,37 @@ pub struct Asset {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
+    /// Subnet of the primary interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// EC2 instance state (`pending`, `running`, `stopped`, ...). No state means a
+    /// hand-typed or file asset, which scope treats as running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `windows` for Windows instances (EC2 reports nothing for Linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Name of the image, when discovery described it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// Security groups of all interfaces, sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// Auto Scaling group, from the `aws:autoscaling:groupName` tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_group: Option<String>,
+    /// Network zone (VPCs joined by peering) whose workers can reach this asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// What the network configuration exposes to the internet; `None` when unknown
+    /// (hand-typed assets, or discovery could not read the network configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
 }
@@ -32,13 +74,105 @@ impl Asset {
         Asset {
             id: ip.to_string(),
             private_ip: ip,
+            private_ips: Vec::new(),
+            public_ips: Vec::new(),
             instance_type: None,
             account_id: None,
             region: None,
+            availability_zone: None,
             vpc_id: None,
+            subnet_id: None,
+            state: None,
+            platform: None,
+            image_id: None,
+            image_name: None,
+            security_groups: Vec::new(),
+            autoscaling_group: None,
+            zone: None,
+            exposure: None,
             tags: BTreeMap::new(),
         }
     }
+
+    /// Every distinct private address of the asset, `private_ip` first.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut out = vec![self.private_ip];
+        for ip in &self.private_ips {
+            if !out.contains(ip) {
+                out.push(*ip);
+            }
+        }
+        out
+    }
+
+    /// True when the network configuration lets anyone on the internet reach
+    /// `port`/tcp of this asset. False when it does not, or when it is unknown.
+    pub fn internet_exposed(&self, port: u16) -> bool {
+        self.exposure.as_ref().is_some_and(|e| e.allows(port))
+    }
+}
+
+/// An inclusive range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.from..=self.to).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from == self.to { write!(f, "{}", self.from) } else { write!(f, "{}-{}", self.from, self.to) }
+    }
+}
+
+/// What the network configuration (route tables, network ACLs, security groups)
+/// lets the whole internet reach on an asset: the configuration's side of "open
+/// and reachable from the internet", to compare with what a scan observes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// One entry per internet-facing address with at least one reachable port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<ExposurePath>,
+    /// Why interfaces or ports are not reachable, one line per interface and
+    /// blocking layer (`no public IP or Elastic IP`, `route table rtb-... has no
+    /// default route to an internet gateway`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Exposure {
+    /// True when some path lets the internet reach `port`/tcp.
+    pub fn allows(&self, port: u16) -> bool {
+        self.paths.iter().any(|p| p.tcp.iter().any(|r| r.contains(port)))
+    }
+
+    /// True when nothing is reachable from the internet.
+    pub fn is_closed(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
+/// How the internet reaches one address of an asset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposurePath {
+    /// The internet-facing address (public IPv4 or Elastic IP, or a global IPv6).
+    pub public_ip: IpAddr,
+    /// The private address behind it (the same as `public_ip` for IPv6).
+    pub private_ip: IpAddr,
+    /// TCP ports reachable from anywhere, sorted, merged, never empty.
+    pub tcp: Vec<PortRange>,
+    pub internet_gateway: String,
+    pub route_table: String,
+    pub network_acl: String,
+    /// Security groups with an ingress rule from `0.0.0.0/0` or `::/0` that
+    /// allowed part of `tcp`.
+    pub security_groups: Vec<String>,
 }
 
 /// An address that scope allowed, with the probe budget the rate policy gave it.

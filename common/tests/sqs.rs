@@ -172,6 +172,7 @@ async fn must_receive(q: &SqsQueue, zone: &str) -> Delivery {
 }
 
 fn permanent(e: &QueueError) -> &str {
+    eprintln!("{e}");
     match e {
         QueueError::Permanent(m) => m,
         QueueError::Transient(m) => panic!("expected a permanent error, got transient: {m}"),
@@ -179,6 +180,7 @@ fn permanent(e: &QueueError) -> &str {
 }
 
 fn transient(e: &QueueError) -> &str {
+    eprintln!("{e}");
     match e {
         QueueError::Transient(m) => m,
         QueueError::Permanent(m) => panic!("expected a transient error, got permanent: {m}"),
@@ -648,4 +650,13 @@ async fn killed_server_is_transient_and_recovers_after_restart() {
     assert_eq!(d.payload, b"after");
     q.ack(&d).await.unwrap();
     drop(moto);
+}
+
+#[tokio::test]
+async fn scratch_no_creds() {
+    let moto = moto_url();
+    let sdk = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build();
+    let q = SqsQueue::with_sdk_config(&format!("sqs://{}", unique("nc")), config(moto), &sdk).unwrap();
+    let e = q.receive("default", Duration::ZERO).await.unwrap_err();
+    eprintln!("NOCREDS {e:?}");
 }

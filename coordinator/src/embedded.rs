@@ -82,6 +82,8 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
             let config = WorkerConfig {
                 lease: Duration::from_secs(600),
                 receive_wait: Duration::from_millis(200),
+                // Ctrl-C in the embedded mode means stop now: nothing else would take the shards.
+                grace: Duration::ZERO,
                 ..WorkerConfig::default()
             };
             Arc::new(Worker::with_metrics(

@@ -565,6 +565,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "serve":
             return serve(args)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lab.sh truth | head` ends quietly
         manifest = parse_manifest(args.manifest)
         if args.cmd == "check":
             return 0

@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub detect_window: usize,
     pub detect: DetectConfig,
     pub syn: SynConfig,
+    /// On shutdown, how long shards in hand may take to finish before they are released.
+    pub grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +61,7 @@ impl Default for WorkerConfig {
             detect_window: 64,
             detect: DetectConfig::default(),
             syn: SynConfig::default(),
+            grace: Duration::from_secs(30),
         }
     }
 }
@@ -151,15 +154,18 @@ impl Worker {
         }
     }
 
-    /// Consume until `shutdown` fires: stop receiving, let shards in hand finish
-    /// (or release them when they are cancelled), return.
+    /// Consume until `shutdown` fires, then drain: stop receiving, give the shards
+    /// in hand up to `config.grace` to finish (results stored, acked), then cancel
+    /// the rest, which releases them to the queue for another worker.
     ///
     /// # Errors
     /// Only a permanent queue error ends the loop early.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), scanfleet_common::queue::QueueError> {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let abort = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut backoff = Duration::from_millis(100);
+        let mut failure = None;
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -174,7 +180,7 @@ impl Worker {
                 Ok(Some(delivery)) => {
                     backoff = Duration::from_millis(100);
                     let me = self.clone();
-                    let cancel = shutdown.child_token();
+                    let cancel = abort.child_token();
                     tasks.spawn(async move {
                         me.handle(delivery, cancel).await;
                         drop(permit);
@@ -192,12 +198,19 @@ impl Worker {
                 }
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["receive", "permanent"]).inc();
-                    return Err(e);
+                    failure = Some(e);
+                    break;
                 }
             }
         }
-        while tasks.join_next().await.is_some() {}
-        Ok(())
+        // Drain: finish what is in hand within the grace period, release the rest.
+        let drained = tokio::time::timeout(self.config.grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(in_flight = tasks.len(), "grace period over; releasing unfinished shards to the queue");
+            abort.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Work one delivery to its end: ack, retry or dead-letter.

@@ -3,6 +3,7 @@
 //! fleet work).
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 

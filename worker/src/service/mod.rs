@@ -528,7 +528,7 @@ mod tests {
 
     /// A TLS server with a self-signed certificate for `lab-t1.scanfleet.test` and
     /// HTTP inside, like the lab's port 443.
-    async fn tls_http_server() -> SocketAddr {
+    async fn tls_http_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> SocketAddr {
         let mut params =
             rcgen::CertificateParams::new(vec!["lab-t1.scanfleet.test".to_string()]).unwrap();
         params
@@ -539,7 +539,7 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
@@ -571,7 +571,7 @@ mod tests {
 
     #[tokio::test]
     async fn https_with_certificate_facts() {
-        let addr = tls_http_server().await;
+        let addr = tls_http_server(rustls::DEFAULT_VERSIONS).await;
         // As on port 443: TLS first.
         let info = detector()
             .detect_with_plan(addr, probes::plan(443))
@@ -594,6 +594,15 @@ mod tests {
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.subject_cn"], "lab-t1.scanfleet.test");
+    }
+
+    #[tokio::test]
+    async fn tls12_only_server() {
+        let addr = tls_http_server(&[&rustls::version::TLS12]).await;
+        let info = detector().detect_with_plan(addr, probes::plan(8443)).await.unwrap();
+        assert_eq!(info.name, "https");
+        assert_eq!(info.extra["tls.version"], "TLSv1.2");
+        assert!(info.extra["tls.cipher"].starts_with("TLS_ECDHE_"), "{:?}", info.extra);
     }
 
     #[tokio::test]

@@ -151,6 +151,22 @@ pub fn veth(a: &Netns, b: &Netns, subnet: u8) -> Result<Link, String> {
     b.ip(&["addr", "add", &format!("fd00:214:{subnet}::2/64"), "dev", &ib, "nodad"])?;
     a.ip(&["link", "set", &ia, "up"])?;
     b.ip(&["link", "set", &ib, "up"])?;
+    // Resolve neighbours before a test starts its clock: right after link-up
+    // the first IPv6 neighbour solicitation is often lost and the retry comes
+    // 1 s later, while the kernel queues only ~256 packets per unresolved
+    // neighbour. A connect (refused or not) from a to b warms both caches.
+    let targets = [std::net::SocketAddr::from((ba, 9)), format!("[fd00:214:{subnet}::2]:9").parse().map_err(|e| format!("{e}"))?];
+    a.enter(move || {
+        for t in targets {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                match std::net::TcpStream::connect_timeout(&t, std::time::Duration::from_millis(300)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                    _ => break,
+                }
+            }
+        }
+    });
     Ok(Link { a: aa, b: ba, b_dev: ib })
 }
 

@@ -232,7 +232,8 @@ fn syn_ipv6_namespace_sweep() {
     .unwrap();
     let req = request(vec![target(t, 100_000)], "1-65535", 2, 100_000, 1000);
     let out = scan_in(&scanner, SynConfig::default(), req, None);
-    out.stats.clone().expect("scan");
+    let stats = out.stats.clone().expect("scan");
+    eprintln!("IPv6 sweep: {:?}, {stats:?}", out.elapsed);
     let got = out.by_port();
     assert_eq!(got.len(), 65535);
     for port in 1..=65535u16 {

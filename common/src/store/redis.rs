@@ -1,0 +1,505 @@
+//! Redis backend of the result store (also ElastiCache).
+//!
+//! # Keys
+//! Every key of one scan carries the scan id as a `{hash tag}`, so that all of them
+//! live in one Redis Cluster slot and every script touches one slot only. With the
+//! default prefix `scanfleet` and scan `s1`:
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `scanfleet:{s1}:meta` | hash | `shards_total`, `created` (unix ms), `shards_done`, `shards_failed` |
+//! | `scanfleet:{s1}:results` | hash | field `ip\|port\|proto` (`10.0.0.5\|443\|tcp`) -> [`ProbeResult`] JSON |
+//! | `scanfleet:{s1}:shards` | hash | field shard id (`7`) -> [`ShardOutcome`] JSON |
+//! | `scanfleet:{s1}:stream` | stream | one entry per written batch: `n` (results in it) and `keys` (their `results` fields, comma separated), trimmed to about [`RedisConfig::stream_maxlen`] entries |
+//!
+//! A scan exists when its `meta` key does; otherwise calls return
+//! [`StoreError::UnknownScan`]. Scan ids must be non-empty and free of `{` and `}`.
+//!
+//! # Consistency
+//! Writes and shard outcomes are Lua scripts (`EVALSHA`, loaded again after a Redis
+//! restart), so each is atomic: a batch's results, its stream entry and the key
+//! expiry land together, and the shard counters in `meta` always agree with the
+//! `shards` hash. `HSET` by result key makes a redelivered shard overwrite rather
+//! than add; its stream entry may repeat, so stream readers must tolerate repeats.
+//! `progress` reads the counters and `HLEN results` in one `MULTI`.
+//!
+//! # Bad contents
+//! A value that is not the JSON this module writes (in `results`, `shards` or the
+//! counters) is never skipped silently: the call fails with
+//! [`StoreError::Permanent`] naming the key and field, so that an operator can
+//! repair or `HDEL` it. A report built from a store with a corrupt entry would
+//! silently miss an open port, which is worse than no report.
+//!
+//! # Failures
+//! Connection loss, timeouts, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`,
+//! `READONLY` (failover), `OOM` and `BUSY` are [`StoreError::Transient`]: the worker
+//! holds its shard and retries. No call waits longer than
+//! [`RedisConfig::op_timeout`] for an answer, even while Redis is down. The
+//! connection heals by itself in the background (redis-rs `ConnectionManager`).
+//!
+//! # Durability and retention
+//! "Durable when this returns" is as durable as the server is configured to be:
+//! run Redis with AOF (`appendfsync everysec` or `always`) or with replicas
+//! (ElastiCache). Every write refreshes a TTL on all keys of the scan
+//! ([`RedisConfig::ttl`], 30 days by default), so a scan's data expires that long
+//! after its last write; `None` keeps it forever.
+//!
+//! # Cluster mode
+//! The connection is to one endpoint (a standalone Redis or ElastiCache with cluster
+//! mode disabled). The key names are ready for a cluster client: every call touches
+//! keys of one scan only, and they share a slot.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
+
+use super::{ResultStore, StoreError};
+use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome, escape_bytes};
+
+/// Results per script call: bounds one request's size whatever batch a caller writes.
+const WRITE_CHUNK: usize = 1000;
+
+/// How the Redis store names keys, times out and retains data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// First part of every key: `<prefix>:{<scan>}:meta` and so on.
+    pub key_prefix: String,
+    /// Expiry refreshed on all keys of a scan by each write; `None`: never expire.
+    pub ttl: Option<Duration>,
+    /// Approximate cap on the entries of a scan's stream (`XADD MAXLEN ~`); 0 turns
+    /// the stream off.
+    pub stream_maxlen: usize,
+    /// Bound on one TCP connect (and TLS, AUTH) attempt.
+    pub connect_timeout: Duration,
+    /// Bound on one call, including waiting for a reconnect while Redis is down.
+    pub op_timeout: Duration,
+    /// Connect attempts per reconnect before the pending calls fail; the next call
+    /// starts a new round.
+    pub reconnect_attempts: usize,
+    /// Longest pause between reconnect attempts.
+    pub reconnect_max_delay: Duration,
+    /// Fields per `HSCAN` page when reading results.
+    pub scan_page: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            key_prefix: "scanfleet".into(),
+            ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+            stream_maxlen: 10_000,
+            connect_timeout: Duration::from_secs(2),
+            op_timeout: Duration::from_secs(5),
+            reconnect_attempts: 3,
+            reconnect_max_delay: Duration::from_secs(2),
+            scan_page: 1000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// # Errors
+    /// A message naming the field that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
+            return Err(format!(
+                "redis key_prefix {:?}: must be non-empty and free of braces",
+                self.key_prefix
+            ));
+        }
+        if self.ttl.is_some_and(|t| t.as_millis() == 0) {
+            return Err("redis ttl must be positive (or unset to keep data)".into());
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("op_timeout", self.op_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("redis {name} must be positive"));
+            }
+        }
+        if self.scan_page == 0 {
+            return Err("redis scan_page must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The keys of one scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanKeys {
+    pub meta: String,
+    pub results: String,
+    pub shards: String,
+    pub stream: String,
+}
+
+/// A [`ResultStore`] on Redis; see the module docs. Cheap to clone and share.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    config: RedisConfig,
+    /// `host:port`, for messages: the URL itself may hold a password.
+    endpoint: String,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("endpoint", &self.endpoint)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// KEYS: meta results stream shards. ARGV: ttl_ms maxlen n keys_csv field1 value1 ...
+/// Returns -1 for an unknown scan, 1 otherwise.
+const WRITE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+local maxlen = tonumber(ARGV[2])
+if maxlen > 0 and tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'n', ARGV[3], 'keys', ARGV[4])
+end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
+";
+
+/// KEYS: meta shards results stream. ARGV: shard outcome_json kind(done|failed) ttl_ms.
+/// Returns -1 for an unknown scan, 1 when Done was recorded now, 0 otherwise.
+const FINISH_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+local before = nil
+if prev then
+  local ok, v = pcall(cjson.decode, prev)
+  if ok and type(v) == 'table' then before = v['outcome'] end
+  if before ~= 'done' and before ~= 'failed' then
+    return redis.error_reply('BADDATA ' .. KEYS[2] .. ' field ' .. ARGV[1] .. ' does not hold a shard outcome')
+  end
+end
+if before == 'done' or (before == 'failed' and ARGV[3] == 'failed') then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if before == 'failed' then redis.call('HINCRBY', KEYS[1], 'shards_failed', -1) end
+redis.call('HINCRBY', KEYS[1], 'shards_' .. ARGV[3], 1)
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+if ARGV[3] == 'done' then return 1 end
+return 0
+";
+
+/// Whether a Redis error can heal by itself.
+fn classify(what: &str, e: &RedisError) -> StoreError {
+    let msg = format!("{what}: {e}");
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+        || matches!(e.code(), Some("OOM" | "BUSY" | "LOADING"));
+    if transient {
+        StoreError::Transient(msg)
+    } else {
+        StoreError::Permanent(msg)
+    }
+}
+
+/// The `results` field of a result: `ip|port|proto`.
+pub fn result_field(r: &ProbeResult) -> String {
+    format!("{}|{}|{}", r.ip, r.port, r.protocol.as_str())
+}
+
+fn parse_counter(key: &str, field: &str, v: Option<String>) -> Result<u64, StoreError> {
+    match v {
+        None => Ok(0),
+        Some(s) => s.parse::<u64>().map_err(|_| {
+            StoreError::Permanent(format!(
+                "{key} field {field} holds {:?}, not a count",
+                escape_bytes(s.as_bytes(), 64)
+            ))
+        }),
+    }
+}
+
+impl RedisStore {
+    /// Connect to `url` (`redis://[:password@]host:6379[/db]`).
+    ///
+    /// # Errors
+    /// [`StoreError::Permanent`] for an invalid URL or configuration,
+    /// [`StoreError::Transient`] when Redis cannot be reached.
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, StoreError> {
+        config.validate().map_err(StoreError::Permanent)?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Permanent(format!("invalid Redis URL: {}", e.kind().category_name())))?;
+        let endpoint = client.get_connection_info().addr().to_string();
+        let mgr_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.op_timeout))
+            .set_number_of_retries(config.reconnect_attempts)
+            .set_max_delay(config.reconnect_max_delay);
+        let conn = tokio::time::timeout(
+            config.op_timeout,
+            ConnectionManager::new_with_config(client, mgr_config),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Transient(format!("connect to Redis at {endpoint}: no answer within {:?}", config.op_timeout))
+        })?
+        .map_err(|e| classify(&format!("connect to Redis at {endpoint}"), &e))?;
+        Ok(RedisStore { conn, config, endpoint })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The key names of a scan.
+    ///
+    /// # Errors
+    /// [`StoreError::Permanent`] for an empty scan id or one with `{` or `}`, which
+    /// would break the hash tag.
+    pub fn keys(&self, scan_id: &str) -> Result<ScanKeys, StoreError> {
+        if scan_id.is_empty() || scan_id.contains(['{', '}']) {
+            return Err(StoreError::Permanent(format!(
+                "scan id {:?} cannot be stored: it must be non-empty and free of braces",
+                escape_bytes(scan_id.as_bytes(), 64)
+            )));
+        }
+        let base = format!("{}:{{{scan_id}}}", self.config.key_prefix);
+        Ok(ScanKeys {
+            meta: format!("{base}:meta"),
+            results: format!("{base}:results"),
+            shards: format!("{base}:shards"),
+            stream: format!("{base}:stream"),
+        })
+    }
+
+    /// Remove every key of a scan (retention tooling, tests). Returns how many keys
+    /// existed.
+    ///
+    /// # Errors
+    /// Transient while Redis is unreachable.
+    pub async fn delete_scan(&self, scan_id: &str) -> Result<u64, StoreError> {
+        let k = self.keys(scan_id)?;
+        let mut conn = self.conn.clone();
+        self.bounded("delete scan", async move {
+            redis::cmd("DEL")
+                .arg(&k.meta)
+                .arg(&k.results)
+                .arg(&k.shards)
+                .arg(&k.stream)
+                .query_async::<u64>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.config.ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// One request, bounded in time, its error classified.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.config.op_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&format!("{what} (Redis at {})", self.endpoint), &e)),
+            Err(_) => Err(StoreError::Transient(format!(
+                "{what}: Redis at {} did not answer within {:?}",
+                self.endpoint, self.config.op_timeout
+            ))),
+        }
+    }
+
+    fn unknown_if_negative(code: i64, scan_id: &str) -> Result<i64, StoreError> {
+        if code < 0 {
+            Err(StoreError::UnknownScan(scan_id.to_owned()))
+        } else {
+            Ok(code)
+        }
+    }
+}
+
+#[async_trait]
+impl ResultStore for RedisStore {
+    async fn begin_scan(&self, scan_id: &str, shards_total: u64) -> Result<(), StoreError> {
+        let k = self.keys(scan_id)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET").arg(&k.meta).arg("shards_total").arg(shards_total).ignore()
+            .cmd("HSETNX").arg(&k.meta).arg("created").arg(now_ms).ignore()
+            .cmd("HSETNX").arg(&k.meta).arg("shards_done").arg(0).ignore()
+            .cmd("HSETNX").arg(&k.meta).arg("shards_failed").arg(0).ignore();
+        let ttl = self.ttl_ms();
+        if ttl > 0 {
+            pipe.cmd("PEXPIRE").arg(&k.meta).arg(ttl).ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.bounded("begin scan", async move { pipe.query_async::<()>(&mut conn).await }).await
+    }
+
+    async fn write_results(&self, scan_id: &str, results: &[ProbeResult]) -> Result<(), StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(WRITE_LUA));
+        let k = self.keys(scan_id)?;
+        let ttl = self.ttl_ms();
+        let chunks: Vec<&[ProbeResult]> = if results.is_empty() {
+            vec![&[]]
+        } else {
+            results.chunks(WRITE_CHUNK).collect()
+        };
+        for chunk in chunks {
+            let mut inv = SCRIPT.prepare_invoke();
+            inv.key(&k.meta).key(&k.results).key(&k.stream).key(&k.shards);
+            let fields: Vec<String> = chunk.iter().map(result_field).collect();
+            inv.arg(ttl).arg(self.config.stream_maxlen).arg(chunk.len()).arg(fields.join(","));
+            for (r, f) in chunk.iter().zip(&fields) {
+                let json = serde_json::to_vec(r)
+                    .map_err(|e| StoreError::Permanent(format!("encode result {f}: {e}")))?;
+                inv.arg(f).arg(json);
+            }
+            let mut conn = self.conn.clone();
+            let code: i64 = self
+                .bounded("write results", async move { inv.invoke_async(&mut conn).await })
+                .await?;
+            Self::unknown_if_negative(code, scan_id)?;
+        }
+        Ok(())
+    }
+
+    async fn finish_shard(&self, scan_id: &str, shard_id: u32, outcome: &ShardOutcome) -> Result<bool, StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(FINISH_LUA));
+        let k = self.keys(scan_id)?;
+        let json = serde_json::to_string(outcome)
+            .map_err(|e| StoreError::Permanent(format!("encode shard outcome: {e}")))?;
+        let kind = match outcome {
+            ShardOutcome::Done => "done",
+            ShardOutcome::Failed { .. } => "failed",
+        };
+        let mut inv = SCRIPT.prepare_invoke();
+        inv.key(&k.meta).key(&k.shards).key(&k.results).key(&k.stream);
+        inv.arg(shard_id).arg(json).arg(kind).arg(self.ttl_ms());
+        let mut conn = self.conn.clone();
+        let code: i64 = self
+            .bounded("finish shard", async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Ok(Self::unknown_if_negative(code, scan_id)? == 1)
+    }
+
+    async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError> {
+        let k = self.keys(scan_id)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HMGET").arg(&k.meta).arg("shards_total").arg("shards_done").arg("shards_failed")
+            .cmd("HLEN").arg(&k.results);
+        let mut conn = self.conn.clone();
+        let ((total, done, failed), results): ((Option<String>, Option<String>, Option<String>), u64) =
+            self.bounded("read progress", async move { pipe.query_async(&mut conn).await }).await?;
+        let Some(total) = total else {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        };
+        Ok(Progress {
+            shards_total: parse_counter(&k.meta, "shards_total", Some(total))?,
+            shards_done: parse_counter(&k.meta, "shards_done", done)?,
+            shards_failed: parse_counter(&k.meta, "shards_failed", failed)?,
+            results,
+        })
+    }
+
+    async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
+        let k = self.keys(scan_id)?;
+        let mut conn = self.conn.clone();
+        let exists: bool = self
+            .bounded("read results", async { redis::cmd("EXISTS").arg(&k.meta).query_async(&mut conn).await })
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        }
+        // HSCAN may return a field twice; the map dedupes and sorts by (ip, port, proto).
+        let mut out: BTreeMap<(IpAddr, u16, Protocol), ProbeResult> = BTreeMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
+                .bounded("read results", async {
+                    redis::cmd("HSCAN")
+                        .arg(&k.results)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(self.config.scan_page)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            for (field, value) in page {
+                let shown = escape_bytes(&field, 200);
+                let r: ProbeResult = serde_json::from_slice(&value).map_err(|e| {
+                    StoreError::Permanent(format!("{} field {shown} does not hold a result: {e}", k.results))
+                })?;
+                if result_field(&r).as_bytes() != field.as_slice() {
+                    return Err(StoreError::Permanent(format!(
+                        "{} field {shown} holds the result of {}",
+                        k.results,
+                        result_field(&r)
+                    )));
+                }
+                out.insert(r.key(), r);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validation_names_the_field() {
+        assert!(RedisConfig::default().validate().is_ok());
+        let bad = RedisConfig { key_prefix: "a{b".into(), ..RedisConfig::default() };
+        assert!(bad.validate().unwrap_err().contains("key_prefix"));
+        let bad = RedisConfig { op_timeout: Duration::ZERO, ..RedisConfig::default() };
+        assert!(bad.validate().unwrap_err().contains("op_timeout"));
+    }
+
+    #[test]
+    fn counters_must_be_counts() {
+        assert_eq!(parse_counter("k", "f", None).unwrap(), 0);
+        assert_eq!(parse_counter("k", "f", Some("7".into())).unwrap(), 7);
+        let e = parse_counter("scanfleet:{s}:meta", "shards_done", Some("x\x1b".into())).unwrap_err();
+        assert!(e.to_string().contains("scanfleet:{s}:meta field shards_done"), "{e}");
+        assert!(e.to_string().contains("\\x1b"), "escaped: {e}");
+    }
+}
