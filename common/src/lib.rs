@@ -6,6 +6,7 @@
 //! Everything here is pure or backend code; nothing in this crate sends a probe.
 
 pub mod envelope;
+pub mod fleet;
 pub mod inventory;
 pub mod metrics;
 pub mod ports;

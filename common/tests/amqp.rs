@@ -26,7 +26,11 @@ fn unique_prefix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() % 1_000_000)
         .unwrap_or(0);
-    format!("sftest-{}-{}-{t}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "sftest-{}-{}-{t}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn config(prefix: &str) -> AmqpConfig {
@@ -52,7 +56,9 @@ where
         .await
         .expect("RabbitMQ on SCANFLEET_AMQP_URL (127.0.0.1:5672) must be running");
     let outcome = AssertUnwindSafe(body(q)).catch_unwind().await;
-    let cleaner = AmqpQueue::connect(&amqp_url(), config(&prefix)).await.unwrap();
+    let cleaner = AmqpQueue::connect(&amqp_url(), config(&prefix))
+        .await
+        .unwrap();
     cleaner.delete_topology(zones).await.unwrap();
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -63,53 +69,76 @@ const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roundtrip_across_two_zones() {
-    with_queue(|c| c, &["z1", "z2"], |q| async move {
-        q.publish("z1", b"a").await.unwrap();
-        q.publish("z1", b"b").await.unwrap();
-        q.publish("z2", b"c").await.unwrap();
+    with_queue(
+        |c| c,
+        &["z1", "z2"],
+        |q| async move {
+            q.publish("z1", b"a").await.unwrap();
+            q.publish("z1", b"b").await.unwrap();
+            q.publish("z2", b"c").await.unwrap();
 
-        let a = q.receive("z1", WAIT).await.unwrap().unwrap();
-        assert_eq!((a.payload.as_slice(), a.zone.as_str(), a.deliveries), (&b"a"[..], "z1", 1));
-        let c = q.receive("z2", WAIT).await.unwrap().unwrap();
-        assert_eq!((c.payload.as_slice(), c.zone.as_str()), (&b"c"[..], "z2"));
-        assert_ne!(a.handle, c.handle);
-        q.ack(&a).await.unwrap();
-        q.ack(&c).await.unwrap();
-        let b = q.receive("z1", WAIT).await.unwrap().unwrap();
-        assert_eq!(b.payload, b"b");
-        q.extend_lease(&b, Duration::from_secs(60)).await.unwrap();
-        q.ack(&b).await.unwrap();
+            let a = q.receive("z1", WAIT).await.unwrap().unwrap();
+            assert_eq!(
+                (a.payload.as_slice(), a.zone.as_str(), a.deliveries),
+                (&b"a"[..], "z1", 1)
+            );
+            let c = q.receive("z2", WAIT).await.unwrap().unwrap();
+            assert_eq!((c.payload.as_slice(), c.zone.as_str()), (&b"c"[..], "z2"));
+            assert_ne!(a.handle, c.handle);
+            q.ack(&a).await.unwrap();
+            q.ack(&c).await.unwrap();
+            let b = q.receive("z1", WAIT).await.unwrap().unwrap();
+            assert_eq!(b.payload, b"b");
+            q.extend_lease(&b, Duration::from_secs(60)).await.unwrap();
+            q.ack(&b).await.unwrap();
 
-        assert_eq!(q.receive("z1", Duration::from_millis(300)).await.unwrap(), None);
-        assert_eq!(q.receive("z2", Duration::from_millis(300)).await.unwrap(), None);
-        // Settled deliveries are gone: a second ack is refused, not sent.
-        assert!(matches!(q.ack(&a).await, Err(QueueError::Permanent(_))));
-        assert!(q.extend_lease(&a, Duration::from_secs(1)).await.is_err());
-        q
-    })
+            assert_eq!(
+                q.receive("z1", Duration::from_millis(300)).await.unwrap(),
+                None
+            );
+            assert_eq!(
+                q.receive("z2", Duration::from_millis(300)).await.unwrap(),
+                None
+            );
+            // Settled deliveries are gone: a second ack is refused, not sent.
+            assert!(matches!(q.ack(&a).await, Err(QueueError::Permanent(_))));
+            assert!(q.extend_lease(&a, Duration::from_secs(1)).await.is_err());
+            q
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefetch_is_respected() {
-    with_queue(|c| AmqpConfig { prefetch: 2, ..c }, &["z"], |q| async move {
-        let batch: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i]).collect();
-        q.publish_batch("z", &batch).await.unwrap();
-        let d0 = q.receive("z", WAIT).await.unwrap().unwrap();
-        let d1 = q.receive("z", WAIT).await.unwrap().unwrap();
-        // Two unacked: the broker sends nothing more to this consumer.
-        assert_eq!(q.receive("z", Duration::from_millis(700)).await.unwrap(), None);
-        q.ack(&d0).await.unwrap();
-        let d2 = q.receive("z", WAIT).await.unwrap().unwrap();
-        assert_eq!(q.receive("z", Duration::from_millis(500)).await.unwrap(), None);
-        q.ack(&d1).await.unwrap();
-        q.ack(&d2).await.unwrap();
-        let d3 = q.receive("z", WAIT).await.unwrap().unwrap();
-        q.ack(&d3).await.unwrap();
-        let got: Vec<u8> = [d0, d1, d2, d3].iter().map(|d| d.payload[0]).collect();
-        assert_eq!(got, [0, 1, 2, 3]);
-        q
-    })
+    with_queue(
+        |c| AmqpConfig { prefetch: 2, ..c },
+        &["z"],
+        |q| async move {
+            let batch: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i]).collect();
+            q.publish_batch("z", &batch).await.unwrap();
+            let d0 = q.receive("z", WAIT).await.unwrap().unwrap();
+            let d1 = q.receive("z", WAIT).await.unwrap().unwrap();
+            // Two unacked: the broker sends nothing more to this consumer.
+            assert_eq!(
+                q.receive("z", Duration::from_millis(700)).await.unwrap(),
+                None
+            );
+            q.ack(&d0).await.unwrap();
+            let d2 = q.receive("z", WAIT).await.unwrap().unwrap();
+            assert_eq!(
+                q.receive("z", Duration::from_millis(500)).await.unwrap(),
+                None
+            );
+            q.ack(&d1).await.unwrap();
+            q.ack(&d2).await.unwrap();
+            let d3 = q.receive("z", WAIT).await.unwrap().unwrap();
+            q.ack(&d3).await.unwrap();
+            let got: Vec<u8> = [d0, d1, d2, d3].iter().map(|d| d.payload[0]).collect();
+            assert_eq!(got, [0, 1, 2, 3]);
+            q
+        },
+    )
     .await;
 }
 
@@ -128,67 +157,126 @@ async fn wait_dead(q: &AmqpQueue, n: usize) -> Vec<scanfleet_common::queue::memo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_until_the_delivery_limit_then_dead_letter() {
-    with_queue(|c| AmqpConfig { delivery_limit: 3, ..c }, &["z"], |q| async move {
-        q.publish("z", b"poison").await.unwrap();
-        for n in 1..=3 {
-            let d = q.receive("z", WAIT).await.unwrap().unwrap();
-            assert_eq!((d.payload.as_slice(), d.deliveries), (&b"poison"[..], n));
-            q.nack(&d, Nack::Retry).await.unwrap();
-        }
-        assert_eq!(q.receive("z", Duration::from_millis(500)).await.unwrap(), None);
-        let dead = wait_dead(&q, 1).await;
-        assert_eq!(dead.len(), 1, "the message reached the dead-letter queue");
-        assert_eq!(dead[0].payload, b"poison");
-        assert_eq!(dead[0].zone, "z");
-        assert_eq!(dead[0].reason, "delivery limit reached");
-        assert!(q.dead_letters(10).await.unwrap().is_empty(), "dead_letters consumes");
-        q
-    })
+    with_queue(
+        |c| AmqpConfig {
+            delivery_limit: 3,
+            ..c
+        },
+        &["z"],
+        |q| async move {
+            q.publish("z", b"poison").await.unwrap();
+            for n in 1..=3 {
+                let d = q.receive("z", WAIT).await.unwrap().unwrap();
+                assert_eq!((d.payload.as_slice(), d.deliveries), (&b"poison"[..], n));
+                q.nack(&d, Nack::Retry).await.unwrap();
+            }
+            assert_eq!(
+                q.receive("z", Duration::from_millis(500)).await.unwrap(),
+                None
+            );
+            let dead = wait_dead(&q, 1).await;
+            assert_eq!(dead.len(), 1, "the message reached the dead-letter queue");
+            assert_eq!(dead[0].payload, b"poison");
+            assert_eq!(dead[0].zone, "z");
+            assert_eq!(dead[0].reason, "delivery limit reached");
+            assert!(
+                q.dead_letters(10).await.unwrap().is_empty(),
+                "dead_letters consumes"
+            );
+            q
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_keeps_reason_and_zone() {
-    with_queue(|c| c, &["za", "zb"], |q| async move {
-        q.publish("za", b"forged").await.unwrap();
-        q.publish("zb", b"stale").await.unwrap();
-        let a = q.receive("za", WAIT).await.unwrap().unwrap();
-        q.nack(&a, Nack::DeadLetter { reason: "bad signature".into() }).await.unwrap();
-        let b = q.receive("zb", WAIT).await.unwrap().unwrap();
-        q.nack(&b, Nack::DeadLetter { reason: "job expired".into() }).await.unwrap();
-        assert!(q.ack(&a).await.is_err(), "settled by the dead-lettering");
-        assert_eq!(q.receive("za", Duration::from_millis(300)).await.unwrap(), None);
+    with_queue(
+        |c| c,
+        &["za", "zb"],
+        |q| async move {
+            q.publish("za", b"forged").await.unwrap();
+            q.publish("zb", b"stale").await.unwrap();
+            let a = q.receive("za", WAIT).await.unwrap().unwrap();
+            q.nack(
+                &a,
+                Nack::DeadLetter {
+                    reason: "bad signature".into(),
+                },
+            )
+            .await
+            .unwrap();
+            let b = q.receive("zb", WAIT).await.unwrap().unwrap();
+            q.nack(
+                &b,
+                Nack::DeadLetter {
+                    reason: "job expired".into(),
+                },
+            )
+            .await
+            .unwrap();
+            assert!(q.ack(&a).await.is_err(), "settled by the dead-lettering");
+            assert_eq!(
+                q.receive("za", Duration::from_millis(300)).await.unwrap(),
+                None
+            );
 
-        let mut dead = wait_dead(&q, 2).await;
-        dead.sort_by(|x, y| x.zone.cmp(&y.zone));
-        let got: Vec<(&[u8], &str, &str)> =
-            dead.iter().map(|d| (d.payload.as_slice(), d.zone.as_str(), d.reason.as_str())).collect();
-        assert_eq!(got, [(&b"forged"[..], "za", "bad signature"), (&b"stale"[..], "zb", "job expired")]);
-        q
-    })
+            let mut dead = wait_dead(&q, 2).await;
+            dead.sort_by(|x, y| x.zone.cmp(&y.zone));
+            let got: Vec<(&[u8], &str, &str)> = dead
+                .iter()
+                .map(|d| (d.payload.as_slice(), d.zone.as_str(), d.reason.as_str()))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (&b"forged"[..], "za", "bad signature"),
+                    (&b"stale"[..], "zb", "job expired")
+                ]
+            );
+            q
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_from_a_closed_connection_cannot_be_acked_and_is_redelivered() {
-    with_queue(|c| c, &["z"], |q| async move {
-        q.publish("z", b"held").await.unwrap();
-        let d = q.receive("z", WAIT).await.unwrap().unwrap();
-        assert_eq!(d.deliveries, 1);
-        q.close().await;
-        assert!(!q.is_connected());
-        // Refused, whether the connection is down or already replaced.
-        assert!(matches!(q.ack(&d).await, Err(QueueError::Permanent(_))));
-        assert!(q.extend_lease(&d, Duration::from_secs(1)).await.is_err());
+    with_queue(
+        |c| c,
+        &["z"],
+        |q| async move {
+            q.publish("z", b"held").await.unwrap();
+            let d = q.receive("z", WAIT).await.unwrap().unwrap();
+            assert_eq!(d.deliveries, 1);
+            q.close().await;
+            assert!(!q.is_connected());
+            // Refused, whether the connection is down or already replaced.
+            assert!(matches!(q.ack(&d).await, Err(QueueError::Permanent(_))));
+            assert!(q.extend_lease(&d, Duration::from_secs(1)).await.is_err());
 
-        let again = q.receive("z", WAIT).await.unwrap().expect("redelivered after reconnect");
-        assert_eq!((again.payload.as_slice(), again.deliveries), (&b"held"[..], 2));
-        assert_ne!(again.handle, d.handle, "a new generation in the handle");
-        assert!(q.nack(&d, Nack::Retry).await.is_err(), "old handle stays refused");
-        q.ack(&again).await.unwrap();
-        assert_eq!(q.receive("z", Duration::from_millis(300)).await.unwrap(), None);
-        q
-    })
+            let again = q
+                .receive("z", WAIT)
+                .await
+                .unwrap()
+                .expect("redelivered after reconnect");
+            assert_eq!(
+                (again.payload.as_slice(), again.deliveries),
+                (&b"held"[..], 2)
+            );
+            assert_ne!(again.handle, d.handle, "a new generation in the handle");
+            assert!(
+                q.nack(&d, Nack::Retry).await.is_err(),
+                "old handle stays refused"
+            );
+            q.ack(&again).await.unwrap();
+            assert_eq!(
+                q.receive("z", Duration::from_millis(300)).await.unwrap(),
+                None
+            );
+            q
+        },
+    )
     .await;
 }
 
@@ -224,81 +312,124 @@ async fn delivery_survives_a_server_side_connection_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_batch_is_confirmed_in_order() {
-    with_queue(|c| AmqpConfig { prefetch: 50, ..c }, &["z"], |q| async move {
-        let batch: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
-        q.publish_batch("z", &batch).await.unwrap();
-        q.publish_batch("z", &[]).await.unwrap();
-        let mut got = Vec::new();
-        while let Some(d) = q.receive("z", Duration::from_millis(500)).await.unwrap() {
-            q.ack(&d).await.unwrap();
-            got.push(d.payload);
-        }
-        assert_eq!(got, batch);
-        q
-    })
+    with_queue(
+        |c| AmqpConfig { prefetch: 50, ..c },
+        &["z"],
+        |q| async move {
+            let batch: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
+            q.publish_batch("z", &batch).await.unwrap();
+            q.publish_batch("z", &[]).await.unwrap();
+            let mut got = Vec::new();
+            while let Some(d) = q.receive("z", Duration::from_millis(500)).await.unwrap() {
+                q.ack(&d).await.unwrap();
+                got.push(d.payload);
+            }
+            assert_eq!(got, batch);
+            q
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_declares_and_bad_input_is_permanent() {
-    with_queue(|c| c, &["a", "b"], |q| async move {
-        q.init(&["a", "b"]).await.unwrap();
-        q.init(&["a"]).await.unwrap();
-        assert_eq!(q.jobs_queue("a"), format!("{}.jobs.a", q.config().prefix));
-        let out = Command::new("rabbitmqctl")
-            .args(["list_queues", "name", "type", "arguments", "durable"])
-            .output()
-            .unwrap();
-        let listing = String::from_utf8_lossy(&out.stdout);
-        let line = listing
-            .lines()
-            .find(|l| l.starts_with(&q.jobs_queue("a")))
-            .unwrap_or_else(|| panic!("queue missing in {listing}"));
-        assert!(line.contains("quorum"), "{line}");
-        assert!(line.contains("x-delivery-limit"), "{line}");
-        assert!(line.contains(&format!("{}.dlx", q.config().prefix)), "{line}");
-        assert!(line.contains("true"), "durable: {line}");
-        assert!(listing.lines().any(|l| l.starts_with(&q.dead_letter_queue())));
+    with_queue(
+        |c| c,
+        &["a", "b"],
+        |q| async move {
+            q.init(&["a", "b"]).await.unwrap();
+            q.init(&["a"]).await.unwrap();
+            assert_eq!(q.jobs_queue("a"), format!("{}.jobs.a", q.config().prefix));
+            let out = Command::new("rabbitmqctl")
+                .args(["list_queues", "name", "type", "arguments", "durable"])
+                .output()
+                .unwrap();
+            let listing = String::from_utf8_lossy(&out.stdout);
+            let line = listing
+                .lines()
+                .find(|l| l.starts_with(&q.jobs_queue("a")))
+                .unwrap_or_else(|| panic!("queue missing in {listing}"));
+            assert!(line.contains("quorum"), "{line}");
+            assert!(line.contains("x-delivery-limit"), "{line}");
+            assert!(
+                line.contains(&format!("{}.dlx", q.config().prefix)),
+                "{line}"
+            );
+            assert!(line.contains("true"), "durable: {line}");
+            assert!(
+                listing
+                    .lines()
+                    .any(|l| l.starts_with(&q.dead_letter_queue()))
+            );
 
-        assert!(matches!(q.publish("a/b", b"x").await, Err(QueueError::Permanent(_))));
-        assert!(matches!(q.receive("", WAIT).await, Err(QueueError::Permanent(_))));
-        let fake = scanfleet_common::queue::Delivery {
-            handle: "1.1.1".into(),
-            zone: "a".into(),
-            payload: vec![],
-            deliveries: 1,
-        };
-        assert!(matches!(q.ack(&fake).await, Err(QueueError::Permanent(_))));
+            assert!(matches!(
+                q.publish("a/b", b"x").await,
+                Err(QueueError::Permanent(_))
+            ));
+            assert!(matches!(
+                q.receive("", WAIT).await,
+                Err(QueueError::Permanent(_))
+            ));
+            let fake = scanfleet_common::queue::Delivery {
+                handle: "1.1.1".into(),
+                zone: "a".into(),
+                payload: vec![],
+                deliveries: 1,
+            };
+            assert!(matches!(q.ack(&fake).await, Err(QueueError::Permanent(_))));
 
-        // Redeclaring with other arguments is refused by the broker, permanently.
-        let other = AmqpQueue::connect(&amqp_url(), AmqpConfig { delivery_limit: 9, ..config(&q.config().prefix) })
+            // Redeclaring with other arguments is refused by the broker, permanently.
+            let other = AmqpQueue::connect(
+                &amqp_url(),
+                AmqpConfig {
+                    delivery_limit: 9,
+                    ..config(&q.config().prefix)
+                },
+            )
             .await
             .unwrap();
-        match other.publish("a", b"x").await {
-            Err(QueueError::Permanent(m)) => assert!(m.contains("PRECONDITION_FAILED") || m.contains("inequivalent"), "{m}"),
-            other => panic!("expected a permanent error, got {other:?}"),
-        }
-        // The refusal closed only the declaring channel: this queue still works.
-        q.publish("b", b"ok").await.unwrap();
-        let d = q.receive("b", WAIT).await.unwrap().unwrap();
-        q.ack(&d).await.unwrap();
-        q
-    })
+            match other.publish("a", b"x").await {
+                Err(QueueError::Permanent(m)) => assert!(
+                    m.contains("PRECONDITION_FAILED") || m.contains("inequivalent"),
+                    "{m}"
+                ),
+                other => panic!("expected a permanent error, got {other:?}"),
+            }
+            // The refusal closed only the declaring channel: this queue still works.
+            q.publish("b", b"ok").await.unwrap();
+            let d = q.receive("b", WAIT).await.unwrap().unwrap();
+            q.ack(&d).await.unwrap();
+            q
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_errors_say_whether_to_retry() {
     let closed = AmqpQueue::connect("amqp://guest:guest@127.0.0.1:1/%2f", config("x")).await;
-    assert!(matches!(closed, Err(QueueError::Transient(_))), "{closed:?}");
+    assert!(
+        matches!(closed, Err(QueueError::Transient(_))),
+        "{closed:?}"
+    );
     let bad = AmqpQueue::connect("http://nope", config("x")).await;
     assert!(matches!(bad, Err(QueueError::Permanent(_))), "{bad:?}");
     let creds = AmqpQueue::connect("amqp://guest:wrong@127.0.0.1:5672/%2f", config("x")).await;
     match creds {
-        Err(e) => assert!(!e.to_string().contains("wrong"), "no password in messages: {e}"),
+        Err(e) => assert!(
+            !e.to_string().contains("wrong"),
+            "no password in messages: {e}"
+        ),
         Ok(_) => panic!("wrong password accepted"),
     }
-    let cfg = AmqpQueue::connect(&amqp_url(), AmqpConfig { prefetch: 0, ..config("x") }).await;
+    let cfg = AmqpQueue::connect(
+        &amqp_url(),
+        AmqpConfig {
+            prefetch: 0,
+            ..config("x")
+        },
+    )
+    .await;
     assert!(matches!(cfg, Err(QueueError::Permanent(m)) if m.contains("prefetch")));
 }
 
@@ -317,9 +448,21 @@ impl PrivateRabbit {
         std::fs::create_dir_all(dir.join("mnesia")).unwrap();
         std::fs::create_dir_all(dir.join("log")).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
-        std::fs::write(dir.join("rabbitmq.conf"), format!("listeners.tcp.local = 127.0.0.1:{port}\n")).unwrap();
-        let ok = Command::new("chown").arg("-R").arg("rabbitmq:rabbitmq").arg(&dir).status().unwrap();
-        assert!(ok.success(), "chown to the rabbitmq user (tests run as root)");
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg("rabbitmq:rabbitmq")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "chown to the rabbitmq user (tests run as root)"
+        );
         PrivateRabbit { node, port, dir }
     }
 
@@ -333,7 +476,10 @@ impl PrivateRabbit {
             .arg("-detached")
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", (u32::from(self.port) + 20000).to_string())
+            .env(
+                "RABBITMQ_DIST_PORT",
+                (u32::from(self.port) + 20000).to_string(),
+            )
             .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
             .env("RABBITMQ_LOG_BASE", d("log"))
             .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
@@ -345,7 +491,9 @@ impl PrivateRabbit {
     }
 
     fn stop(&self) {
-        let _ = Command::new("rabbitmqctl").args(["-n", &self.node, "stop"]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .output();
     }
 }
 
@@ -402,12 +550,21 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
 
     // Down: every operation fails fast and says "try again".
     let t2 = Instant::now();
-    assert!(matches!(q.publish("z", b"lost?").await, Err(QueueError::Transient(_))));
-    assert!(matches!(q.receive("z", Duration::from_millis(200)).await, Err(QueueError::Transient(_))));
+    assert!(matches!(
+        q.publish("z", b"lost?").await,
+        Err(QueueError::Transient(_))
+    ));
+    assert!(matches!(
+        q.receive("z", Duration::from_millis(200)).await,
+        Err(QueueError::Transient(_))
+    ));
     assert!(q.ack(&held).await.is_err());
     assert!(q.init(&["z"]).await.is_err());
     let down_calls = t2.elapsed();
-    assert!(down_calls < Duration::from_secs(10), "calls while down took {down_calls:?}");
+    assert!(
+        down_calls < Duration::from_secs(10),
+        "calls while down took {down_calls:?}"
+    );
 
     let t3 = Instant::now();
     rabbit.start();
@@ -431,9 +588,19 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
     }
     got.sort();
     let payloads: Vec<&[u8]> = got.iter().map(|(p, _)| p.as_slice()).collect();
-    assert_eq!(payloads, [&b"before-1"[..], &b"before-2"[..]], "durable quorum queue kept both");
-    assert!(got.iter().any(|(p, n)| p == b"before-1" && *n >= 2), "held one counts as redelivered: {got:?}");
-    assert!(q.ack(&held).await.is_err(), "old delivery stays refused after reconnect");
+    assert_eq!(
+        payloads,
+        [&b"before-1"[..], &b"before-2"[..]],
+        "durable quorum queue kept both"
+    );
+    assert!(
+        got.iter().any(|(p, n)| p == b"before-1" && *n >= 2),
+        "held one counts as redelivered: {got:?}"
+    );
+    assert!(
+        q.ack(&held).await.is_err(),
+        "old delivery stays refused after reconnect"
+    );
     q.publish("z", b"after").await.unwrap();
     let d = q.receive("z", WAIT).await.unwrap().unwrap();
     assert_eq!(d.payload, b"after");
@@ -445,4 +612,23 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
     );
     q.delete_topology(&["z"]).await.unwrap();
     q.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_limit_of_one_dead_letters_on_the_first_retry() {
+    with_queue(
+        |c| AmqpConfig { delivery_limit: 1, ..c },
+        &["z"],
+        |q| async move {
+            q.publish("z", b"once").await.unwrap();
+            let d = q.receive("z", WAIT).await.unwrap().unwrap();
+            q.nack(&d, Nack::Retry).await.unwrap();
+            assert_eq!(q.receive("z", Duration::from_millis(500)).await.unwrap(), None);
+            let dead = wait_dead(&q, 1).await;
+            assert_eq!(dead.len(), 1);
+            assert_eq!(dead[0].reason, "delivery limit reached");
+            q
+        },
+    )
+    .await;
 }

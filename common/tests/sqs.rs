@@ -14,7 +14,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_sqs::types::QueueAttributeName;
 use scanfleet_common::queue::sqs::{SqsConfig, SqsQueue};
 use scanfleet_common::queue::{Delivery, JobQueue, Nack, QueueError};
 
@@ -316,6 +319,60 @@ async fn connect_takes_endpoint_region_and_credentials_from_the_environment() {
     // The child made the queue on the same server.
     let q = sqs(&format!("sqs://{name}"), config(moto));
     assert_eq!(q.receive("default", Duration::ZERO).await.unwrap(), None);
+}
+
+/// `queues init` twice is fine, and a second run with other settings updates the
+/// queues (CreateQueue refuses changed attributes; init then sets them).
+#[tokio::test]
+async fn init_is_idempotent_and_updates_attributes() {
+    let moto = moto_url();
+    let name = unique("init");
+    let q = sqs(&format!("sqs://{name}"), config(moto));
+    q.init(&["default", "b"]).await.unwrap();
+    q.init(&["default", "b"]).await.unwrap();
+    let changed = SqsConfig {
+        visibility_timeout: Duration::from_secs(45),
+        max_receive_count: 7,
+        ..config(moto)
+    };
+    sqs(&format!("sqs://{name}"), changed)
+        .init(&["b"])
+        .await
+        .unwrap();
+
+    let raw = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk())
+            .endpoint_url(moto)
+            .build(),
+    );
+    let url = raw
+        .get_queue_url()
+        .queue_name(format!("{name}-b"))
+        .send()
+        .await
+        .unwrap();
+    let attrs = raw
+        .get_queue_attributes()
+        .queue_url(url.queue_url().unwrap())
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes().unwrap();
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "45");
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "7"
+    );
+    assert!(
+        redrive["deadLetterTargetArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{name}-dlq")),
+        "{redrive}"
+    );
 }
 
 #[tokio::test]
@@ -652,11 +709,51 @@ async fn killed_server_is_transient_and_recovers_after_restart() {
     drop(moto);
 }
 
+/// A credentials provider that always fails with the given error.
+#[derive(Debug)]
+struct FailingCredentials(fn() -> CredentialsError);
+
+impl ProvideCredentials for FailingCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(Err((self.0)()))
+    }
+}
+
+/// No credentials anywhere is permanent (fix the deployment); a provider that
+/// timed out is transient. Nothing reaches a server: signing fails first.
 #[tokio::test]
-async fn scratch_no_creds() {
-    let moto = moto_url();
-    let sdk = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build();
-    let q = SqsQueue::with_sdk_config(&format!("sqs://{}", unique("nc")), config(moto), &sdk).unwrap();
-    let e = q.receive("default", Duration::ZERO).await.unwrap_err();
-    eprintln!("NOCREDS {e:?}");
+async fn credential_failures_say_whether_to_retry() {
+    let cases: [(fn() -> CredentialsError, bool); 2] = [
+        (
+            || CredentialsError::not_loaded("no providers in chain provided credentials"),
+            false,
+        ),
+        (
+            || CredentialsError::provider_timed_out(Duration::from_secs(5)),
+            true,
+        ),
+    ];
+    for (make, retry) in cases {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(FailingCredentials(make)))
+            .build();
+        let config = SqsConfig {
+            max_attempts: 1,
+            ..config("http://127.0.0.1:9")
+        };
+        let q =
+            SqsQueue::with_sdk_config(&format!("sqs://{}", unique("creds")), config, &sdk).unwrap();
+        let err = q.receive("default", Duration::ZERO).await.unwrap_err();
+        let msg = if retry {
+            transient(&err)
+        } else {
+            permanent(&err)
+        };
+        assert!(msg.contains("GetQueueUrl"), "{msg}");
+    }
 }

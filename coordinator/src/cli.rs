@@ -15,8 +15,72 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Scan targets. Without a broker, workers run in this process (the embedded mode).
+    /// Scan targets. Without --queue, workers run in this process (the embedded mode).
     Scan(ScanArgs),
+    /// Progress of a fleet scan, from Redis.
+    Status(StatusArgs),
+    /// Results of a fleet scan, from Redis.
+    Results(ResultsArgs),
+    /// Broker topology: `queues init` creates the zones' queues and the dead-letter queue.
+    Queues(QueuesArgs),
+}
+
+/// Arguments of `scanfleet status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The scan id `scanfleet scan` printed.
+    pub scan_id: String,
+    /// Result store URL.
+    #[arg(long, env = "SCANFLEET_REDIS", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// Print JSON instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `scanfleet results`.
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// The scan id `scanfleet scan` printed.
+    pub scan_id: String,
+    /// Result store URL.
+    #[arg(long, env = "SCANFLEET_REDIS", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    #[arg(short = 'f', long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Report closed and filtered ports too.
+    #[arg(long)]
+    pub all_states: bool,
+}
+
+/// Arguments of `scanfleet queues`.
+#[derive(Debug, Args)]
+pub struct QueuesArgs {
+    #[command(subcommand)]
+    pub action: QueuesAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesAction {
+    /// Create the job queues of the zones and the dead-letter queue (idempotent).
+    Init {
+        /// amqp://user:pass@host:port/vhost, sqs://NAME or an SQS queue URL.
+        #[arg(long, env = "SCANFLEET_QUEUE")]
+        queue: String,
+        /// Zones to create queues for. Repeatable.
+        #[arg(long = "zone", default_value = "default", value_delimiter = ',')]
+        zones: Vec<String>,
+    },
+    /// Take messages off the dead-letter queue and print them with their reasons (JSON lines).
+    DeadLetters {
+        #[arg(long, env = "SCANFLEET_QUEUE")]
+        queue: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
 }
 
 /// Output formats of results.
@@ -107,6 +171,23 @@ pub struct ScanArgs {
     /// TOML config file; flags override it, it overrides the defaults.
     #[arg(short = 'c', long, value_name = "FILE", env = "SCANFLEET_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// Fleet mode: publish shards to this queue (amqp://..., sqs://NAME or an SQS URL)
+    /// for `scanfleet-worker` processes, instead of running workers in-process.
+    #[arg(long, env = "SCANFLEET_QUEUE", value_name = "URL")]
+    pub queue: Option<String>,
+
+    /// Fleet mode: the Redis result store workers write to.
+    #[arg(long, env = "SCANFLEET_REDIS", value_name = "URL", requires = "queue")]
+    pub redis: Option<String>,
+
+    /// Fleet mode: publish, print the scan id and exit without waiting.
+    #[arg(long, requires = "queue")]
+    pub detach: bool,
+
+    /// Targets per shard at most (default 256; smaller shards spread over more workers).
+    #[arg(long, value_name = "N")]
+    pub shard_size: Option<usize>,
 
     /// Progress bar on stderr: auto (when stderr is a terminal), always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]

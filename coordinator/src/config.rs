@@ -83,6 +83,20 @@ pub struct ScanSettings {
     pub format: Format,
     pub output: Option<PathBuf>,
     pub progress: ProgressWhen,
+    /// Targets per shard at most.
+    pub shard_size: usize,
+    /// Fleet mode: where to publish and where results are.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// Where a fleet scan goes.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    pub queue_url: String,
+    pub redis_url: String,
+    /// `SCANFLEET_JOB_SECRET`, which the workers share.
+    pub secret: Vec<u8>,
+    pub detach: bool,
 }
 
 /// Largest worker count in one process.
@@ -192,7 +206,32 @@ impl ScanSettings {
             )));
         }
 
+        let shard_size = args.shard_size.unwrap_or(256);
+        if shard_size == 0 {
+            return Err(CliError::Input("--shard-size 0: expected at least 1".into()));
+        }
+        let fleet = match &args.queue {
+            None => None,
+            Some(q) => {
+                scanfleet_common::fleet::queue_kind(q).map_err(CliError::Input)?;
+                let secret = std::env::var("SCANFLEET_JOB_SECRET").unwrap_or_default();
+                if secret.is_empty() {
+                    return Err(CliError::Input(
+                        "--queue needs SCANFLEET_JOB_SECRET: jobs are signed with the secret the workers share".into(),
+                    ));
+                }
+                Some(FleetSettings {
+                    queue_url: q.clone(),
+                    redis_url: args.redis.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                    secret: secret.into_bytes(),
+                    detach: args.detach,
+                })
+            }
+        };
+
         Ok(ScanSettings {
+            shard_size,
+            fleet,
             assets,
             source,
             ports,

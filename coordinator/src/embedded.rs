@@ -54,20 +54,9 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     profile.mode = if engine == "syn" { ScanMode::Syn } else { ScanMode::Connect };
     drop(selected);
 
-    let (targets, skipped) = scope::apply(&settings.assets, &settings.scope, &settings.rate);
-    for s in &skipped {
-        eprintln!("scanfleet: skipped {} ({}): {}", s.asset_id, s.ip, s.reason);
-    }
-
+    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &profile, settings.workers);
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600), 3));
     let store = Arc::new(MemoryStore::new());
-    let jobs = plan::plan(
-        &scan_id,
-        BTreeMap::from([("default".to_string(), targets.clone())]),
-        &settings.ports,
-        &profile,
-        ShardLimits { min_shards: settings.workers, ..ShardLimits::default() },
-    );
     store.begin_scan(&scan_id, jobs.len() as u64).await.context("registering the scan")?;
     let deadline = now_unix_ms() + JOB_TTL.as_millis() as u64;
     for job in &jobs {
@@ -147,29 +136,8 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         skipped,
         notes,
     };
-    match &settings.output {
-        Some(path) => {
-            let mut f = std::fs::File::create(path).with_context(|| format!("creating output file {}", path.display()))?;
-            report::write(&mut f, settings.format, &summary, &visible).with_context(|| format!("writing {}", path.display()))?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            report::write(&mut lock, settings.format, &summary, &visible).context("writing results to stdout")?;
-            lock.flush().ok();
-        }
-    }
-    eprintln!(
-        "scanfleet: scan {} {} in {:.1} s: {} target(s) ({} skipped), {} port(s) each, {} open port(s), engine {}",
-        scan_id,
-        if interrupted { "interrupted" } else { "done" },
-        started.elapsed().as_secs_f64(),
-        summary.targets,
-        summary.skipped.len(),
-        summary.ports_per_target,
-        summary.open_ports,
-        engine
-    );
+    emit(&settings.output, settings.format, &summary, &visible)?;
+    print_summary_line(&summary, started, if interrupted { "interrupted" } else { "done" });
     if interrupted {
         return Err(CliError::Runtime(anyhow::anyhow!("scan interrupted; the results above are partial")));
     }
@@ -177,6 +145,70 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         return Err(CliError::Runtime(anyhow::anyhow!("{} of {} shard(s) failed", dead.len(), jobs.len())));
     }
     Ok(())
+}
+
+/// Targets, skips and shards of a scan.
+pub(crate) struct Planned {
+    pub targets: Vec<scanfleet_common::Target>,
+    pub skipped: Vec<scope::Skipped>,
+    pub jobs: Vec<scanfleet_common::ScanJob>,
+}
+
+/// Apply scope and rate policy (saying every skip on stderr) and plan the shards.
+pub(crate) fn prepare(
+    settings: &ScanSettings,
+    scan_id: &str,
+    profile: &scanfleet_common::ProbeProfile,
+    min_shards: usize,
+) -> Planned {
+    let (targets, skipped) = scope::apply(&settings.assets, &settings.scope, &settings.rate);
+    for s in &skipped {
+        eprintln!("scanfleet: skipped {} ({}): {}", s.asset_id, s.ip, s.reason);
+    }
+    let jobs = plan::plan(
+        scan_id,
+        BTreeMap::from([("default".to_string(), targets.clone())]),
+        &settings.ports,
+        profile,
+        ShardLimits { min_shards, max_targets: settings.shard_size, ..ShardLimits::default() },
+    );
+    Planned { targets, skipped, jobs }
+}
+
+/// Write the report to the output file or stdout.
+pub(crate) fn emit(
+    output: &Option<std::path::PathBuf>,
+    format: crate::cli::Format,
+    summary: &ScanSummary,
+    visible: &[&scanfleet_common::ProbeResult],
+) -> Result<(), CliError> {
+    match output {
+        Some(path) => {
+            let mut f = std::fs::File::create(path).with_context(|| format!("creating output file {}", path.display()))?;
+            report::write(&mut f, format, summary, visible).with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            report::write(&mut lock, format, summary, visible).context("writing results to stdout")?;
+            lock.flush().ok();
+        }
+    }
+    Ok(())
+}
+
+/// The one-line summary on stderr.
+pub(crate) fn print_summary_line(summary: &ScanSummary, started: Instant, how: &str) {
+    eprintln!(
+        "scanfleet: scan {} {how} in {:.1} s: {} target(s) ({} skipped), {} port(s) each, {} open port(s), engine {}",
+        summary.scan_id,
+        started.elapsed().as_secs_f64(),
+        summary.targets,
+        summary.skipped.len(),
+        summary.ports_per_target,
+        summary.open_ports,
+        summary.engine
+    );
 }
 
 fn mode_name(m: ScanMode) -> &'static str {

@@ -5,10 +5,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod embedded;
+pub mod fleet;
 pub mod plan;
 pub mod progress;
+pub mod reachability;
 pub mod report;
+pub mod zones;
 
 use std::fmt;
 
@@ -53,7 +57,13 @@ pub async fn run(cli: cli::Cli, shutdown: tokio_util::sync::CancellationToken) -
     match cli.command {
         cli::Command::Scan(args) => {
             let settings = config::ScanSettings::from_args(&args)?;
-            embedded::scan(settings, shutdown).await
+            match &settings.fleet {
+                Some(_) => fleet::scan(settings, shutdown).await,
+                None => embedded::scan(settings, shutdown).await,
+            }
         }
+        cli::Command::Status(args) => fleet::status(args).await,
+        cli::Command::Results(args) => fleet::results(args).await,
+        cli::Command::Queues(args) => fleet::queues(args).await,
     }
 }

@@ -467,6 +467,7 @@ mod tests {
             instance_type: Some("m5.large".into()),
             platform: None,
             image_id: None,
+            image_name: None,
             private_ip: Some("10.0.1.10".parse().unwrap()),
             public_ip: None,
             interfaces: vec![Interface {

@@ -46,6 +46,9 @@ pub struct WorkerConfig {
     pub syn: SynConfig,
     /// On shutdown, how long shards in hand may take to finish before they are released.
     pub grace: Duration,
+    /// The queue's delivery limit: a transient failure on the last delivery is
+    /// recorded as a failed shard.
+    pub delivery_limit: u32,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +65,7 @@ impl Default for WorkerConfig {
             detect: DetectConfig::default(),
             syn: SynConfig::default(),
             grace: Duration::from_secs(30),
+            delivery_limit: 3,
         }
     }
 }
@@ -242,7 +246,19 @@ impl Worker {
                 }
             })
         };
-        let outcome = self.work(&delivery, &cancel).await;
+        let mut verified = None;
+        let outcome = self.work(&delivery, &cancel, &mut verified).await;
+        // A verified shard that will not come back is recorded as failed, so that
+        // whoever follows the scan sees it end. Unverified messages name no shard we trust.
+        let last_try = delivery.deliveries >= self.config.delivery_limit;
+        if let (Some((scan_id, shard_id)), Err(e)) = (&verified, &outcome)
+            && (matches!(e, ShardError::Permanent { .. }) || (matches!(e, ShardError::Transient(_)) && last_try))
+        {
+            let failed = ShardOutcome::Failed { reason: e.to_string() };
+            if let Err(err) = self.store.finish_shard(scan_id, *shard_id, &failed).await {
+                tracing::warn!(error = %err, "could not record the failed shard");
+            }
+        }
         heartbeat.cancel();
         let _ = hb.await;
         let (label, settle) = match outcome {
@@ -273,7 +289,12 @@ impl Worker {
         }
     }
 
-    async fn work(&self, delivery: &Delivery, cancel: &CancellationToken) -> Result<(), ShardError> {
+    async fn work(
+        &self,
+        delivery: &Delivery,
+        cancel: &CancellationToken,
+        verified: &mut Option<(String, u32)>,
+    ) -> Result<(), ShardError> {
         let env = JobEnvelope::from_bytes(&delivery.payload)
             .map_err(|e| ShardError::Permanent { class: "malformed", reason: e.to_string() })?;
         let job = env.open(self.config.secret.as_deref(), now_unix_ms()).map_err(|e| {
@@ -284,6 +305,7 @@ impl Worker {
             };
             ShardError::Permanent { class, reason: e.to_string() }
         })?;
+        *verified = Some((job.scan_id.clone(), job.shard_id));
         if job.zone != self.config.zone {
             return Err(ShardError::Permanent {
                 class: "scope",

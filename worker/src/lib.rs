@@ -11,6 +11,7 @@ pub mod consume;
 pub mod discovery;
 pub mod metrics;
 pub mod probe;
+pub mod process;
 pub mod rate;
 pub mod service;
 

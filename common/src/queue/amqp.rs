@@ -297,7 +297,9 @@ fn classify(what: &str, e: &lapin::Error) -> QueueError {
 }
 
 fn elapsed(what: &str, after: Duration) -> QueueError {
-    QueueError::Transient(format!("{what}: no answer from the broker within {after:?}"))
+    QueueError::Transient(format!(
+        "{what}: no answer from the broker within {after:?}"
+    ))
 }
 
 fn stale(handle: &str) -> QueueError {
@@ -340,7 +342,9 @@ fn delivery_count(props: &BasicProperties, redelivered: bool) -> u32 {
         .and_then(|h| h.inner().get("x-delivery-count"))
         .and_then(header_int);
     match earlier {
-        Some(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX).saturating_add(1),
+        Some(n) => u32::try_from(n.max(0))
+            .unwrap_or(u32::MAX)
+            .saturating_add(1),
         None if redelivered => 2,
         None => 1,
     }
@@ -350,7 +354,10 @@ fn delivery_count(props: &BasicProperties, redelivered: bool) -> u32 {
 /// broker's `x-death` reason otherwise.
 fn dead_reason(props: &BasicProperties) -> String {
     let h = headers(props);
-    if let Some(r) = h.and_then(|h| h.inner().get(REASON_HEADER)).and_then(header_str) {
+    if let Some(r) = h
+        .and_then(|h| h.inner().get(REASON_HEADER))
+        .and_then(header_str)
+    {
         return r;
     }
     let death = h
@@ -365,7 +372,11 @@ fn dead_reason(props: &BasicProperties) -> String {
         });
     match death {
         Some(t) => {
-            let reason = t.inner().get("reason").and_then(header_str).unwrap_or_default();
+            let reason = t
+                .inner()
+                .get("reason")
+                .and_then(header_str)
+                .unwrap_or_default();
             if reason == "delivery_limit" {
                 "delivery limit reached".into()
             } else {
@@ -396,8 +407,13 @@ impl AmqpQueue {
         let queue = AmqpQueue {
             url: url.to_owned(),
             endpoint,
-            names: Names { prefix: config.prefix.clone() },
-            inner: Mutex::new(Inner { backoff: config.reconnect_min, ..Inner::default() }),
+            names: Names {
+                prefix: config.prefix.clone(),
+            },
+            inner: Mutex::new(Inner {
+                backoff: config.reconnect_min,
+                ..Inner::default()
+            }),
             config,
             pending: std::sync::Mutex::new(HashMap::new()),
             live: AtomicU64::new(0),
@@ -484,7 +500,11 @@ impl AmqpQueue {
                 .ack(BasicAckOptions::default())
                 .await
                 .map_err(|e| classify("ack dead letter", &e))?;
-            out.push(DeadLetter { zone, payload: d.data, reason });
+            out.push(DeadLetter {
+                zone,
+                payload: d.data,
+                reason,
+            });
         }
         let _ = ch.close(200, "OK".into()).await;
         Ok(out)
@@ -554,7 +574,11 @@ impl AmqpQueue {
     /// The live connection, reconnecting first if it died and the back-off allows.
     async fn link(&self) -> Result<MappedMutexGuard<'_, Link>, QueueError> {
         let mut inner = self.inner.lock().await;
-        if inner.link.as_ref().is_some_and(|l| !l.conn.status().connected()) {
+        if inner
+            .link
+            .as_ref()
+            .is_some_and(|l| !l.conn.status().connected())
+        {
             inner.link = None;
             inner.retry_at = None;
             inner.last_error = "connection lost".into();
@@ -573,9 +597,14 @@ impl AmqpQueue {
                     at - now
                 )));
             }
-            let props = ConnectionProperties::default()
-                .with_connection_name(format!("{}-{}", self.config.prefix, std::process::id()).into());
-            let attempt = timeout(self.config.connect_timeout, Connection::connect(&self.url, props)).await;
+            let props = ConnectionProperties::default().with_connection_name(
+                format!("{}-{}", self.config.prefix, std::process::id()).into(),
+            );
+            let attempt = timeout(
+                self.config.connect_timeout,
+                Connection::connect(&self.url, props),
+            )
+            .await;
             let err = match attempt {
                 Ok(Ok(conn)) => {
                     inner.generation += 1;
@@ -595,7 +624,10 @@ impl AmqpQueue {
                     None
                 }
                 Ok(Err(e)) => Some(classify(&format!("connect to {}", self.endpoint), &e)),
-                Err(_) => Some(elapsed(&format!("connect to {}", self.endpoint), self.config.connect_timeout)),
+                Err(_) => Some(elapsed(
+                    &format!("connect to {}", self.endpoint),
+                    self.config.connect_timeout,
+                )),
             };
             if let Some(e) = err {
                 let backoff = inner.backoff;
@@ -611,7 +643,10 @@ impl AmqpQueue {
 
     fn quorum_args(&self) -> FieldTable {
         let mut t = FieldTable::default();
-        t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        t.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         t
     }
 
@@ -669,22 +704,32 @@ impl AmqpQueue {
             return Ok(());
         }
         let (dlx, dead, args) = (self.names.dlx(), self.names.dead(), self.quorum_args());
-        self.declare(link, "declare the dead-letter exchange and queue", |ch| async move {
-            ch.exchange_declare(
-                dlx.into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions { durable: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await?;
-            ch.queue_declare(
-                dead.into(),
-                QueueDeclareOptions { durable: true, ..Default::default() },
-                args,
-            )
-            .await?;
-            Ok(())
-        })
+        self.declare(
+            link,
+            "declare the dead-letter exchange and queue",
+            |ch| async move {
+                ch.exchange_declare(
+                    dlx.into(),
+                    ExchangeKind::Direct,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+                ch.queue_declare(
+                    dead.into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    args,
+                )
+                .await?;
+                Ok(())
+            },
+        )
         .await?;
         link.shared_declared = true;
         Ok(())
@@ -702,7 +747,10 @@ impl AmqpQueue {
         self.declare(link, &format!("declare queue {jobs}"), |ch| async move {
             ch.queue_declare(
                 jobs.into(),
-                QueueDeclareOptions { durable: true, ..Default::default() },
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
                 args,
             )
             .await?;
@@ -733,10 +781,13 @@ impl AmqpQueue {
             .create_channel()
             .await
             .map_err(|e| classify("open publisher channel", &e))?;
-        timeout(self.config.op_timeout, ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .map_err(|_| elapsed("confirm.select", self.config.op_timeout))?
-            .map_err(|e| classify("confirm.select", &e))?;
+        timeout(
+            self.config.op_timeout,
+            ch.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await
+        .map_err(|_| elapsed("confirm.select", self.config.op_timeout))?
+        .map_err(|e| classify("confirm.select", &e))?;
         link.publisher = Some(ch.clone());
         Ok(ch)
     }
@@ -817,13 +868,21 @@ impl AmqpQueue {
         Ok(p)
     }
 
-    async fn settle(&self, handle: &str, acker: &Acker, requeue: Option<bool>) -> Result<(), QueueError> {
+    async fn settle(
+        &self,
+        handle: &str,
+        acker: &Acker,
+        requeue: Option<bool>,
+    ) -> Result<(), QueueError> {
         let (what, res) = match requeue {
             None => ("basic.ack", acker.ack(BasicAckOptions::default()).await),
             Some(requeue) => (
                 "basic.nack",
                 acker
-                    .nack(BasicNackOptions { requeue, multiple: false })
+                    .nack(BasicNackOptions {
+                        requeue,
+                        multiple: false,
+                    })
                     .await,
             ),
         };
@@ -831,12 +890,20 @@ impl AmqpQueue {
             Ok(true) => Ok(()),
             Ok(false) => Err(stale(handle)),
             // The channel died under the ack: the broker requeues the message.
-            Err(e) => Err(QueueError::Transient(format!("{what} of delivery {handle}: {e}"))),
+            Err(e) => Err(QueueError::Transient(format!(
+                "{what} of delivery {handle}: {e}"
+            ))),
         }
     }
 
     /// Publish to the dead-letter exchange and wait for the broker's confirm.
-    async fn publish_dead(&self, zone: &str, payload: &[u8], reason: &str, generation: u64) -> Result<(), QueueError> {
+    async fn publish_dead(
+        &self,
+        zone: &str,
+        payload: &[u8],
+        reason: &str,
+        generation: u64,
+    ) -> Result<(), QueueError> {
         let ch = {
             let mut link = self.link().await?;
             if link.generation != generation {
@@ -846,28 +913,48 @@ impl AmqpQueue {
             self.publisher(&mut link).await?
         };
         let mut h = FieldTable::default();
-        h.insert(REASON_HEADER.into(), AMQPValue::LongString(LongString::from(reason)));
-        h.insert(ZONE_HEADER.into(), AMQPValue::LongString(LongString::from(zone)));
-        let props = BasicProperties::default().with_delivery_mode(2).with_headers(h);
+        h.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        h.insert(
+            ZONE_HEADER.into(),
+            AMQPValue::LongString(LongString::from(zone)),
+        );
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(h);
         let confirm = ch
             .basic_publish(
                 self.names.dlx().into(),
                 zone.into(),
-                BasicPublishOptions { mandatory: true, immediate: false },
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
                 payload,
                 props,
             )
             .await
             .map_err(|e| QueueError::Transient(format!("publish dead letter: {e}")))?;
         match timeout(self.config.op_timeout, confirm).await {
-            Err(_) => Err(elapsed("dead-letter publisher confirm", self.config.op_timeout)),
-            Ok(Err(e)) => Err(QueueError::Transient(format!("dead-letter publisher confirm: {e}"))),
+            Err(_) => Err(elapsed(
+                "dead-letter publisher confirm",
+                self.config.op_timeout,
+            )),
+            Ok(Err(e)) => Err(QueueError::Transient(format!(
+                "dead-letter publisher confirm: {e}"
+            ))),
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(_)))) => {
-                Err(QueueError::Transient("dead letter was unroutable: the dead-letter binding is missing".into()))
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(QueueError::Transient(
+                "dead letter was unroutable: the dead-letter binding is missing".into(),
+            )),
+            Ok(Ok(Confirmation::Nack(_))) => Err(QueueError::Transient(
+                "broker refused the dead letter".into(),
+            )),
+            Ok(Ok(Confirmation::NotRequested)) => {
+                Err(QueueError::Permanent("publisher confirms are off".into()))
             }
-            Ok(Ok(Confirmation::Nack(_))) => Err(QueueError::Transient("broker refused the dead letter".into())),
-            Ok(Ok(Confirmation::NotRequested)) => Err(QueueError::Permanent("publisher confirms are off".into())),
         }
     }
 }
@@ -875,7 +962,8 @@ impl AmqpQueue {
 #[async_trait]
 impl JobQueue for AmqpQueue {
     async fn publish(&self, zone: &str, payload: &[u8]) -> Result<(), QueueError> {
-        self.publish_batch(zone, std::slice::from_ref(&payload.to_vec())).await
+        self.publish_batch(zone, std::slice::from_ref(&payload.to_vec()))
+            .await
     }
 
     async fn publish_batch(&self, zone: &str, payloads: &[Vec<u8>]) -> Result<(), QueueError> {
@@ -896,7 +984,10 @@ impl JobQueue for AmqpQueue {
                 .basic_publish(
                     ShortString::from(""),
                     queue.as_str().into(),
-                    BasicPublishOptions { mandatory: true, immediate: false },
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
                     p,
                     props.clone(),
                 )
@@ -917,7 +1008,11 @@ impl JobQueue for AmqpQueue {
                 Ok(Confirmation::NotRequested) => {
                     return Err(QueueError::Permanent("publisher confirms are off".into()));
                 }
-                Err(e) => return Err(QueueError::Transient(format!("publisher confirm from {queue}: {e}"))),
+                Err(e) => {
+                    return Err(QueueError::Transient(format!(
+                        "publisher confirm from {queue}: {e}"
+                    )));
+                }
             }
         }
         if unroutable > 0 {
@@ -958,22 +1053,40 @@ impl JobQueue for AmqpQueue {
         drop(stream);
         match next {
             Some(Ok(d)) => {
-                let handle = format!("{}.{}.{}", consumer.generation, consumer.serial, d.delivery_tag);
-                let deliveries = delivery_count(&d.properties, d.redelivered);
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    handle.clone(),
-                    Pending { generation: consumer.generation, acker: d.acker },
+                let handle = format!(
+                    "{}.{}.{}",
+                    consumer.generation, consumer.serial, d.delivery_tag
                 );
-                Ok(Some(Delivery { handle, zone: zone.to_owned(), payload: d.data, deliveries }))
+                let deliveries = delivery_count(&d.properties, d.redelivered);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        handle.clone(),
+                        Pending {
+                            generation: consumer.generation,
+                            acker: d.acker,
+                        },
+                    );
+                Ok(Some(Delivery {
+                    handle,
+                    zone: zone.to_owned(),
+                    payload: d.data,
+                    deliveries,
+                }))
             }
             // Any end of the stream heals with a new consumer: never permanent here.
             Some(Err(e)) => {
                 self.forget_consumer(zone, consumer.serial).await;
-                Err(QueueError::Transient(format!("consumer of zone {zone} failed: {e}")))
+                Err(QueueError::Transient(format!(
+                    "consumer of zone {zone} failed: {e}"
+                )))
             }
             None => {
                 self.forget_consumer(zone, consumer.serial).await;
-                Err(QueueError::Transient(format!("consumer of zone {zone} was cancelled by the broker")))
+                Err(QueueError::Transient(format!(
+                    "consumer of zone {zone} was cancelled by the broker"
+                )))
             }
         }
     }
@@ -1006,7 +1119,9 @@ impl JobQueue for AmqpQueue {
     async fn extend_lease(&self, delivery: &Delivery, _by: Duration) -> Result<(), QueueError> {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         match pending.get(&delivery.handle) {
-            Some(p) if p.generation == self.live.load(Ordering::Acquire) && p.acker.usable() => Ok(()),
+            Some(p) if p.generation == self.live.load(Ordering::Acquire) && p.acker.usable() => {
+                Ok(())
+            }
             _ => Err(QueueError::Permanent(format!(
                 "lease of delivery {} is lost: its channel closed and the broker will redeliver it",
                 delivery.handle
@@ -1022,17 +1137,28 @@ mod tests {
     #[test]
     fn config_validation_names_the_field() {
         assert!(AmqpConfig::default().validate().is_ok());
-        let bad = AmqpConfig { prefetch: 0, ..AmqpConfig::default() };
+        let bad = AmqpConfig {
+            prefetch: 0,
+            ..AmqpConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("prefetch"));
-        let bad = AmqpConfig { prefix: "a b".into(), ..AmqpConfig::default() };
+        let bad = AmqpConfig {
+            prefix: "a b".into(),
+            ..AmqpConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("prefix"));
-        let bad = AmqpConfig { delivery_limit: 0, ..AmqpConfig::default() };
+        let bad = AmqpConfig {
+            delivery_limit: 0,
+            ..AmqpConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("delivery_limit"));
     }
 
     #[test]
     fn names_and_zone_checks() {
-        let n = Names { prefix: "scanfleet".into() };
+        let n = Names {
+            prefix: "scanfleet".into(),
+        };
         assert_eq!(n.jobs("vpc-1"), "scanfleet.jobs.vpc-1");
         assert_eq!(n.dlx(), "scanfleet.dlx");
         assert_eq!(n.dead(), "scanfleet.dead");
@@ -1054,8 +1180,14 @@ mod tests {
     #[test]
     fn reason_prefers_our_header() {
         let mut h = FieldTable::default();
-        h.insert(REASON_HEADER.into(), AMQPValue::LongString("bad signature".into()));
-        assert_eq!(dead_reason(&BasicProperties::default().with_headers(h)), "bad signature");
+        h.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString("bad signature".into()),
+        );
+        assert_eq!(
+            dead_reason(&BasicProperties::default().with_headers(h)),
+            "bad signature"
+        );
         assert_eq!(
             dead_reason(&BasicProperties::default()),
             "dead-lettered for an unknown reason"

@@ -25,11 +25,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region, SharedHttpClient};
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
@@ -1050,9 +1051,10 @@ fn is_missing_queue_code(code: &str) -> bool {
 }
 
 /// Turn an SDK error into a [`QueueError`] that says whether to retry, naming the
-/// operation and the queue. Connection failures, timeouts, throttling and 5xx are
-/// transient; a missing queue, denied access, an invalid receipt handle and other
-/// client errors are permanent.
+/// operation and the queue. Connection failures, timeouts, throttling, 5xx and a
+/// failing credentials provider are transient; a missing queue, denied access, an
+/// invalid receipt handle, other client errors and no credentials at all are
+/// permanent.
 fn sdk_error<E>(op: &str, queue: &str, err: SdkError<E>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -1077,15 +1079,55 @@ where
             }
         }
         SdkError::TimeoutError(_) => QueueError::Transient(format!("{at}: timed out")),
-        SdkError::ConstructionFailure(_) => {
-            QueueError::Permanent(format!("{at}: {}", DisplayErrorContext(&err)))
+        SdkError::DispatchFailure(f) => {
+            let text = chain(&err);
+            match credentials_error(&err) {
+                Some(
+                    CredentialsError::CredentialsNotLoaded(_)
+                    | CredentialsError::InvalidConfiguration(_),
+                ) => QueueError::Permanent(format!("{at}: no usable AWS credentials: {text}")),
+                // The provider timed out or failed (instance metadata, STS): later.
+                Some(_) => QueueError::Transient(format!("{at}: {text}")),
+                // Connection refused or reset, DNS, TLS.
+                None if f.is_io() || f.is_timeout() || f.as_other().is_some() => {
+                    QueueError::Transient(format!("{at}: {text}"))
+                }
+                // A bad endpoint URL, no way to sign, and the like: retrying cannot help.
+                None => QueueError::Permanent(format!("{at}: {text}")),
+            }
         }
-        SdkError::DispatchFailure(f) if f.is_user() => {
-            QueueError::Permanent(format!("{at}: {}", DisplayErrorContext(&err)))
-        }
-        // Dispatch (connection refused or reset, DNS, TLS) and unreadable responses.
-        _ => QueueError::Transient(format!("{at}: {}", DisplayErrorContext(&err))),
+        SdkError::ConstructionFailure(_) => QueueError::Permanent(format!("{at}: {}", chain(&err))),
+        // An unreadable response, or whatever later SDKs add.
+        _ => QueueError::Transient(format!("{at}: {}", chain(&err))),
     }
+}
+
+/// An error and its sources, `a: b: c`, without the repeats some layers add.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The credentials provider's error behind a failed call, if that is what failed.
+fn credentials_error<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e CredentialsError> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return Some(c);
+        }
+        next = e.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ impl Default for RedisConfig {
         RedisConfig {
             key_prefix: "scanfleet".into(),
             ttl: Some(Duration::from_secs(30 * 24 * 3600)),
-            stream_maxlen: 10_000,
+            stream_maxlen: 1000,
             connect_timeout: Duration::from_secs(2),
             op_timeout: Duration::from_secs(5),
             reconnect_attempts: 3,
@@ -252,7 +252,7 @@ impl RedisStore {
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, StoreError> {
         config.validate().map_err(StoreError::Permanent)?;
         let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Permanent(format!("invalid Redis URL: {}", e.kind().category_name())))?;
+            .map_err(|e| StoreError::Permanent(format!("invalid Redis URL: {}", e.category())))?;
         let endpoint = client.get_connection_info().addr().to_string();
         let mgr_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
@@ -265,10 +265,17 @@ impl RedisStore {
         )
         .await
         .map_err(|_| {
-            StoreError::Transient(format!("connect to Redis at {endpoint}: no answer within {:?}", config.op_timeout))
+            StoreError::Transient(format!(
+                "connect to Redis at {endpoint}: no answer within {:?}",
+                config.op_timeout
+            ))
         })?
         .map_err(|e| classify(&format!("connect to Redis at {endpoint}"), &e))?;
-        Ok(RedisStore { conn, config, endpoint })
+        Ok(RedisStore {
+            conn,
+            config,
+            endpoint,
+        })
     }
 
     /// The configuration in use.
@@ -318,7 +325,9 @@ impl RedisStore {
     }
 
     fn ttl_ms(&self) -> u64 {
-        self.config.ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        self.config
+            .ttl
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// One request, bounded in time, its error classified.
@@ -329,7 +338,10 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.config.op_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(&format!("{what} (Redis at {})", self.endpoint), &e)),
+            Ok(Err(e)) => Err(classify(
+                &format!("{what} (Redis at {})", self.endpoint),
+                &e,
+            )),
             Err(_) => Err(StoreError::Transient(format!(
                 "{what}: Redis at {} did not answer within {:?}",
                 self.endpoint, self.config.op_timeout
@@ -355,20 +367,44 @@ impl ResultStore for RedisStore {
             .map_or(0, |d| d.as_millis() as u64);
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("HSET").arg(&k.meta).arg("shards_total").arg(shards_total).ignore()
-            .cmd("HSETNX").arg(&k.meta).arg("created").arg(now_ms).ignore()
-            .cmd("HSETNX").arg(&k.meta).arg("shards_done").arg(0).ignore()
-            .cmd("HSETNX").arg(&k.meta).arg("shards_failed").arg(0).ignore();
+            .cmd("HSET")
+            .arg(&k.meta)
+            .arg("shards_total")
+            .arg(shards_total)
+            .ignore()
+            .cmd("HSETNX")
+            .arg(&k.meta)
+            .arg("created")
+            .arg(now_ms)
+            .ignore()
+            .cmd("HSETNX")
+            .arg(&k.meta)
+            .arg("shards_done")
+            .arg(0)
+            .ignore()
+            .cmd("HSETNX")
+            .arg(&k.meta)
+            .arg("shards_failed")
+            .arg(0)
+            .ignore();
         let ttl = self.ttl_ms();
         if ttl > 0 {
             pipe.cmd("PEXPIRE").arg(&k.meta).arg(ttl).ignore();
         }
         let mut conn = self.conn.clone();
-        self.bounded("begin scan", async move { pipe.query_async::<()>(&mut conn).await }).await
+        self.bounded("begin scan", async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
     }
 
-    async fn write_results(&self, scan_id: &str, results: &[ProbeResult]) -> Result<(), StoreError> {
-        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(WRITE_LUA));
+    async fn write_results(
+        &self,
+        scan_id: &str,
+        results: &[ProbeResult],
+    ) -> Result<(), StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> =
+            std::sync::LazyLock::new(|| Script::new(WRITE_LUA));
         let k = self.keys(scan_id)?;
         let ttl = self.ttl_ms();
         let chunks: Vec<&[ProbeResult]> = if results.is_empty() {
@@ -378,9 +414,15 @@ impl ResultStore for RedisStore {
         };
         for chunk in chunks {
             let mut inv = SCRIPT.prepare_invoke();
-            inv.key(&k.meta).key(&k.results).key(&k.stream).key(&k.shards);
+            inv.key(&k.meta)
+                .key(&k.results)
+                .key(&k.stream)
+                .key(&k.shards);
             let fields: Vec<String> = chunk.iter().map(result_field).collect();
-            inv.arg(ttl).arg(self.config.stream_maxlen).arg(chunk.len()).arg(fields.join(","));
+            inv.arg(ttl)
+                .arg(self.config.stream_maxlen)
+                .arg(chunk.len())
+                .arg(fields.join(","));
             for (r, f) in chunk.iter().zip(&fields) {
                 let json = serde_json::to_vec(r)
                     .map_err(|e| StoreError::Permanent(format!("encode result {f}: {e}")))?;
@@ -388,15 +430,24 @@ impl ResultStore for RedisStore {
             }
             let mut conn = self.conn.clone();
             let code: i64 = self
-                .bounded("write results", async move { inv.invoke_async(&mut conn).await })
+                .bounded(
+                    "write results",
+                    async move { inv.invoke_async(&mut conn).await },
+                )
                 .await?;
             Self::unknown_if_negative(code, scan_id)?;
         }
         Ok(())
     }
 
-    async fn finish_shard(&self, scan_id: &str, shard_id: u32, outcome: &ShardOutcome) -> Result<bool, StoreError> {
-        static SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(FINISH_LUA));
+    async fn finish_shard(
+        &self,
+        scan_id: &str,
+        shard_id: u32,
+        outcome: &ShardOutcome,
+    ) -> Result<bool, StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> =
+            std::sync::LazyLock::new(|| Script::new(FINISH_LUA));
         let k = self.keys(scan_id)?;
         let json = serde_json::to_string(outcome)
             .map_err(|e| StoreError::Permanent(format!("encode shard outcome: {e}")))?;
@@ -405,11 +456,17 @@ impl ResultStore for RedisStore {
             ShardOutcome::Failed { .. } => "failed",
         };
         let mut inv = SCRIPT.prepare_invoke();
-        inv.key(&k.meta).key(&k.shards).key(&k.results).key(&k.stream);
+        inv.key(&k.meta)
+            .key(&k.shards)
+            .key(&k.results)
+            .key(&k.stream);
         inv.arg(shard_id).arg(json).arg(kind).arg(self.ttl_ms());
         let mut conn = self.conn.clone();
         let code: i64 = self
-            .bounded("finish shard", async move { inv.invoke_async(&mut conn).await })
+            .bounded(
+                "finish shard",
+                async move { inv.invoke_async(&mut conn).await },
+            )
             .await?;
         Ok(Self::unknown_if_negative(code, scan_id)? == 1)
     }
@@ -418,11 +475,23 @@ impl ResultStore for RedisStore {
         let k = self.keys(scan_id)?;
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("HMGET").arg(&k.meta).arg("shards_total").arg("shards_done").arg("shards_failed")
-            .cmd("HLEN").arg(&k.results);
+            .cmd("HMGET")
+            .arg(&k.meta)
+            .arg("shards_total")
+            .arg("shards_done")
+            .arg("shards_failed")
+            .cmd("HLEN")
+            .arg(&k.results);
         let mut conn = self.conn.clone();
-        let ((total, done, failed), results): ((Option<String>, Option<String>, Option<String>), u64) =
-            self.bounded("read progress", async move { pipe.query_async(&mut conn).await }).await?;
+        let ((total, done, failed), results): (
+            (Option<String>, Option<String>, Option<String>),
+            u64,
+        ) = self
+            .bounded(
+                "read progress",
+                async move { pipe.query_async(&mut conn).await },
+            )
+            .await?;
         let Some(total) = total else {
             return Err(StoreError::UnknownScan(scan_id.to_owned()));
         };
@@ -438,7 +507,12 @@ impl ResultStore for RedisStore {
         let k = self.keys(scan_id)?;
         let mut conn = self.conn.clone();
         let exists: bool = self
-            .bounded("read results", async { redis::cmd("EXISTS").arg(&k.meta).query_async(&mut conn).await })
+            .bounded("read results", async {
+                redis::cmd("EXISTS")
+                    .arg(&k.meta)
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         if !exists {
             return Err(StoreError::UnknownScan(scan_id.to_owned()));
@@ -461,7 +535,10 @@ impl ResultStore for RedisStore {
             for (field, value) in page {
                 let shown = escape_bytes(&field, 200);
                 let r: ProbeResult = serde_json::from_slice(&value).map_err(|e| {
-                    StoreError::Permanent(format!("{} field {shown} does not hold a result: {e}", k.results))
+                    StoreError::Permanent(format!(
+                        "{} field {shown} does not hold a result: {e}",
+                        k.results
+                    ))
                 })?;
                 if result_field(&r).as_bytes() != field.as_slice() {
                     return Err(StoreError::Permanent(format!(
@@ -488,9 +565,15 @@ mod tests {
     #[test]
     fn config_validation_names_the_field() {
         assert!(RedisConfig::default().validate().is_ok());
-        let bad = RedisConfig { key_prefix: "a{b".into(), ..RedisConfig::default() };
+        let bad = RedisConfig {
+            key_prefix: "a{b".into(),
+            ..RedisConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("key_prefix"));
-        let bad = RedisConfig { op_timeout: Duration::ZERO, ..RedisConfig::default() };
+        let bad = RedisConfig {
+            op_timeout: Duration::ZERO,
+            ..RedisConfig::default()
+        };
         assert!(bad.validate().unwrap_err().contains("op_timeout"));
     }
 
@@ -498,8 +581,13 @@ mod tests {
     fn counters_must_be_counts() {
         assert_eq!(parse_counter("k", "f", None).unwrap(), 0);
         assert_eq!(parse_counter("k", "f", Some("7".into())).unwrap(), 7);
-        let e = parse_counter("scanfleet:{s}:meta", "shards_done", Some("x\x1b".into())).unwrap_err();
-        assert!(e.to_string().contains("scanfleet:{s}:meta field shards_done"), "{e}");
+        let e =
+            parse_counter("scanfleet:{s}:meta", "shards_done", Some("x\x1b".into())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("scanfleet:{s}:meta field shards_done"),
+            "{e}"
+        );
         assert!(e.to_string().contains("\\x1b"), "escaped: {e}");
     }
 }

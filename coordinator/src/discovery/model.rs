@@ -232,6 +232,9 @@ pub struct Instance {
     pub platform: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
+    /// Name of the image, when DescribeImages found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
     /// The instance's primary private address (absent for a terminated instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_ip: Option<IpAddr>,

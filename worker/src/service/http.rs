@@ -150,6 +150,20 @@ mod tests {
         assert!(!facts(b"HTTP/1.1 200 OK\r\n\r\n<title>  </title>").contains_key("http.title"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn facts_never_panic_and_stay_printable(
+            head in proptest::sample::select(vec![b"HTTP/1.1 200 OK\r\n".to_vec(), b"HTTP/".to_vec(), Vec::new()]),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024),
+        ) {
+            let buf = [head, tail].concat();
+            let _ = is_complete(&buf);
+            for v in facts(&buf).values() {
+                proptest::prop_assert!(v.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+            }
+        }
+    }
+
     #[test]
     fn completeness() {
         assert!(is_complete(PAGE));

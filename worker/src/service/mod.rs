@@ -512,15 +512,19 @@ mod tests {
     #[tokio::test]
     async fn http_hint_skips_the_banner_wait() {
         let addr = http_server().await;
+        let config = DetectConfig {
+            banner_wait: Duration::from_secs(5),
+            ..DetectConfig::default()
+        };
         let started = Instant::now();
-        let info = detector()
+        let info = Detector::new(config)
             .detect_with_plan(addr, probes::plan(80))
             .await
             .unwrap();
         assert_eq!(info.name, "http");
-        // Without the hint the 700 ms banner wait would come first.
+        // Without the hint the 5 s banner wait would come first.
         assert!(
-            started.elapsed() < Duration::from_millis(600),
+            started.elapsed() < Duration::from_secs(3),
             "{:?}",
             started.elapsed()
         );
@@ -599,10 +603,17 @@ mod tests {
     #[tokio::test]
     async fn tls12_only_server() {
         let addr = tls_http_server(&[&rustls::version::TLS12]).await;
-        let info = detector().detect_with_plan(addr, probes::plan(8443)).await.unwrap();
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(8443))
+            .await
+            .unwrap();
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.version"], "TLSv1.2");
-        assert!(info.extra["tls.cipher"].starts_with("TLS_ECDHE_"), "{:?}", info.extra);
+        assert!(
+            info.extra["tls.cipher"].starts_with("TLS_ECDHE_"),
+            "{:?}",
+            info.extra
+        );
     }
 
     #[tokio::test]
@@ -738,17 +749,31 @@ mod tests {
             eprintln!("redis-server not installed: skipped");
             return;
         };
-        let info = detector().detect_with_plan(addr, probes::plan(6379)).await.unwrap();
-        assert_eq!((info.name.as_str(), info.product.as_deref()), ("redis", Some("Redis")));
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(6379))
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.product.as_deref()),
+            ("redis", Some("Redis"))
+        );
         let version = info.version.unwrap_or_default();
-        assert!(version.starts_with(|c: char| c.is_ascii_digit()), "{version:?}");
+        assert!(
+            version.starts_with(|c: char| c.is_ascii_digit()),
+            "{version:?}"
+        );
         assert_eq!(info.cpe, Some(format!("cpe:/a:redis:redis:{version}")));
         // On a port without the hint (HTTP draws a hang-up, then TLS an error).
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "redis");
 
-        let Some((_child, addr)) = real_redis(&["--requirepass", "s3cret"]).await else { return };
-        let info = detector().detect_with_plan(addr, probes::plan(6379)).await.unwrap();
+        let Some((_child, addr)) = real_redis(&["--requirepass", "s3cret"]).await else {
+            return;
+        };
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(6379))
+            .await
+            .unwrap();
         assert_eq!((info.name.as_str(), info.version), ("redis", None));
     }
 
@@ -829,6 +854,43 @@ mod tests {
                 info.version.as_deref()
             ),
             ("amqp", Some("RabbitMQ"), Some("3.12.1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn mongodb_is_master() {
+        let addr = serve(|mut s| async move {
+            let mut query = vec![0u8; probes::mongodb_is_master().len()];
+            if s.read_exact(&mut query).await.is_err() || query[12..16] != 2004i32.to_le_bytes() {
+                return;
+            }
+            let mut doc = Vec::new();
+            doc.extend_from_slice(&[0; 4]);
+            doc.extend_from_slice(
+                b"\x08ismaster\x00\x01\x10maxWireVersion\x00\x11\x00\x00\x00\x00",
+            );
+            let len = doc.len() as i32;
+            doc[..4].copy_from_slice(&len.to_le_bytes());
+            let mut body = vec![0u8; 4 + 8 + 4 + 4];
+            body[16..20].copy_from_slice(&1i32.to_le_bytes()); // numberReturned
+            body.extend_from_slice(&doc);
+            let mut reply = Vec::new();
+            reply.extend_from_slice(&((16 + body.len()) as i32).to_le_bytes());
+            reply.extend_from_slice(&7i32.to_le_bytes());
+            reply.extend_from_slice(&query[4..8]);
+            reply.extend_from_slice(&1i32.to_le_bytes()); // OP_REPLY
+            reply.extend_from_slice(&body);
+            let _ = s.write_all(&reply).await;
+            let _ = s.read(&mut query).await;
+        })
+        .await;
+        let info = detector()
+            .detect_with_plan(addr, probes::plan(27017))
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.product.as_deref()),
+            ("mongodb", Some("MongoDB"))
         );
     }
 

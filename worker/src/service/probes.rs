@@ -465,6 +465,16 @@ mod tests {
         assert!(!Probe::Banner.is_complete(b"SSH-2.0-x\r\n"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn completeness_checks_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            for p in Probe::ALL {
+                let _ = p.is_complete(&bytes);
+            }
+            let _ = resp_replies(&bytes);
+        }
+    }
+
     #[test]
     fn find_locates_needles() {
         assert_eq!(find(b"abc\r\n", b"\r\n"), Some(3));

@@ -185,21 +185,34 @@ struct Signature {
     extra: Vec<(String, Template)>,
 }
 
-/// What a matching signature says about a service. Every string is escaped.
+/// What a matching signature says about a service. Every string that came from
+/// a capture is escaped; the rest is the signature file's own text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SignatureMatch {
+    /// The signature's `service`, e.g. `ssh`.
     pub service: String,
     pub product: Option<String>,
     pub version: Option<String>,
+    /// CPE 2.2 URI, e.g. `cpe:/a:openbsd:openssh:9.2p1`.
     pub cpe: Option<String>,
+    /// The signature's `extra` templates that expanded to something.
     pub extra: BTreeMap<String, String>,
 }
 
 /// A compiled signature file, grouped by probe.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SignatureSet {
     /// Indexed by `Probe::index`, each in file order.
     by_probe: [Vec<Signature>; Probe::ALL.len()],
+}
+
+impl std::fmt::Debug for SignatureSet {
+    /// A count, not the regexes: a `Detector` shows up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignatureSet")
+            .field("signatures", &self.len())
+            .finish()
+    }
 }
 
 static SHIPPED_SET: LazyLock<Result<Arc<SignatureSet>, SignatureError>> =

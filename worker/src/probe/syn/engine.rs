@@ -517,10 +517,15 @@ pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams)
             }
         };
         tx.report.passes = pass + 1;
-        if std::env::var_os("SFSYN_DEBUG").is_some() {
-            let o = Ordering::Relaxed;
-            eprintln!("pass {pass}: sent {sent}, answered {}, replies {}, strays {}, rx_dropped {}, rto_us {}", shared.answered_count.load(o), shared.replies.load(o), shared.strays.load(o), shared.rx_dropped.load(o), shared.rto_us.load(o));
-        }
+        let o = Ordering::Relaxed;
+        tracing::debug!(
+            pass,
+            sent,
+            answered = shared.answered_count.load(o),
+            rx_dropped = shared.rx_dropped.load(o),
+            rto_us = shared.rto_us.load(o),
+            "SYN pass sent"
+        );
         if sent == 0 && tx.report.send_failures == 0 {
             break;
         }

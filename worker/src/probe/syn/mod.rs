@@ -354,18 +354,22 @@ impl Prober for SynProber {
 
         // Forward answers while the transmit thread works.
         let mut tx_done = tx_done;
+        let mut rx_open = true;
         let report: TxReport = loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(ProbeError::Cancelled),
-                f = found_rx.recv() => {
-                    if let Some(f) = f {
-                        emit(&out, &cancel, &scan.targets, f.target, f.port, f.state, f.reason).await?;
-                    }
-                }
+                f = found_rx.recv(), if rx_open => match f {
+                    Some(f) => emit(&out, &cancel, &scan.targets, f.target, f.port, f.state, f.reason).await?,
+                    // Only a panic ends the receive thread before the stop flag.
+                    None => rx_open = false,
+                },
                 r = &mut tx_done => break r.map_err(|_| ProbeError::Io(io::Error::other("SYN transmit thread died")))?,
             }
         };
+        if !rx_open {
+            return Err(ProbeError::Io(io::Error::other("SYN receive thread died")));
+        }
         // Stop the receiver; it drains what already arrived, then its sender
         // half of the channel closes.
         shared.stop.store(true, std::sync::atomic::Ordering::Release);

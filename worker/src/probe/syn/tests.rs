@@ -114,6 +114,37 @@ fn syn_loopback_full_sweep_finds_exactly_its_listeners() {
 }
 
 #[test]
+fn syn_root_namespace_loopback_few_ports() {
+    // The worker's normal setting: the host's own namespace, where the raw
+    // socket also sees everyone else's TCP traffic. Only our own listeners and
+    // a port we just freed are probed (127.0.0.1 only).
+    if let Some(why) = netns::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let req = request(vec![target(LO, 1000)], &format!("{pa},{pb},{free}"), 2, 1000, 500);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut got = rt.block_on(async {
+        let (tx, mut rx) = mpsc::channel(16);
+        let stats = SynProber::new(SynConfig::default()).unwrap().scan(&req, tx, CancellationToken::new()).await.unwrap();
+        assert_eq!(stats.probes_sent, 3);
+        let mut got = Vec::new();
+        while let Some(o) = rx.recv().await {
+            got.push((o.port, o.state, o.reason));
+        }
+        got
+    });
+    got.sort();
+    let mut want = vec![(pa, PortState::Open, "syn-ack"), (pb, PortState::Open, "syn-ack"), (free, PortState::Closed, "rst")];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn syn_loopback_few_ports_with_duplicate_target() {
     skip_unless_root!();
     let ns = Netns::create("dup").unwrap();
