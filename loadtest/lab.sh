@@ -192,7 +192,7 @@ ensure_scanner() {
     # off-link packets die there.
     ip -n "$NS_SCAN" route replace default via "$BR_IP" dev eth0
     nsx "$NS_SCAN" sysctl -qw \
-        net.ipv4.ip_local_port_range="1024 65535" \
+        net.ipv4.ip_local_port_range="1024 60999" \
         net.ipv4.tcp_tw_reuse=1 \
         net.ipv4.tcp_fin_timeout=15 \
         net.core.somaxconn=4096 \

@@ -15,7 +15,7 @@ die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 need=()
 for pair in ip:iproute2 nft:nftables socat:socat openssl:openssl redis-server:redis-server \
             redis-cli:redis-tools rabbitmq-server:rabbitmq-server nmap:nmap masscan:masscan \
-            setpriv:util-linux python3:python3 pip3:python3-pip ps:procps /usr/bin/time:time; do
+            setpriv:util-linux python3:python3 pip3:python3-pip ps:procps /usr/bin/time:time curl:curl; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -617,13 +617,19 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_limit_of_one_dead_letters_on_the_first_retry() {
     with_queue(
-        |c| AmqpConfig { delivery_limit: 1, ..c },
+        |c| AmqpConfig {
+            delivery_limit: 1,
+            ..c
+        },
         &["z"],
         |q| async move {
             q.publish("z", b"once").await.unwrap();
             let d = q.receive("z", WAIT).await.unwrap().unwrap();
             q.nack(&d, Nack::Retry).await.unwrap();
-            assert_eq!(q.receive("z", Duration::from_millis(500)).await.unwrap(), None);
+            assert_eq!(
+                q.receive("z", Duration::from_millis(500)).await.unwrap(),
+                None
+            );
             let dead = wait_dead(&q, 1).await;
             assert_eq!(dead.len(), 1);
             assert_eq!(dead[0].reason, "delivery limit reached");

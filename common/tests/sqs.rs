@@ -342,6 +342,7 @@ async fn init_is_idempotent_and_updates_attributes() {
 
     let raw = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&sdk())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             .endpoint_url(moto)
             .build(),
     );

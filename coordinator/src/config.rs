@@ -262,7 +262,7 @@ mod tests {
 
     fn settings(argv: &[&str]) -> Result<ScanSettings, CliError> {
         let cli = Cli::try_parse_from(std::iter::once("scanfleet").chain(argv.iter().copied())).unwrap();
-        let Command::Scan(args) = cli.command;
+        let Command::Scan(args) = cli.command else { panic!("not a scan command") };
         ScanSettings::from_args(&args)
     }
 

@@ -570,6 +570,7 @@ mod tests {
     #[test]
     fn ipv6_uses_its_own_routes_and_rules() {
         let mut net = network();
+        net.elastic_ips.clear();
         let mut i = instance("subnet-pub", None, &["sg-v6"]);
         i.interfaces[0].ipv6 = vec!["2600::1".parse().unwrap()];
         net.security_groups.push(sg("sg-v6", &[("tcp", 22, 22, "::/0"), ("tcp", 80, 80, "0.0.0.0/0")]));

@@ -245,7 +245,7 @@ struct Pending {
 /// A [`JobQueue`] on RabbitMQ; see the module docs. Cheap to share behind an `Arc`.
 pub struct AmqpQueue {
     url: String,
-    /// `host:port/vhost`, for messages: the URL itself may hold a password.
+    /// `host:port vhost "/"`, for messages: the URL itself may hold a password.
     endpoint: String,
     config: AmqpConfig,
     names: Names,
@@ -401,7 +401,7 @@ impl AmqpQueue {
             .parse()
             .map_err(|e| QueueError::Permanent(format!("invalid AMQP URL: {e}")))?;
         let endpoint = format!(
-            "{}:{}/{}",
+            "{}:{} vhost {:?}",
             uri.authority.host, uri.authority.port, uri.vhost
         );
         let queue = AmqpQueue {

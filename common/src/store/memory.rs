@@ -99,7 +99,7 @@ mod tests {
         st.begin_scan("s", 2).await.unwrap();
         st.write_results("s", &[r(80, PortState::Open), r(22, PortState::Open)]).await.unwrap();
         st.write_results("s", &[r(80, PortState::Open)]).await.unwrap();
-        assert!(st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "x".into() }).await.unwrap() == false);
+        assert!(!st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "x".into() }).await.unwrap());
         assert!(st.finish_shard("s", 0, &ShardOutcome::Done).await.unwrap());
         assert!(!st.finish_shard("s", 0, &ShardOutcome::Done).await.unwrap());
         assert!(!st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "y".into() }).await.unwrap());

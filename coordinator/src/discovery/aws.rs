@@ -390,7 +390,7 @@ impl fmt::Debug for AwsDiscoverer {
 /// the accounts cannot be listed. Failures of single accounts or regions are in
 /// [`Discovery::failures`].
 pub async fn discover(opts: AwsDiscoveryOptions) -> Result<Discovery, DiscoveryError> {
-    AwsDiscoverer::new(opts).await?.discover().await
+    Arc::new(AwsDiscoverer::new(opts).await?).discover().await
 }
 
 impl AwsDiscoverer {
@@ -401,8 +401,23 @@ impl AwsDiscoverer {
     /// [`DiscoveryError::Invalid`] for bad options.
     pub async fn new(opts: AwsDiscoveryOptions) -> Result<Self, DiscoveryError> {
         opts.validate()?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(https_client())
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+        if let Some(r) = &opts.home_region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        Self::with_sdk_config(opts, &loader.load().await)
+    }
+
+    /// Like [`AwsDiscoverer::new`], with an AWS configuration the caller loaded
+    /// (shared with other clients, or made by a test with its own credentials).
+    /// The options' retry, timeout, endpoint and home region apply on top of it.
+    ///
+    /// # Errors
+    /// [`DiscoveryError::Invalid`] for bad options.
+    pub fn with_sdk_config(opts: AwsDiscoveryOptions, sdk: &SdkConfig) -> Result<Self, DiscoveryError> {
+        opts.validate()?;
+        let mut b = sdk
+            .to_builder()
             .retry_config(RetryConfig::standard().with_max_attempts(opts.max_attempts))
             .timeout_config(
                 TimeoutConfig::builder()
@@ -410,20 +425,21 @@ impl AwsDiscoverer {
                     .operation_attempt_timeout(opts.attempt_timeout)
                     .build(),
             );
+        if sdk.http_client().is_none() {
+            b = b.http_client(https_client());
+        }
         if let Some(r) = &opts.home_region {
-            loader = loader.region(Region::new(r.clone()));
+            b = b.region(Region::new(r.clone()));
+        } else if sdk.region().is_none() {
+            b = b.region(Region::new(DEFAULT_HOME_REGION));
         }
         if let Some(url) = &opts.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        let mut base = loader.load().await;
-        if base.region().is_none() {
-            base = base.into_builder().region(Region::new(DEFAULT_HOME_REGION)).build();
+            b = b.endpoint_url(url.clone());
         }
         Ok(AwsDiscoverer {
             sem: Arc::new(Semaphore::new(opts.concurrency)),
             opts,
-            base,
+            base: b.build(),
             counter: Arc::new(CallCounter::default()),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -482,31 +498,33 @@ impl AwsDiscoverer {
                     .interceptor(CountCalls(self.counter.clone()))
                     .build();
                 let org = aws_sdk_organizations::Client::from_conf(conf);
-                let mut pages = org.list_accounts().into_paginator().items().send();
+                let mut pages = org.list_accounts().into_paginator().send();
                 let mut active = Vec::new();
                 let mut skipped = Vec::new();
-                while let Some(item) = pages.next().await {
-                    let a = item.map_err(|e| {
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| {
                         DiscoveryError::Accounts(failure("organizations:ListAccounts", &e, None, None))
                     })?;
-                    let Some(id) = a.id() else { continue };
-                    let state = a
-                        .state()
-                        .map(|s| s.as_str().to_string())
-                        .or_else(|| a.status().map(|s| s.as_str().to_string()))
-                        .unwrap_or_else(|| "ACTIVE".into());
-                    let r = AccountRef { account_id: id.to_string(), name: a.name().map(str::to_string) };
-                    if state == "ACTIVE" {
-                        active.push(r);
-                    } else {
-                        skipped.push(AccountReport {
-                            account_id: r.account_id,
-                            name: r.name,
-                            status: AccountStatus::Skipped,
-                            regions_ok: 0,
-                            regions_failed: 0,
-                            reason: Some(format!("account is {state}")),
-                        });
+                    for a in page.accounts() {
+                        let Some(id) = a.id() else { continue };
+                        let state = a
+                            .state()
+                            .map(|s| s.as_str().to_string())
+                            .or_else(|| a.status().map(|s| s.as_str().to_string()))
+                            .unwrap_or_else(|| "ACTIVE".into());
+                        let r = AccountRef { account_id: id.to_string(), name: a.name().map(str::to_string) };
+                        if state == "ACTIVE" {
+                            active.push(r);
+                        } else {
+                            skipped.push(AccountReport {
+                                account_id: r.account_id,
+                                name: r.name,
+                                status: AccountStatus::Skipped,
+                                regions_ok: 0,
+                                regions_failed: 0,
+                                reason: Some(format!("account is {state}")),
+                            });
+                        }
                     }
                 }
                 Ok((active, skipped))

@@ -284,6 +284,28 @@ impl Network {
         self.elastic_ips.extend(other.elastic_ips);
     }
 
+    /// Everything of one account and region (peerings that touch it included).
+    pub fn of(&self, at: &Location) -> Network {
+        let touches = |s: &PeeringSide| {
+            s.account_id.as_deref() == Some(at.account_id.as_str())
+                && s.region.as_deref() == Some(at.region.as_str())
+        };
+        Network {
+            vpcs: self.vpcs.iter().filter(|x| &x.location == at).cloned().collect(),
+            peerings: self
+                .peerings
+                .iter()
+                .filter(|p| touches(&p.requester) || touches(&p.accepter))
+                .cloned()
+                .collect(),
+            subnets: self.subnets.iter().filter(|x| &x.location == at).cloned().collect(),
+            route_tables: self.route_tables.iter().filter(|x| &x.location == at).cloned().collect(),
+            network_acls: self.network_acls.iter().filter(|x| &x.location == at).cloned().collect(),
+            security_groups: self.security_groups.iter().filter(|x| &x.location == at).cloned().collect(),
+            elastic_ips: self.elastic_ips.iter().filter(|x| &x.location == at).cloned().collect(),
+        }
+    }
+
     /// Drop everything of one account and region (before its fresh copy is added).
     pub fn remove(&mut self, at: &Location) {
         self.vpcs.retain(|x| &x.location != at);

@@ -375,6 +375,30 @@ fn bench_syn_sweeps() {
     let t = IpAddr::V4(netns::veth(&scanner, &tgt, 15).unwrap().b);
     let _l = tgt.listeners(t, &[22, 80, 443]);
     let _ll = scanner.listeners(LO, &[22, 80, 443]);
+    // Transmit path alone: a second target that drops everything from us
+    // before its TCP stack sees it (nothing answers, so the send loop is all
+    // that is measured; the scan ends after one 100 ms wait).
+    let sink = Netns::create("bk").unwrap();
+    let link = netns::veth(&scanner, &sink, 16).unwrap();
+    sink.nft(&format!(
+        "table ip sfsyn {{ chain pre {{ type filter hook prerouting priority raw; policy accept;
+           ip saddr {} drop
+         }}
+         }}",
+        link.a
+    ))
+    .unwrap();
+    for batch in [1usize, 16, 64, 256] {
+        let req = request(vec![target(IpAddr::V4(link.b), u32::MAX)], "-", 0, 10_000_000, 100);
+        let out = scan_in(&scanner, SynConfig { send_batch: batch, ..SynConfig::default() }, req, None);
+        let stats = out.stats.clone().expect("scan");
+        let send_time = out.elapsed.saturating_sub(Duration::from_millis(100));
+        eprintln!(
+            "bench   send only  batch {batch:>3}: {} sent in about {send_time:?} ({:.0} packets/s)",
+            stats.probes_sent,
+            stats.probes_sent as f64 / send_time.as_secs_f64()
+        );
+    }
     for batch in [1usize, 16, 64, 256] {
         for (name, ip) in [("netns target", t), ("127.0.0.1", LO)] {
             let req = request(vec![target(ip, u32::MAX)], "-", 2, 10_000_000, 1000);
