@@ -52,6 +52,11 @@ struct Estate {
     eips: BTreeMap<String, String>,
 }
 
+/// A Linux instance.
+fn l<'a>(name: &'a str, ty: &'a str, subnet: &'a str, ip: &'a str, groups: &'a [&'a str], tags: &'a [(&'a str, &'a str)]) -> Launch<'a> {
+    Launch { name, instance_type: ty, image: LINUX, subnet, ip, groups, tags }
+}
+
 async fn seed(moto: &Moto) -> Estate {
     let ids = organization(moto, &["prod", "shared", "sandbox"]).await;
     let (prod, shared, sandbox) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
@@ -77,7 +82,6 @@ async fn seed(moto: &Moto) -> Estate {
     let web = n.add(&p.group(&a1, "web", vec![anywhere("tcp", 443, 443), from_cidr("tcp", 22, 22, "10.0.0.0/8")]).await, "sg-web");
     let open = n.add(&p.group(&a1, "open", vec![anywhere("tcp", 22, 22), anywhere("tcp", 443, 443)]).await, "sg-open");
     let internal = n.add(&p.group(&a1, "internal", vec![from_cidr("-1", -1, -1, "10.0.0.0/8")]).await, "sg-internal");
-    let l = |name, ty, subnet, ip, groups, tags| Launch { name, instance_type: ty, image: LINUX, subnet, ip, groups, tags };
     let web1 = p.launch(l("web-1", "m5.large", &public, "10.1.1.10", &[web.as_str()], &[("env", "prod"), ("aws:autoscaling:groupName", "web-asg")])).await;
     p.secondary_ip(&web1, "10.1.1.11").await;
     p.second_eni(&web1, &public, "10.1.1.20", &[internal.as_str()]).await;
@@ -100,10 +104,9 @@ async fn seed(moto: &Moto) -> Estate {
     let a3 = n.add(&pe.vpc("10.3.0.0/16").await, "A3");
     let a3s = n.add(&pe.subnet(&a3, "10.3.1.0/24", "eu-west-1a").await, "a3-subnet");
     let a3g = n.add(&pe.group(&a3, "a3", vec![]).await, "sg-a3");
-    let le = |name, ty, ip| Launch { name, instance_type: ty, image: LINUX, subnet: &a3s, ip, groups: &[], tags: &[] };
     let _ = &a3g;
-    pe.launch(le("eu-1", "m1.small", "10.3.1.10")).await;
-    pe.launch(le("eu-2", "t3.medium", "10.3.1.11")).await;
+    pe.launch(l("eu-1", "m1.small", &a3s, "10.3.1.10", &[], &[])).await;
+    pe.launch(l("eu-2", "t3.medium", &a3s, "10.3.1.11", &[], &[])).await;
     let pcx_region = n.add(&p.peer(&a1, &a3, None, Some("eu-west-1")).await, "pcx-A1-A3");
     pe.accept(&pcx_region).await;
 

@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     /// The queue's delivery limit: a transient failure on the last delivery is
     /// recorded as a failed shard.
     pub delivery_limit: u32,
+    /// LOAD TESTS ONLY: probe nothing, make results up ([`probe::synthetic`]).
+    pub synthetic_probes: bool,
 }
 
 impl Default for WorkerConfig {
@@ -66,6 +68,7 @@ impl Default for WorkerConfig {
             syn: SynConfig::default(),
             grace: Duration::from_secs(30),
             delivery_limit: 3,
+            synthetic_probes: false,
         }
     }
 }
@@ -325,6 +328,9 @@ impl Worker {
     }
 
     async fn engine(&self, mode: ScanMode) -> Result<Arc<dyn probe::Prober>, ShardError> {
+        if self.config.synthetic_probes {
+            return Ok(Arc::new(probe::synthetic::SyntheticProber));
+        }
         let cell = self.engines.lock().await.entry(mode).or_default().clone();
         let sel = cell
             .get_or_try_init(|| async { probe::select(mode, self.config.syn.clone()) })
@@ -431,7 +437,7 @@ impl Worker {
         self.stats.probes_sent.fetch_add(stats.probes_sent, Ordering::Relaxed);
         self.metrics.probes_sent.with_label_values(&[prober.name()]).inc_by(stats.probes_sent);
 
-        if job.profile.service_detection && !open.is_empty() {
+        if job.profile.service_detection && !open.is_empty() && !self.config.synthetic_probes {
             let window = Arc::new(Semaphore::new(self.config.detect_window.max(1)));
             let mut set = JoinSet::new();
             for (i, r) in open.iter().enumerate() {

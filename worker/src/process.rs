@@ -26,6 +26,8 @@ pub struct ProcessConfig {
     pub grace: Duration,
     pub delivery_limit: u32,
     pub scope: ScopePolicy,
+    /// LOAD TESTS ONLY: send nothing, make results up.
+    pub synthetic_probes: bool,
 }
 
 /// Why a worker process could not run.
@@ -84,11 +86,15 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
             lease: config.lease,
             grace: config.grace,
             delivery_limit: config.delivery_limit,
+            synthetic_probes: config.synthetic_probes,
             receive_wait: Duration::from_secs(5),
             ..WorkerConfig::default()
         },
         metrics,
     ));
+    if config.synthetic_probes {
+        tracing::warn!("--synthetic-probes: LOAD TEST MODE, no probe is sent and every result is made up");
+    }
     tracing::info!(zone = %config.zone, queue = %redact(&config.queue_url), "worker started");
     worker.run(shutdown).await.map_err(|e| ProcessError::Runtime(format!("queue: {e}")))?;
     tracing::info!("worker drained; exiting");

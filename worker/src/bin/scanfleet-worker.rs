@@ -41,6 +41,10 @@ struct Args {
     /// Never probe addresses in this block, whatever a job says. Repeatable.
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<IpNet>,
+    /// LOAD TESTS ONLY: send no probe and make results up (reason "synthetic"),
+    /// to load the queue, Redis and the worker without a network.
+    #[arg(long, hide = true)]
+    synthetic_probes: bool,
 }
 
 fn main() {
@@ -65,6 +69,7 @@ fn main() {
         grace: Duration::from_secs(args.grace_secs),
         delivery_limit: args.delivery_limit,
         scope: ScopePolicy { exclude_cidrs: args.exclude, ..ScopePolicy::default() },
+        synthetic_probes: args.synthetic_probes,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

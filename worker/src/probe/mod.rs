@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod order;
+pub mod synthetic;
 pub mod syn;
 
 use std::net::IpAddr;
