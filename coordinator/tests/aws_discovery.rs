@@ -218,17 +218,17 @@ async fn discovers_the_organization_and_reports_the_account_it_cannot_enter() {
     let mut lines: Vec<String> = d.assets.iter().map(|a| describe(a, n, &estate.eips)).collect();
     lines.sort();
     let expected = [
-        "b-1 shared us-east-1 us-east-1a B1 b1-subnet r5.large running Linux/UNIX ips=10.4.1.10 public= sg=? asg=- tags=team=data image=ami-1e749f67 exposure=closed",
+        "b-1 shared us-east-1 us-east-1a B1 b1-subnet r5.large running - ips=10.4.1.10 public= sg=? asg=- tags=team=data image=ami-1e749f67 exposure=closed",
         "b-2 shared us-east-1 us-east-1b B2 b2-subnet m5.large running windows ips=10.5.1.10 public= sg=? asg=- tags= image=ami-12c6146b exposure=closed",
-        "db-1 prod us-east-1 us-east-1b A1 private m5.xlarge running Linux/UNIX ips=10.1.2.10 public=eip sg=sg-internal asg=- tags=env=prod image=ami-1e749f67 exposure=closed",
-        "eu-1 prod eu-west-1 eu-west-1a A3 a3-subnet m1.small running Linux/UNIX ips=10.3.1.10 public= sg=? asg=- tags= image=ami-1e749f67 exposure=closed",
-        "eu-2 prod eu-west-1 eu-west-1a A3 a3-subnet t3.medium running Linux/UNIX ips=10.3.1.11 public= sg=? asg=- tags= image=ami-1e749f67 exposure=closed",
-        "excl-1 prod us-east-1 us-east-1c A2 a2-subnet t3.micro running Linux/UNIX ips=10.2.1.11 public= sg=sg-a2 asg=- tags=scan=no image=ami-1e749f67 exposure=closed",
-        "locked-1 prod us-east-1 us-east-1a A1 locked c5.large running Linux/UNIX ips=10.1.3.10 public=eip sg=sg-open asg=- tags= image=ami-1e749f67 exposure=443",
-        "micro-1 prod us-east-1 us-east-1c A2 a2-subnet t1.micro running Linux/UNIX ips=10.2.1.10 public= sg=sg-a2 asg=- tags= image=ami-1e749f67 exposure=closed",
-        "nano-1 prod us-east-1 us-east-1b A1 private t2.nano running Linux/UNIX ips=10.1.2.11 public= sg=sg-internal asg=- tags= image=ami-1e749f67 exposure=closed",
-        "stopped-1 prod us-east-1 us-east-1b A1 private m5.large stopped Linux/UNIX ips=10.1.2.12 public= sg=sg-internal asg=- tags= image=ami-1e749f67 exposure=closed",
-        "web-1 prod us-east-1 us-east-1a A1 public m5.large running Linux/UNIX ips=10.1.1.10,10.1.1.11,10.1.1.20 public=eip sg=sg-internal,sg-web asg=web-asg tags=aws:autoscaling:groupName=web-asg,env=prod image=ami-1e749f67 exposure=443",
+        "db-1 prod us-east-1 us-east-1b A1 private m5.xlarge running - ips=10.1.2.10 public=eip sg=sg-internal asg=- tags=env=prod image=ami-1e749f67 exposure=closed",
+        "eu-1 prod eu-west-1 eu-west-1a A3 a3-subnet m1.small running - ips=10.3.1.10 public= sg=? asg=- tags= image=ami-1e749f67 exposure=closed",
+        "eu-2 prod eu-west-1 eu-west-1a A3 a3-subnet t3.medium running - ips=10.3.1.11 public= sg=? asg=- tags= image=ami-1e749f67 exposure=closed",
+        "excl-1 prod us-east-1 us-east-1c A2 a2-subnet t3.micro running - ips=10.2.1.11 public= sg=sg-a2 asg=- tags=scan=no image=ami-1e749f67 exposure=closed",
+        "locked-1 prod us-east-1 us-east-1a A1 locked c5.large running - ips=10.1.3.10 public=eip sg=sg-open asg=- tags= image=ami-1e749f67 exposure=443",
+        "micro-1 prod us-east-1 us-east-1c A2 a2-subnet t1.micro running - ips=10.2.1.10 public= sg=sg-a2 asg=- tags= image=ami-1e749f67 exposure=closed",
+        "nano-1 prod us-east-1 us-east-1b A1 private t2.nano running - ips=10.1.2.11 public= sg=sg-internal asg=- tags= image=ami-1e749f67 exposure=closed",
+        "stopped-1 prod us-east-1 us-east-1b A1 private m5.large stopped - ips=10.1.2.12 public= sg=sg-internal asg=- tags= image=ami-1e749f67 exposure=closed",
+        "web-1 prod us-east-1 us-east-1a A1 public m5.large running - ips=10.1.1.10,10.1.1.11,10.1.1.20 public=eip sg=sg-internal,sg-web asg=web-asg tags=aws:autoscaling:groupName=web-asg,env=prod image=ami-1e749f67 exposure=443",
     ];
     assert_eq!(lines, expected, "\n{}", lines.join("\n"));
 
@@ -346,7 +346,7 @@ async fn accounts_list_regions_from_ec2_and_the_caller_account() {
     let far: Vec<_> = d.assets.iter().filter(|a| a.region.as_deref() == Some("ap-southeast-2")).collect();
     assert_eq!(far.len(), 1);
     assert_eq!((far[0].private_ip.to_string(), far[0].account_id.as_deref()), ("10.7.1.5".to_string(), Some(ids[0].as_str())));
-    assert_eq!(d.api_calls.requests.get("ec2:DescribeRegions"), Some(&1));
+    assert_eq!(d.api_calls.requests.get("ec2:DescribeRegions"), Some(&1), "{:?}", d.api_calls);
     assert_eq!(d.api_calls.requests.get("ec2:DescribeImages"), None);
 
     let opts = AwsDiscoveryOptions { accounts: AccountSource::Caller, regions: Some(vec!["us-east-1".into()]), ..AwsDiscoveryOptions::default() };

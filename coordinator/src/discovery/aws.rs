@@ -35,7 +35,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -289,9 +289,11 @@ impl Intercept for CountCalls {
         "scanfleet-count-calls"
     }
 
-    fn read_before_execution(
+    /// Once per operation (an attempt does not serialize again).
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.bump(cfg, false);
@@ -317,26 +319,57 @@ fn https_client() -> SharedHttpClient {
 }
 
 /// Turn an SDK error into a [`Failure`] that says whether retrying later may help.
-fn failure<E, R>(op: &str, err: &SdkError<E, R>, at: Option<&Location>, account: Option<&str>) -> Failure
+fn failure<E>(op: &str, err: &SdkError<E, HttpResponse>, at: Option<&Location>, account: Option<&str>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
-    let code = err.code().map(str::to_string);
+    let mut code = err.code().map(str::to_string);
+    let mut message = err.message().map(str::to_string);
+    let mut status = None;
+    if let SdkError::ServiceError(se) = err {
+        status = Some(se.raw().status().as_u16());
+        // Some endpoints (moto's IAM enforcement, proxies) answer with an error
+        // document of another protocol that the SDK cannot parse: read the code
+        // and message from the body then.
+        if code.is_none()
+            && let Some(body) = se.raw().body().bytes().and_then(|b| std::str::from_utf8(b).ok())
+        {
+            code = xml_element(body, "Code");
+            message = message.or_else(|| xml_element(body, "Message"));
+        }
+    }
     let transient = match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(_) => code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c)),
+        SdkError::ServiceError(_) => {
+            code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || status.is_some_and(|s| s == 429 || s >= 500)
+        }
         _ => false,
     };
-    let message = err.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(err).to_string());
     Failure {
         account_id: at.map(|l| l.account_id.clone()).or_else(|| account.map(str::to_string)),
         region: at.map(|l| l.region.clone()),
         operation: op.to_string(),
         code,
-        message,
+        message: message.unwrap_or_else(|| DisplayErrorContext(err).to_string()),
         transient,
     }
+}
+
+/// The text of the first `<name>` element of an XML document, unescaped for the
+/// five predefined entities; `None` when absent or empty.
+fn xml_element(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = start + body[start..].find(&format!("</{name}>"))?;
+    let text = body[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&");
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
 fn ip(s: Option<&str>) -> Option<IpAddr> {
@@ -1106,6 +1139,15 @@ async fn describe_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_documents_of_other_protocols() {
+        let body = "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: a &amp; b</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(xml_element(body, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(xml_element(body, "Message").as_deref(), Some("User: a & b"));
+        assert_eq!(xml_element(body, "RequestId"), None);
+        assert_eq!(xml_element("<Code></Code>", "Code"), None);
+    }
 
     #[test]
     fn accounts_file_lines() {

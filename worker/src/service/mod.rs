@@ -56,7 +56,8 @@ const MIN_STEP: Duration = Duration::from_millis(50);
 pub struct DetectConfig {
     /// Total time one port may cost, all probes included.
     pub port_budget: Duration,
-    /// Wait for each TCP connection.
+    /// Wait for each TCP connection. Over 3 s so that the kernel's SYN
+    /// retransmits (at 1 s and 3 s) get through a lossy path.
     pub connect_timeout: Duration,
     /// Listen this long for a spontaneous banner on ports without a client-first
     /// hint. Servers that speak first do so at once, so this can be short; a
@@ -79,7 +80,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             port_budget: Duration::from_secs(6),
-            connect_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(3200),
             banner_wait: Duration::from_millis(700),
             probe_timeout: Duration::from_millis(1500),
             fallback_timeout: Duration::from_millis(600),
@@ -236,7 +237,9 @@ impl Detector {
     ) -> Step {
         let mut stream = match probes::connect(addr, self.config.connect_timeout, deadline).await {
             Connect::Ok(s) => s,
-            Connect::Gone | Connect::TimedOut => return Step::Gone,
+            Connect::Gone => return Step::Gone,
+            // A lost SYN on a lossy path: the next probe connects again.
+            Connect::TimedOut => return Step::Quiet,
         };
         let payload = match probe {
             Probe::Http => http::request(addr.ip(), addr.port(), false),
@@ -269,7 +272,9 @@ impl Detector {
         };
         let tcp = match probes::connect(addr, self.config.connect_timeout, deadline).await {
             Connect::Ok(s) => s,
-            Connect::Gone | Connect::TimedOut => return Step::Gone,
+            Connect::Gone => return Step::Gone,
+            // A lost SYN on a lossy path: the next probe connects again.
+            Connect::TimedOut => return Step::Quiet,
         };
         let cap = self.config.read_cap();
         let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());

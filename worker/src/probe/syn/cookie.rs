@@ -32,7 +32,10 @@ impl CookieKey {
     /// A key for one scan: `seed` (from the request) mixed with fresh randomness,
     /// so two runs of the same shard never accept each other's replies.
     pub fn for_scan(seed: u64) -> Self {
-        CookieKey { k0: seed ^ rand::random::<u64>(), k1: rand::random() }
+        CookieKey {
+            k0: seed ^ rand::random::<u64>(),
+            k1: rand::random(),
+        }
     }
 
     /// A fixed key (tests, reproducible benchmarks).
@@ -81,7 +84,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn reply(key: &CookieKey, local: IpAddr, target: IpAddr, tp: u16, lp: u16) -> Reply {
-        Reply { kind: ReplyKind::SynAck, target, target_port: tp, local, local_port: lp, cookie: key.cookie(local, target, tp, lp) }
+        Reply {
+            kind: ReplyKind::SynAck,
+            target,
+            target_port: tp,
+            local,
+            local_port: lp,
+            cookie: key.cookie(local, target, tp, lp),
+        }
     }
 
     proptest! {

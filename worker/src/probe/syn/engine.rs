@@ -147,9 +147,20 @@ pub struct RxParams {
 }
 
 /// Receive until `shared.stop`, then drain what is already queued and return.
-pub fn rx_loop(scan: &Scan, shared: &Shared, socks: RxSockets, params: RxParams, found: UnboundedSender<Found>) {
+pub fn rx_loop(
+    scan: &Scan,
+    shared: &Shared,
+    socks: RxSockets,
+    params: RxParams,
+    found: UnboundedSender<Found>,
+) {
     let mut socks_list: Vec<(OwnedFd, RxKind)> = Vec::with_capacity(4);
-    for (s, k) in [(socks.tcp4, RxKind::Tcp4), (socks.icmp4, RxKind::Icmp4), (socks.tcp6, RxKind::Tcp6), (socks.icmp6, RxKind::Icmp6)] {
+    for (s, k) in [
+        (socks.tcp4, RxKind::Tcp4),
+        (socks.icmp4, RxKind::Icmp4),
+        (socks.tcp6, RxKind::Tcp6),
+        (socks.icmp6, RxKind::Icmp6),
+    ] {
         if let Some(s) = s {
             socks_list.push((s, k));
         }
@@ -169,7 +180,11 @@ pub fn rx_loop(scan: &Scan, shared: &Shared, socks: RxSockets, params: RxParams,
         for (si, (fd, kind)) in socks_list.iter().enumerate() {
             // When stopping, drain fully (bounded) so nothing that already
             // arrived is reported as silence.
-            let rounds = if stopping { RECV_ROUNDS * 64 } else { RECV_ROUNDS };
+            let rounds = if stopping {
+                RECV_ROUNDS * 64
+            } else {
+                RECV_ROUNDS
+            };
             let mut emptied = false;
             for _ in 0..rounds {
                 let got = match batch.recv(fd.as_raw_fd()) {
@@ -198,7 +213,9 @@ pub fn rx_loop(scan: &Scan, shared: &Shared, socks: RxSockets, params: RxParams,
                                     Some(IpAddr::V6(local)) => Some(local),
                                     _ => None,
                                 })
-                                .and_then(|local| packet::parse_tcp_v6(batch.packet(i), src, local)),
+                                .and_then(|local| {
+                                    packet::parse_tcp_v6(batch.packet(i), src, local)
+                                }),
                             _ => None,
                         },
                         RxKind::Icmp6 => packet::parse_icmp_v6(batch.packet(i)),
@@ -214,9 +231,13 @@ pub fn rx_loop(scan: &Scan, shared: &Shared, socks: RxSockets, params: RxParams,
             }
             all_empty &= emptied;
         }
-        shared.rx_dropped.store(drops.iter().map(|&d| u64::from(d)).sum(), Ordering::Relaxed);
+        shared
+            .rx_dropped
+            .store(drops.iter().map(|&d| u64::from(d)).sum(), Ordering::Relaxed);
         if all_empty {
-            shared.rx_idle_us.store(shared.micros(Instant::now()), Ordering::Release);
+            shared
+                .rx_idle_us
+                .store(shared.micros(Instant::now()), Ordering::Release);
         }
         if stopping {
             return;
@@ -224,7 +245,15 @@ pub fn rx_loop(scan: &Scan, shared: &Shared, socks: RxSockets, params: RxParams,
     }
 }
 
-fn accept(scan: &Scan, shared: &Shared, r: &Reply, now: Instant, rtt: &mut RttEstimator, params: RxParams, found: &UnboundedSender<Found>) {
+fn accept(
+    scan: &Scan,
+    shared: &Shared,
+    r: &Reply,
+    now: Instant,
+    rtt: &mut RttEstimator,
+    params: RxParams,
+    found: &UnboundedSender<Found>,
+) {
     if !scan.key.validates(r) {
         shared.strays.fetch_add(1, Ordering::Relaxed);
         return;
@@ -239,14 +268,25 @@ fn accept(scan: &Scan, shared: &Shared, r: &Reply, now: Instant, rtt: &mut RttEs
     // read as very long RTTs.
     if let Some(age) = scan.clock.age(r.local_port, now) {
         rtt.sample(age);
-        shared.rto_us.store(rtt.rto(params.rto_floor, params.rto_ceiling).as_micros() as u64, Ordering::Relaxed);
+        shared.rto_us.store(
+            rtt.rto(params.rto_floor, params.rto_ceiling).as_micros() as u64,
+            Ordering::Relaxed,
+        );
         shared.rtt_samples.store(rtt.samples(), Ordering::Relaxed);
-        shared.srtt_us.store(rtt.srtt().unwrap_or_default().as_micros() as u64, Ordering::Relaxed);
+        shared.srtt_us.store(
+            rtt.srtt().unwrap_or_default().as_micros() as u64,
+            Ordering::Relaxed,
+        );
     }
     let (state, reason) = classify(r.kind);
     let (t, _) = scan.split(idx);
     // The receiver is gone only when the scan was abandoned.
-    let _ = found.send(Found { target: t as u32, port: r.target_port, state, reason });
+    let _ = found.send(Found {
+        target: t as u32,
+        port: r.target_port,
+        state,
+        reason,
+    });
 }
 
 // ---------------------------------------------------------------- transmit --
@@ -304,11 +344,18 @@ struct Tx<'a> {
 
 impl<'a> Tx<'a> {
     fn check_stop(&self) -> Result<(), Stopped> {
-        if self.shared.stopped() { Err(Stopped) } else { Ok(()) }
+        if self.shared.stopped() {
+            Err(Stopped)
+        } else {
+            Ok(())
+        }
     }
 
     fn flush(&mut self) {
-        for b in [&mut self.socks.v4, &mut self.socks.v6].into_iter().flatten() {
+        for b in [&mut self.socks.v4, &mut self.socks.v6]
+            .into_iter()
+            .flatten()
+        {
             if b.is_empty() {
                 continue;
             }
@@ -320,7 +367,10 @@ impl<'a> Tx<'a> {
             }
             if f.failed > 0 {
                 if self.report.send_failures == 0 {
-                    tracing::warn!(errno = f.last_error, "SYN send: the kernel refused probes (route or local firewall); they count as unanswered");
+                    tracing::warn!(
+                        errno = f.last_error,
+                        "SYN send: the kernel refused probes (route or local firewall); they count as unanswered"
+                    );
                 }
                 self.report.send_failures += f.failed;
                 self.report.last_send_error = f.last_error;
@@ -351,19 +401,39 @@ impl<'a> Tx<'a> {
     fn send(&mut self, idx: u64) {
         let scan = self.scan;
         let (t, rank) = scan.split(idx);
-        let Some(port) = scan.ports.port(rank) else { return };
+        let Some(port) = scan.ports.port(rank) else {
+            return;
+        };
         let e = &scan.targets.entries[t];
         let Some(local) = e.local else { return };
         let sport = scan.clock.port_at(Instant::now());
         let seq = scan.key.cookie(local, e.ip, port, sport);
         let batch = match (local, e.ip) {
             (IpAddr::V4(l), IpAddr::V4(d)) => self.socks.v4.as_mut().map(|b| {
-                let len = packet::build_syn_v4(b.slot(), &Probe { local: l, target: d, local_port: sport, target_port: port, seq });
+                let len = packet::build_syn_v4(
+                    b.slot(),
+                    &Probe {
+                        local: l,
+                        target: d,
+                        local_port: sport,
+                        target_port: port,
+                        seq,
+                    },
+                );
                 b.commit(len, e.ip);
                 b.is_full()
             }),
             (IpAddr::V6(l), IpAddr::V6(d)) => self.socks.v6.as_mut().map(|b| {
-                let len = packet::build_syn_v6(b.slot(), &Probe { local: l, target: d, local_port: sport, target_port: port, seq });
+                let len = packet::build_syn_v6(
+                    b.slot(),
+                    &Probe {
+                        local: l,
+                        target: d,
+                        local_port: sport,
+                        target_port: port,
+                        seq,
+                    },
+                );
                 b.commit(len, e.ip);
                 b.is_full()
             }),
@@ -375,7 +445,9 @@ impl<'a> Tx<'a> {
     }
 
     fn has_token(&mut self, t: usize) -> bool {
-        self.buckets[t].wait_for(1, tokio::time::Instant::now()).is_zero()
+        self.buckets[t]
+            .wait_for(1, tokio::time::Instant::now())
+            .is_zero()
     }
 
     /// Send set-aside probes whose targets have tokens again. With `block`,
@@ -394,7 +466,9 @@ impl<'a> Tx<'a> {
                         earliest = earliest.min(w);
                         break;
                     }
-                    let Some(idx) = self.deferred[t].pop_front() else { break };
+                    let Some(idx) = self.deferred[t].pop_front() else {
+                        break;
+                    };
                     self.deferred_total -= 1;
                     if self.pass > 0 && self.shared.answered.get(idx) {
                         continue;
@@ -477,11 +551,15 @@ impl<'a> Tx<'a> {
             let deadline = end + rto;
             let now = Instant::now();
             if now >= deadline
-                && (self.shared.rx_idle_us.load(Ordering::Acquire) >= self.shared.micros(deadline) || now >= deadline + ceiling)
+                && (self.shared.rx_idle_us.load(Ordering::Acquire) >= self.shared.micros(deadline)
+                    || now >= deadline + ceiling)
             {
                 return Ok(());
             }
-            std::thread::sleep(TICK.min(deadline.saturating_duration_since(now)).max(Duration::from_millis(1)));
+            std::thread::sleep(
+                TICK.min(deadline.saturating_duration_since(now))
+                    .max(Duration::from_millis(1)),
+            );
         }
     }
 }
@@ -494,7 +572,12 @@ pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams)
         scan,
         shared,
         socks,
-        buckets: scan.targets.entries.iter().map(|e| TokenBucket::smooth(e.rate_pps)).collect(),
+        buckets: scan
+            .targets
+            .entries
+            .iter()
+            .map(|e| TokenBucket::smooth(e.rate_pps))
+            .collect(),
         global: TokenBucket::smooth(params.global_rate_pps),
         deferred: vec![VecDeque::new(); nt],
         pending: Vec::new(),
@@ -529,7 +612,10 @@ pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams)
         if sent == 0 && tx.report.send_failures == 0 {
             break;
         }
-        if tx.wait_for_answers(Instant::now(), params.rto_ceiling).is_err() {
+        if tx
+            .wait_for_answers(Instant::now(), params.rto_ceiling)
+            .is_err()
+        {
             tx.report.stopped = true;
             break;
         }

@@ -15,7 +15,11 @@ const PREFIX: &str = "sfsyn-";
 fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut c = Command::new(cmd);
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = c.spawn().map_err(|e| format!("{cmd}: {e}"))?;
     if let Some(text) = stdin {
         use std::io::Write;
@@ -26,7 +30,11 @@ fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> 
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -45,11 +53,19 @@ pub fn skip_reason() -> Option<String> {
 
 /// Delete namespaces left by test processes that no longer exist.
 fn cleanup_stale() {
-    let Ok(list) = run("ip", &["netns", "list"], None) else { return };
+    let Ok(list) = run("ip", &["netns", "list"], None) else {
+        return;
+    };
     for line in list.lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = run("ip", &["netns", "del", name], None);
         }
@@ -81,7 +97,12 @@ impl Netns {
 
     /// Load an nftables ruleset inside the namespace.
     pub fn nft(&self, ruleset: &str) -> Result<(), String> {
-        run("ip", &["netns", "exec", &self.name, "nft", "-f", "-"], Some(ruleset)).map(|_| ())
+        run(
+            "ip",
+            &["netns", "exec", &self.name, "nft", "-f", "-"],
+            Some(ruleset),
+        )
+        .map(|_| ())
     }
 
     /// Run `f` on a fresh thread inside this namespace.
@@ -105,7 +126,10 @@ impl Netns {
         Fut: std::future::Future<Output = R>,
     {
         self.enter(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(f())
         })
     }
@@ -117,7 +141,10 @@ impl Netns {
         self.enter(move || {
             ports
                 .iter()
-                .map(|&p| std::net::TcpListener::bind((addr, p)).unwrap_or_else(|e| panic!("bind {addr}:{p}: {e}")))
+                .map(|&p| {
+                    std::net::TcpListener::bind((addr, p))
+                        .unwrap_or_else(|e| panic!("bind {addr}:{p}: {e}"))
+                })
                 .collect()
         })
     }
@@ -141,33 +168,67 @@ pub struct Link {
 pub fn veth(a: &Netns, b: &Netns, subnet: u8) -> Result<Link, String> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // Interface names are at most 15 bytes; they live in our namespaces only.
-    let (ia, ib) = (format!("sfs{}x{n}a", std::process::id() % 100_000), format!("sfs{}x{n}b", std::process::id() % 100_000));
-    a.ip(&["link", "add", &ia, "type", "veth", "peer", "name", &ib, "netns", &b.name])?;
-    let (aa, ba) = (Ipv4Addr::new(10, 214, subnet, 1), Ipv4Addr::new(10, 214, subnet, 2));
+    let (ia, ib) = (
+        format!("sfs{}x{n}a", std::process::id() % 100_000),
+        format!("sfs{}x{n}b", std::process::id() % 100_000),
+    );
+    a.ip(&[
+        "link", "add", &ia, "type", "veth", "peer", "name", &ib, "netns", &b.name,
+    ])?;
+    let (aa, ba) = (
+        Ipv4Addr::new(10, 214, subnet, 1),
+        Ipv4Addr::new(10, 214, subnet, 2),
+    );
     a.ip(&["addr", "add", &format!("{aa}/24"), "dev", &ia])?;
     b.ip(&["addr", "add", &format!("{ba}/24"), "dev", &ib])?;
     // IPv6 on the same link, without duplicate address detection delays.
-    a.ip(&["addr", "add", &format!("fd00:214:{subnet}::1/64"), "dev", &ia, "nodad"])?;
-    b.ip(&["addr", "add", &format!("fd00:214:{subnet}::2/64"), "dev", &ib, "nodad"])?;
+    a.ip(&[
+        "addr",
+        "add",
+        &format!("fd00:214:{subnet}::1/64"),
+        "dev",
+        &ia,
+        "nodad",
+    ])?;
+    b.ip(&[
+        "addr",
+        "add",
+        &format!("fd00:214:{subnet}::2/64"),
+        "dev",
+        &ib,
+        "nodad",
+    ])?;
     a.ip(&["link", "set", &ia, "up"])?;
     b.ip(&["link", "set", &ib, "up"])?;
     // Resolve neighbours before a test starts its clock: right after link-up
     // the first IPv6 neighbour solicitation is often lost and the retry comes
     // 1 s later, while the kernel queues only ~256 packets per unresolved
     // neighbour. A connect (refused or not) from a to b warms both caches.
-    let targets = [std::net::SocketAddr::from((ba, 9)), format!("[fd00:214:{subnet}::2]:9").parse().map_err(|e| format!("{e}"))?];
+    let targets = [
+        std::net::SocketAddr::from((ba, 9)),
+        format!("[fd00:214:{subnet}::2]:9")
+            .parse()
+            .map_err(|e| format!("{e}"))?,
+    ];
     a.enter(move || {
         for t in targets {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while std::time::Instant::now() < deadline {
-                match std::net::TcpStream::connect_timeout(&t, std::time::Duration::from_millis(300)) {
+                match std::net::TcpStream::connect_timeout(
+                    &t,
+                    std::time::Duration::from_millis(300),
+                ) {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
                     _ => break,
                 }
             }
         }
     });
-    Ok(Link { a: aa, b: ba, b_dev: ib })
+    Ok(Link {
+        a: aa,
+        b: ba,
+        b_dev: ib,
+    })
 }
 
 /// Drop CAP_NET_RAW from the calling thread's effective and permitted sets
@@ -187,7 +248,10 @@ pub fn drop_net_raw_on_this_thread() -> std::io::Result<()> {
     }
     const V3: u32 = 0x2008_0522;
     const CAP_NET_RAW: u32 = 13;
-    let mut h = Header { version: V3, pid: 0 };
+    let mut h = Header {
+        version: V3,
+        pid: 0,
+    };
     let mut d = [Data::default(); 2];
     // SAFETY: header and two data structs as capget/capset v3 expect.
     unsafe {

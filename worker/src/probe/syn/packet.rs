@@ -66,10 +66,14 @@ fn write_tcp_syn(tcp: &mut MutableTcpPacket<'_>, local_port: u16, target_port: u
 /// Build an IPv4 SYN with correct IP and TCP checksums into `buf` and return
 /// its length, or 0 when `buf` is shorter than [`SYN_LEN_V4`].
 pub fn build_syn_v4(buf: &mut [u8], p: &Probe<Ipv4Addr>) -> usize {
-    let Some(buf) = buf.get_mut(..SYN_LEN_V4) else { return 0 };
+    let Some(buf) = buf.get_mut(..SYN_LEN_V4) else {
+        return 0;
+    };
     buf.fill(0);
     {
-        let Some(mut ip) = MutableIpv4Packet::new(buf) else { return 0 };
+        let Some(mut ip) = MutableIpv4Packet::new(buf) else {
+            return 0;
+        };
         ip.set_version(4);
         ip.set_header_length(5);
         ip.set_total_length(SYN_LEN_V4 as u16);
@@ -82,7 +86,9 @@ pub fn build_syn_v4(buf: &mut [u8], p: &Probe<Ipv4Addr>) -> usize {
         let cs = ipv4::checksum(&ip.to_immutable());
         ip.set_checksum(cs);
     }
-    let Some(mut tcp) = MutableTcpPacket::new(&mut buf[20..]) else { return 0 };
+    let Some(mut tcp) = MutableTcpPacket::new(&mut buf[20..]) else {
+        return 0;
+    };
     write_tcp_syn(&mut tcp, p.local_port, p.target_port, p.seq);
     let cs = tcp::ipv4_checksum(&tcp.to_immutable(), &p.local, &p.target);
     tcp.set_checksum(cs);
@@ -92,10 +98,14 @@ pub fn build_syn_v4(buf: &mut [u8], p: &Probe<Ipv4Addr>) -> usize {
 /// Build an IPv6 SYN (header included, as an `IPPROTO_RAW` socket sends it)
 /// into `buf` and return its length, or 0 when `buf` is too short.
 pub fn build_syn_v6(buf: &mut [u8], p: &Probe<Ipv6Addr>) -> usize {
-    let Some(buf) = buf.get_mut(..SYN_LEN_V6) else { return 0 };
+    let Some(buf) = buf.get_mut(..SYN_LEN_V6) else {
+        return 0;
+    };
     buf.fill(0);
     {
-        let Some(mut ip) = MutableIpv6Packet::new(buf) else { return 0 };
+        let Some(mut ip) = MutableIpv6Packet::new(buf) else {
+            return 0;
+        };
         ip.set_version(6);
         ip.set_flow_label(p.seq & 0xf_ffff);
         ip.set_payload_length(TCP_SYN_LEN as u16);
@@ -104,7 +114,9 @@ pub fn build_syn_v6(buf: &mut [u8], p: &Probe<Ipv6Addr>) -> usize {
         ip.set_source(p.local);
         ip.set_destination(p.target);
     }
-    let Some(mut tcp) = MutableTcpPacket::new(&mut buf[40..]) else { return 0 };
+    let Some(mut tcp) = MutableTcpPacket::new(&mut buf[40..]) else {
+        return 0;
+    };
     write_tcp_syn(&mut tcp, p.local_port, p.target_port, p.seq);
     let cs = tcp::ipv6_checksum(&tcp.to_immutable(), &p.local, &p.target);
     tcp.set_checksum(cs);
@@ -184,7 +196,11 @@ pub fn parse_tcp_v4(pkt: &[u8]) -> Option<Reply> {
     if ip.get_fragment_offset() != 0 {
         return None;
     }
-    classify_tcp(pkt.get(ihl..)?, IpAddr::V4(ip.get_source()), IpAddr::V4(ip.get_destination()))
+    classify_tcp(
+        pkt.get(ihl..)?,
+        IpAddr::V4(ip.get_source()),
+        IpAddr::V4(ip.get_destination()),
+    )
 }
 
 /// Parse what an `AF_INET`/`IPPROTO_ICMP` raw socket delivers: an IPv4 packet
@@ -206,7 +222,8 @@ pub fn parse_icmp_v4(pkt: &[u8]) -> Option<Reply> {
     // 4 bytes type/code/checksum + 4 unused (or next-hop MTU), then the quote.
     let quoted = icmp_bytes.get(8..)?;
     let (qip, qihl) = ipv4_header(quoted)?;
-    if qip.get_next_level_protocol() != IpNextHeaderProtocols::Tcp || qip.get_fragment_offset() != 0 {
+    if qip.get_next_level_protocol() != IpNextHeaderProtocols::Tcp || qip.get_fragment_offset() != 0
+    {
         return None;
     }
     let qtcp = quoted.get(qihl..qihl + 8)?;
@@ -286,16 +303,28 @@ mod tests {
 
     #[test]
     fn syn_v4_has_valid_checksums_and_fields() {
-        let p = Probe { local: v4([10, 0, 0, 1]), target: v4([10, 0, 0, 2]), local_port: 61000, target_port: 443, seq: 0x1234_5678 };
+        let p = Probe {
+            local: v4([10, 0, 0, 1]),
+            target: v4([10, 0, 0, 2]),
+            local_port: 61000,
+            target_port: 443,
+            seq: 0x1234_5678,
+        };
         let mut buf = [0u8; 64];
         assert_eq!(build_syn_v4(&mut buf, &p), SYN_LEN_V4);
         let pkt = &buf[..SYN_LEN_V4];
         // Internet checksum over a header that includes its checksum folds to 0.
-        assert_eq!(pnet_packet::util::checksum(&pkt[..20], 5), u16::from_be_bytes([pkt[10], pkt[11]]));
+        assert_eq!(
+            pnet_packet::util::checksum(&pkt[..20], 5),
+            u16::from_be_bytes([pkt[10], pkt[11]])
+        );
         let ip = Ipv4Packet::new(pkt).unwrap();
         assert_eq!(ip.get_checksum(), ipv4::checksum(&ip));
         let tcp = TcpPacket::new(&pkt[20..]).unwrap();
-        assert_eq!(tcp.get_checksum(), tcp::ipv4_checksum(&tcp, &p.local, &p.target));
+        assert_eq!(
+            tcp.get_checksum(),
+            tcp::ipv4_checksum(&tcp, &p.local, &p.target)
+        );
         assert_ne!(tcp.get_checksum(), 0);
         assert_eq!(tcp.get_flags(), TcpFlags::SYN);
         assert_eq!(tcp.get_sequence(), p.seq);
@@ -306,27 +335,51 @@ mod tests {
 
     #[test]
     fn syn_v6_has_valid_checksum() {
-        let p = Probe { local: "fd00::1".parse().unwrap(), target: "fd00::2".parse().unwrap(), local_port: 61001, target_port: 22, seq: 7 };
+        let p = Probe {
+            local: "fd00::1".parse().unwrap(),
+            target: "fd00::2".parse().unwrap(),
+            local_port: 61001,
+            target_port: 22,
+            seq: 7,
+        };
         let mut buf = [0u8; SYN_LEN_V6];
         assert_eq!(build_syn_v6(&mut buf, &p), SYN_LEN_V6);
         let ip = Ipv6Packet::new(&buf).unwrap();
         assert_eq!(ip.get_payload_length() as usize, TCP_SYN_LEN);
         let tcp = TcpPacket::new(&buf[40..]).unwrap();
-        assert_eq!(tcp.get_checksum(), tcp::ipv6_checksum(&tcp, &p.local, &p.target));
+        assert_eq!(
+            tcp.get_checksum(),
+            tcp::ipv6_checksum(&tcp, &p.local, &p.target)
+        );
     }
 
     #[test]
     fn short_buffers_build_nothing() {
-        let p = Probe { local: v4([1, 1, 1, 1]), target: v4([2, 2, 2, 2]), local_port: 1, target_port: 2, seq: 3 };
+        let p = Probe {
+            local: v4([1, 1, 1, 1]),
+            target: v4([2, 2, 2, 2]),
+            local_port: 1,
+            target_port: 2,
+            seq: 3,
+        };
         assert_eq!(build_syn_v4(&mut [0u8; 43], &p), 0);
     }
 
     #[test]
     fn parses_syn_ack_rst_and_ignores_the_rest() {
-        let p = Probe { local: v4([127, 0, 0, 1]), target: v4([127, 0, 0, 1]), local_port: 61000, target_port: 80, seq: 99 };
+        let p = Probe {
+            local: v4([127, 0, 0, 1]),
+            target: v4([127, 0, 0, 1]),
+            local_port: 61000,
+            target_port: 80,
+            seq: 99,
+        };
         let synack = parse_tcp_v4(&reply_v4(&p, TcpFlags::SYN | TcpFlags::ACK, 100)).unwrap();
         assert_eq!(synack.kind, ReplyKind::SynAck);
-        assert_eq!((synack.target_port, synack.local_port, synack.cookie), (80, 61000, 99));
+        assert_eq!(
+            (synack.target_port, synack.local_port, synack.cookie),
+            (80, 61000, 99)
+        );
         let rst = parse_tcp_v4(&reply_v4(&p, TcpFlags::RST | TcpFlags::ACK, 100)).unwrap();
         assert_eq!(rst.kind, ReplyKind::Rst);
         // Our own SYN seen on loopback, and our kernel's bare RST: not replies.
@@ -339,7 +392,13 @@ mod tests {
 
     #[test]
     fn parses_icmp_unreachable_quoting_our_probe() {
-        let p = Probe { local: v4([10, 214, 0, 1]), target: v4([10, 214, 0, 2]), local_port: 62000, target_port: 3306, seq: 0xabcd_ef01 };
+        let p = Probe {
+            local: v4([10, 214, 0, 1]),
+            target: v4([10, 214, 0, 2]),
+            local_port: 62000,
+            target_port: 3306,
+            seq: 0xabcd_ef01,
+        };
         let mut syn = [0u8; SYN_LEN_V4];
         build_syn_v4(&mut syn, &p);
         let mut pkt = vec![0u8; 20 + 8];
@@ -359,7 +418,16 @@ mod tests {
             full.extend_from_slice(&syn[..quote]);
             let r = parse_icmp_v4(&full).unwrap();
             assert_eq!(r.kind, ReplyKind::Unreachable { code: 13 });
-            assert_eq!((r.target, r.target_port, r.local, r.local_port, r.cookie), (IpAddr::V4(p.target), 3306, IpAddr::V4(p.local), 62000, p.seq));
+            assert_eq!(
+                (r.target, r.target_port, r.local, r.local_port, r.cookie),
+                (
+                    IpAddr::V4(p.target),
+                    3306,
+                    IpAddr::V4(p.local),
+                    62000,
+                    p.seq
+                )
+            );
         }
         let mut short = pkt.clone();
         short.extend_from_slice(&syn[..27]);
@@ -372,13 +440,22 @@ mod tests {
 
     #[test]
     fn parses_icmpv6_unreachable() {
-        let p = Probe { local: "fd00::1".parse().unwrap(), target: "fd00::2".parse().unwrap(), local_port: 61001, target_port: 22, seq: 0x0102_0304 };
+        let p = Probe {
+            local: "fd00::1".parse().unwrap(),
+            target: "fd00::2".parse().unwrap(),
+            local_port: 61001,
+            target_port: 22,
+            seq: 0x0102_0304,
+        };
         let mut syn = [0u8; SYN_LEN_V6];
         build_syn_v6(&mut syn, &p);
         let mut msg = vec![1u8, 1, 0, 0, 0, 0, 0, 0];
         msg.extend_from_slice(&syn);
         let r = parse_icmp_v6(&msg).unwrap();
-        assert_eq!((r.target, r.target_port, r.local_port, r.cookie), (IpAddr::V6(p.target), 22, 61001, p.seq));
+        assert_eq!(
+            (r.target, r.target_port, r.local_port, r.cookie),
+            (IpAddr::V6(p.target), 22, 61001, p.seq)
+        );
         assert_eq!(parse_icmp_v6(&msg[..8 + 47]), None);
     }
 

@@ -31,7 +31,11 @@ impl PortIndex {
             starts.push(len);
             len += u32::from(hi - lo) + 1;
         }
-        PortIndex { ranges, starts, len }
+        PortIndex {
+            ranges,
+            starts,
+            len,
+        }
     }
 
     /// Number of ports.
@@ -55,7 +59,10 @@ impl PortIndex {
 
     /// The rank of `port`, if the spec holds it.
     pub fn rank(&self, port: u16) -> Option<u32> {
-        let r = self.ranges.partition_point(|&(lo, _)| lo <= port).checked_sub(1)?;
+        let r = self
+            .ranges
+            .partition_point(|&(lo, _)| lo <= port)
+            .checked_sub(1)?;
         let (lo, hi) = self.ranges[r];
         (port <= hi).then(|| self.starts[r] + u32::from(port - lo))
     }
@@ -99,7 +106,13 @@ impl TargetTable {
                 }
                 None => {
                     by_ip.insert(t.ip, entries.len() as u32);
-                    entries.push(TargetEntry { ip: t.ip, local: None, copies: 1, rate_pps: t.rate_pps, skip: None });
+                    entries.push(TargetEntry {
+                        ip: t.ip,
+                        local: None,
+                        copies: 1,
+                        rate_pps: t.rate_pps,
+                        skip: None,
+                    });
                 }
             }
         }
@@ -152,12 +165,16 @@ impl AtomicBitmap {
     }
 
     pub fn get(&self, i: u64) -> bool {
-        i < self.len && self.words[(i / 64) as usize].load(Ordering::Acquire) & (1u64 << (i % 64)) != 0
+        i < self.len
+            && self.words[(i / 64) as usize].load(Ordering::Acquire) & (1u64 << (i % 64)) != 0
     }
 
     /// Number of set bits.
     pub fn count(&self) -> u64 {
-        self.words.iter().map(|w| u64::from(w.load(Ordering::Relaxed).count_ones())).sum()
+        self.words
+            .iter()
+            .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+            .sum()
     }
 }
 
@@ -195,7 +212,11 @@ mod tests {
 
     #[test]
     fn duplicate_targets_merge_with_the_smallest_rate() {
-        let t = |ip: &str, rate| Target { ip: ip.parse().unwrap(), asset_id: ip.into(), rate_pps: rate };
+        let t = |ip: &str, rate| Target {
+            ip: ip.parse().unwrap(),
+            asset_id: ip.into(),
+            rate_pps: rate,
+        };
         let table = TargetTable::new(&[t("10.0.0.1", 500), t("10.0.0.2", 100), t("10.0.0.1", 50)]);
         assert_eq!(table.len(), 2);
         assert_eq!(table.entries[0].copies, 2);

@@ -36,7 +36,11 @@ pub enum Family {
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 /// Open a raw socket (close-on-exec).
@@ -57,15 +61,31 @@ pub fn raw_socket(family: Family, protocol: libc::c_int) -> io::Result<OwnedFd> 
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live T of the size we pass.
-    cvt(unsafe { libc::setsockopt(fd, level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t) })
-        .map(|_| ())
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
 }
 
 fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
     let mut v: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and len are live and sized as the kernel expects for an int option.
-    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) })?;
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
     Ok(v)
 }
 
@@ -93,15 +113,30 @@ pub fn set_send_buffer(fd: &OwnedFd, bytes: usize) -> io::Result<()> {
 
 /// Count packets the kernel dropped on a full receive queue (`SO_RXQ_OVFL`).
 pub fn enable_drop_counter(fd: &OwnedFd) -> io::Result<()> {
-    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &1 as &libc::c_int)
+    setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RXQ_OVFL,
+        &1 as &libc::c_int,
+    )
 }
 
 const fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code: code as u16, jt: 0, jf: 0, k }
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code: code as u16, jt, jf, k }
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
 }
 
 const ACCEPT: libc::sock_filter = stmt(libc::BPF_RET | libc::BPF_K, 0xffff);
@@ -111,7 +146,10 @@ const REJECT: libc::sock_filter = stmt(libc::BPF_RET | libc::BPF_K, 0);
 /// destination port is in our source-port range. `ip_header` is true for IPv4
 /// (the program sees the IP header first) and false for IPv6 (it sees TCP).
 pub fn tcp_filter(ip_header: bool, first_port: u16, last_port: u16) -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_MSH};
+    use libc::{
+        BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
+        BPF_LDX, BPF_MSH,
+    };
     let mode = if ip_header { BPF_IND } else { BPF_ABS };
     let mut prog = Vec::with_capacity(9);
     if ip_header {
@@ -149,8 +187,16 @@ pub fn icmp4_filter() -> Vec<libc::sock_filter> {
 
 /// Attach a classic BPF program to a socket.
 pub fn attach_filter(fd: &OwnedFd, prog: &[libc::sock_filter]) -> io::Result<()> {
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
-    setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &fprog,
+    )
 }
 
 /// Let only ICMPv6 destination-unreachable (type 1) through an ICMPv6 socket.
@@ -169,7 +215,9 @@ fn sockaddr_of(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: 0,
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
@@ -181,7 +229,9 @@ fn sockaddr_of(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: 0,
                 sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: a.octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.octets(),
+                },
                 sin6_scope_id: 0,
             };
             // SAFETY: as above, for sockaddr_in6.
@@ -196,12 +246,16 @@ fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
     match libc::c_int::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: libc::sockaddr_in = unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
-            Some(IpAddr::V4(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes())))
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
+            Some(IpAddr::V4(Ipv4Addr::from(
+                sin.sin_addr.s_addr.to_ne_bytes(),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
             Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         _ => None,
@@ -241,7 +295,13 @@ impl SendBatch {
     pub fn new(fd: OwnedFd, cap: usize) -> Self {
         let cap = cap.max(1);
         // SAFETY: all-zero bytes are valid for these plain C structs.
-        let (ss, iov, msg) = unsafe { (zeroed::<libc::sockaddr_storage>(), zeroed::<libc::iovec>(), zeroed::<libc::mmsghdr>()) };
+        let (ss, iov, msg) = unsafe {
+            (
+                zeroed::<libc::sockaddr_storage>(),
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+            )
+        };
         SendBatch {
             fd,
             cap,
@@ -304,7 +364,10 @@ impl SendBatch {
                 .min(1)
             } else {
                 for i in off..self.n {
-                    self.iovs[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: self.lens[i] };
+                    self.iovs[i] = libc::iovec {
+                        iov_base: self.bufs[i].as_mut_ptr().cast(),
+                        iov_len: self.lens[i],
+                    };
                     let h = &mut self.msgs[i].msg_hdr;
                     h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
                     h.msg_namelen = self.addr_lens[i];
@@ -316,7 +379,14 @@ impl SendBatch {
                     self.msgs[i].msg_len = 0;
                 }
                 // SAFETY: msgs[off..n] point into our own live buffers (set just above).
-                unsafe { libc::sendmmsg(self.fd.as_raw_fd(), self.msgs[off..].as_mut_ptr(), (self.n - off) as libc::c_uint, 0) }
+                unsafe {
+                    libc::sendmmsg(
+                        self.fd.as_raw_fd(),
+                        self.msgs[off..].as_mut_ptr(),
+                        (self.n - off) as libc::c_uint,
+                        0,
+                    )
+                }
             };
             if r > 0 {
                 out.sent += r as u64;
@@ -368,7 +438,13 @@ impl Default for RecvBatch {
 impl RecvBatch {
     pub fn new() -> Self {
         // SAFETY: all-zero bytes are valid for these plain C structs.
-        let (ss, iov, msg) = unsafe { (zeroed::<libc::sockaddr_storage>(), zeroed::<libc::iovec>(), zeroed::<libc::mmsghdr>()) };
+        let (ss, iov, msg) = unsafe {
+            (
+                zeroed::<libc::sockaddr_storage>(),
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+            )
+        };
         RecvBatch {
             bufs: vec![[0u8; RECV_SLOT]; RECV_BATCH],
             names: vec![ss; RECV_BATCH],
@@ -386,7 +462,10 @@ impl RecvBatch {
     /// Any error but `EAGAIN`/`EINTR`.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for i in 0..RECV_BATCH {
-            self.iovs[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: RECV_SLOT };
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: RECV_SLOT,
+            };
             let h = &mut self.msgs[i].msg_hdr;
             h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -399,7 +478,13 @@ impl RecvBatch {
         }
         // SAFETY: every header points into this batch's live buffers, sized as declared.
         let r = unsafe {
-            libc::recvmmsg(fd, self.msgs.as_mut_ptr(), RECV_BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if r < 0 {
             let e = io::Error::last_os_error();
@@ -454,7 +539,14 @@ impl RecvBatch {
 
 /// Wait until one of `fds` is readable or `timeout` passes.
 pub fn poll_readable(fds: &[RawFd], timeout: Duration) -> io::Result<()> {
-    let mut p: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: p is a live array of p.len() pollfds.
     let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
@@ -475,7 +567,9 @@ pub fn poll_readable(fds: &[RawFd], timeout: Duration) -> io::Result<()> {
 pub fn route_source(target: IpAddr) -> io::Result<IpAddr> {
     let sock = match target {
         IpAddr::V4(_) => std::net::UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?,
-        IpAddr::V6(_) => std::net::UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))?,
+        IpAddr::V6(_) => {
+            std::net::UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))?
+        }
     };
     sock.connect((target, 9))?;
     Ok(sock.local_addr()?.ip())
@@ -499,11 +593,36 @@ mod tests {
             pc += 1;
             match code {
                 c if c == libc::BPF_RET | libc::BPF_K => return ins.k,
-                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_ABS => match load(ins.k as usize, 2) { Some(v) => a = v, None => return 0 },
-                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_ABS => match load(ins.k as usize, 1) { Some(v) => a = v, None => return 0 },
-                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_IND => match load(x as usize + ins.k as usize, 2) { Some(v) => a = v, None => return 0 },
-                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_IND => match load(x as usize + ins.k as usize, 1) { Some(v) => a = v, None => return 0 },
-                c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => match load(ins.k as usize, 1) { Some(v) => x = 4 * (v & 0xf), None => return 0 },
+                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_ABS => {
+                    match load(ins.k as usize, 2) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_ABS => {
+                    match load(ins.k as usize, 1) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                c if c == libc::BPF_LD | libc::BPF_H | libc::BPF_IND => {
+                    match load(x as usize + ins.k as usize, 2) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_IND => {
+                    match load(x as usize + ins.k as usize, 1) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                c if c == libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH => {
+                    match load(ins.k as usize, 1) {
+                        Some(v) => x = 4 * (v & 0xf),
+                        None => return 0,
+                    }
+                }
                 c if c & 0x07 == libc::BPF_JMP => {
                     let cond = match code & 0xf0 {
                         op if op == libc::BPF_JEQ => a == ins.k,
@@ -535,11 +654,19 @@ mod tests {
         let f = tcp_filter(true, 61000, 65535);
         assert_ne!(run_bpf(&f, &tcp4(61000, 0x12, 0, 5)), 0, "syn-ack");
         assert_ne!(run_bpf(&f, &tcp4(65535, 0x14, 0, 5)), 0, "rst-ack");
-        assert_ne!(run_bpf(&f, &tcp4(62000, 0x12, 0x4000, 6)), 0, "DF set, IP options");
+        assert_ne!(
+            run_bpf(&f, &tcp4(62000, 0x12, 0x4000, 6)),
+            0,
+            "DF set, IP options"
+        );
         assert_eq!(run_bpf(&f, &tcp4(60999, 0x12, 0, 5)), 0, "below range");
         assert_eq!(run_bpf(&f, &tcp4(62000, 0x02, 0, 5)), 0, "our own SYN");
         assert_eq!(run_bpf(&f, &tcp4(62000, 0x04, 0, 5)), 0, "bare RST");
-        assert_eq!(run_bpf(&f, &tcp4(62000, 0x12, 0x0001, 5)), 0, "later fragment");
+        assert_eq!(
+            run_bpf(&f, &tcp4(62000, 0x12, 0x0001, 5)),
+            0,
+            "later fragment"
+        );
         assert_eq!(run_bpf(&f, &tcp4(62000, 0x12, 0, 5)[..30]), 0, "truncated");
         let g = tcp_filter(true, 40000, 40010);
         assert_eq!(run_bpf(&g, &tcp4(40011, 0x12, 0, 5)), 0, "above range");
@@ -569,6 +696,10 @@ mod tests {
 
     #[test]
     fn route_source_of_loopback_is_loopback() {
-        assert!(route_source("127.0.0.1".parse().unwrap()).unwrap().is_loopback());
+        assert!(
+            route_source("127.0.0.1".parse().unwrap())
+                .unwrap()
+                .is_loopback()
+        );
     }
 }

@@ -24,14 +24,29 @@ macro_rules! skip_unless_root {
 }
 
 fn target(ip: IpAddr, rate_pps: u32) -> Target {
-    Target { ip, asset_id: ip.to_string(), rate_pps }
+    Target {
+        ip,
+        asset_id: ip.to_string(),
+        rate_pps,
+    }
 }
 
-fn request(targets: Vec<Target>, ports: &str, retries: u8, global_rate_pps: u32, timeout_ms: u64) -> ProbeRequest {
+fn request(
+    targets: Vec<Target>,
+    ports: &str,
+    retries: u8,
+    global_rate_pps: u32,
+    timeout_ms: u64,
+) -> ProbeRequest {
     ProbeRequest {
         targets,
         ports: PortSpec::parse(ports).expect("port spec"),
-        profile: ProbeProfile { timeout_ms, retries, global_rate_pps, ..ProbeProfile::default() },
+        profile: ProbeProfile {
+            timeout_ms,
+            retries,
+            global_rate_pps,
+            ..ProbeProfile::default()
+        },
         seed: rand::random(),
     }
 }
@@ -49,18 +64,32 @@ impl Outcome {
         let mut m = HashMap::new();
         for (o, _) in &self.seen {
             let prev = m.insert((o.ip, o.port), (o.state, o.reason));
-            assert!(prev.is_none(), "{}:{} reported twice: {prev:?} then {:?}", o.ip, o.port, (o.state, o.reason));
+            assert!(
+                prev.is_none(),
+                "{}:{} reported twice: {prev:?} then {:?}",
+                o.ip,
+                o.port,
+                (o.state, o.reason)
+            );
         }
         m
     }
 
     fn count(&self, ip: IpAddr, state: PortState, reason: &str) -> usize {
-        self.seen.iter().filter(|(o, _)| o.ip == ip && o.state == state && o.reason == reason).count()
+        self.seen
+            .iter()
+            .filter(|(o, _)| o.ip == ip && o.state == state && o.reason == reason)
+            .count()
     }
 }
 
 /// Run one SYN scan inside `ns` and collect what it reports.
-fn scan_in(ns: &Netns, config: SynConfig, req: ProbeRequest, cancel_after: Option<Duration>) -> Outcome {
+fn scan_in(
+    ns: &Netns,
+    config: SynConfig,
+    req: ProbeRequest,
+    cancel_after: Option<Duration>,
+) -> Outcome {
     ns.block_on(move || async move {
         let prober = SynProber::new(config).expect("SynProber::new as root");
         let (tx, mut rx) = mpsc::channel(4096);
@@ -81,7 +110,11 @@ fn scan_in(ns: &Netns, config: SynConfig, req: ProbeRequest, cancel_after: Optio
             seen
         };
         let (stats, seen) = tokio::join!(prober.scan(&req, tx, cancel), collect);
-        Outcome { stats: stats.map_err(|e| e.to_string()), seen, elapsed: start.elapsed() }
+        Outcome {
+            stats: stats.map_err(|e| e.to_string()),
+            seen,
+            elapsed: start.elapsed(),
+        }
     })
 }
 
@@ -94,21 +127,40 @@ fn syn_loopback_full_sweep_finds_exactly_its_listeners() {
     // port but ours must come back closed, so the whole sweep is exact.
     let ns = Netns::create("lo").unwrap();
     let listeners = ns.listeners(LO, &[22, 8080, 61500]);
-    let open: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let open: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
     // 10.214.255.1 has no route in this namespace: reported, never probed.
     let unroutable = IpAddr::V4(Ipv4Addr::new(10, 214, 255, 1));
-    let req = request(vec![target(LO, 200_000), target(unroutable, 1000)], "1-65535", 2, 200_000, 1000);
+    let req = request(
+        vec![target(LO, 200_000), target(unroutable, 1000)],
+        "1-65535",
+        2,
+        200_000,
+        1000,
+    );
     let out = scan_in(&ns, SynConfig::default(), req, None);
     let stats = out.stats.clone().expect("scan");
     let got = out.by_port();
     assert_eq!(got.len(), 2 * 65535, "every (target, port) once");
     for port in 1..=65535u16 {
-        let want = if open.contains(&port) { (PortState::Open, "syn-ack") } else { (PortState::Closed, "rst") };
+        let want = if open.contains(&port) {
+            (PortState::Open, "syn-ack")
+        } else {
+            (PortState::Closed, "rst")
+        };
         assert_eq!(got[&(LO, port)], want, "127.0.0.1:{port}");
         assert_eq!(got[&(unroutable, port)], (PortState::Filtered, "no-route"));
     }
     // Everything answered on the first pass: no retransmit, nothing to the unroutable host.
-    assert_eq!(stats, ProbeStats { probes_sent: 65535, retransmits: 0 });
+    assert_eq!(
+        stats,
+        ProbeStats {
+            probes_sent: 65535,
+            retransmits: 0
+        }
+    );
     eprintln!("loopback sweep: {:?} for 65535 ports", out.elapsed);
     drop(listeners);
 }
@@ -124,13 +176,33 @@ fn syn_root_namespace_loopback_few_ports() {
     }
     let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let req = request(vec![target(LO, 1000)], &format!("{pa},{pb},{free}"), 2, 1000, 500);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let req = request(
+        vec![target(LO, 1000)],
+        &format!("{pa},{pb},{free}"),
+        2,
+        1000,
+        500,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut got = rt.block_on(async {
         let (tx, mut rx) = mpsc::channel(16);
-        let stats = SynProber::new(SynConfig::default()).unwrap().scan(&req, tx, CancellationToken::new()).await.unwrap();
+        let stats = SynProber::new(SynConfig::default())
+            .unwrap()
+            .scan(&req, tx, CancellationToken::new())
+            .await
+            .unwrap();
         assert_eq!(stats.probes_sent, 3);
         let mut got = Vec::new();
         while let Some(o) = rx.recv().await {
@@ -139,7 +211,11 @@ fn syn_root_namespace_loopback_few_ports() {
         got
     });
     got.sort();
-    let mut want = vec![(pa, PortState::Open, "syn-ack"), (pb, PortState::Open, "syn-ack"), (free, PortState::Closed, "rst")];
+    let mut want = vec![
+        (pa, PortState::Open, "syn-ack"),
+        (pb, PortState::Open, "syn-ack"),
+        (free, PortState::Closed, "rst"),
+    ];
     want.sort();
     assert_eq!(got, want);
 }
@@ -149,14 +225,41 @@ fn syn_loopback_few_ports_with_duplicate_target() {
     skip_unless_root!();
     let ns = Netns::create("dup").unwrap();
     let listeners = ns.listeners(LO, &[0, 0]);
-    let open: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
-    let free = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let open: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let free = ns.enter(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
     let spec = format!("{},{},{free}", open[0], open[1]);
     // The same address twice: each copy gets its own observations.
-    let req = request(vec![target(LO, 1000), target(LO, 1000)], &spec, 2, 1000, 500);
-    let out = scan_in(&ns, SynConfig { send_batch: 1, ..SynConfig::default() }, req, None);
+    let req = request(
+        vec![target(LO, 1000), target(LO, 1000)],
+        &spec,
+        2,
+        1000,
+        500,
+    );
+    let out = scan_in(
+        &ns,
+        SynConfig {
+            send_batch: 1,
+            ..SynConfig::default()
+        },
+        req,
+        None,
+    );
     out.stats.clone().expect("scan");
-    let mut got: Vec<(u16, PortState, &str)> = out.seen.iter().map(|(o, _)| (o.port, o.state, o.reason)).collect();
+    let mut got: Vec<(u16, PortState, &str)> = out
+        .seen
+        .iter()
+        .map(|(o, _)| (o.port, o.state, o.reason))
+        .collect();
     got.sort();
     let mut want = vec![
         (open[0], PortState::Open, "syn-ack"),
@@ -211,7 +314,13 @@ fn syn_namespace_sweep_classifies_every_port_despite_loss() {
 
     // Six retransmits: a port is missed only if 7 probes in a row are lost
     // (0.2^7 = 1.3e-5), so recall of the open ports is 100 % in practice.
-    let req = request(vec![target(a, 100_000), target(b, 100_000)], "-", 6, 150_000, 1000);
+    let req = request(
+        vec![target(a, 100_000), target(b, 100_000)],
+        "-",
+        6,
+        150_000,
+        1000,
+    );
     let out = scan_in(&scanner, SynConfig::default(), req, None);
     let stats = out.stats.clone().expect("scan");
     let got = out.by_port();
@@ -228,18 +337,28 @@ fn syn_namespace_sweep_classifies_every_port_despite_loss() {
         assert_eq!(got[&(a, port)], want, "{a}:{port}");
     }
     for p in b_open {
-        assert_eq!(got[&(b, p)], (PortState::Open, "syn-ack"), "{b}:{p} missed despite retries");
+        assert_eq!(
+            got[&(b, p)],
+            (PortState::Open, "syn-ack"),
+            "{b}:{p} missed despite retries"
+        );
     }
     let b_open_n = out.count(b, PortState::Open, "syn-ack");
     let b_closed = out.count(b, PortState::Closed, "rst");
     let b_silent = out.count(b, PortState::Filtered, "no-response");
     assert_eq!(b_open_n, b_open.len());
     assert_eq!(b_open_n + b_closed + b_silent, 65535);
-    assert!(b_silent <= 30, "{b_silent} ports of the lossy target silent after 7 tries");
+    assert!(
+        b_silent <= 30,
+        "{b_silent} ports of the lossy target silent after 7 tries"
+    );
     // About a fifth of B's probes were lost and resent, plus A's dropped port 6 times.
     assert!(stats.retransmits >= 6 + 10_000, "{stats:?}");
     assert_eq!(stats.probes_sent, 2 * 65535 + stats.retransmits);
-    eprintln!("namespace sweep: {:?}, {stats:?}, {b_silent} lossy ports silent", out.elapsed);
+    eprintln!(
+        "namespace sweep: {:?}, {stats:?}, {b_silent} lossy ports silent",
+        out.elapsed
+    );
 }
 
 #[test]
@@ -248,7 +367,10 @@ fn syn_ipv6_namespace_sweep() {
     let scanner = Netns::create("s6").unwrap();
     let tgt = Netns::create("t6").unwrap();
     netns::veth(&scanner, &tgt, 13).unwrap();
-    let (s, t): (IpAddr, IpAddr) = ("fd00:214:13::1".parse().unwrap(), "fd00:214:13::2".parse().unwrap());
+    let (s, t): (IpAddr, IpAddr) = (
+        "fd00:214:13::1".parse().unwrap(),
+        "fd00:214:13::2".parse().unwrap(),
+    );
     let open = [22u16, 443, 61234];
     let (drop_p, reset_p, admin_p) = (1000u16, 1001u16, 1002u16);
     let _l = tgt.listeners(t, &[22, 443, 61234, drop_p, reset_p, admin_p]);
@@ -286,24 +408,48 @@ fn syn_per_target_rates_are_honoured_independently() {
     let tgt = Netns::create("rt").unwrap();
     let link = netns::veth(&scanner, &tgt, 14).unwrap();
     // A second address on the target side: a slow host and a fast one.
-    tgt.ip(&["addr", "add", "10.214.14.3/24", "dev", &link.b_dev]).unwrap();
+    tgt.ip(&["addr", "add", "10.214.14.3/24", "dev", &link.b_dev])
+        .unwrap();
     let slow = IpAddr::V4(Ipv4Addr::new(10, 214, 14, 2));
     let fast = IpAddr::V4(Ipv4Addr::new(10, 214, 14, 3));
     // slow: 400 ports at 200 pps (>= 1.98 s); fast: the same 400 ports at 40k pps.
-    let req = request(vec![target(slow, 200), target(fast, 40_000)], "1-400", 0, 100_000, 500);
+    let req = request(
+        vec![target(slow, 200), target(fast, 40_000)],
+        "1-400",
+        0,
+        100_000,
+        500,
+    );
     let out = scan_in(&scanner, SynConfig::default(), req, None);
     out.stats.clone().expect("scan");
-    let at = |ip: IpAddr| -> Vec<Duration> { out.seen.iter().filter(|(o, _)| o.ip == ip).map(|(_, t)| *t).collect() };
+    let at = |ip: IpAddr| -> Vec<Duration> {
+        out.seen
+            .iter()
+            .filter(|(o, _)| o.ip == ip)
+            .map(|(_, t)| *t)
+            .collect()
+    };
     let (ts, tf) = (at(slow), at(fast));
     assert_eq!((ts.len(), tf.len()), (400, 400));
     let fast_done = tf.iter().max().copied().unwrap();
     let slow_done = ts.iter().max().copied().unwrap();
     let slow_in_first_second = ts.iter().filter(|t| **t < Duration::from_secs(1)).count();
-    eprintln!("fast host done after {fast_done:?}, slow host after {slow_done:?}; slow answers in the first second: {slow_in_first_second}");
-    assert!(slow_done >= Duration::from_millis(1900), "slow host got more than 200 pps: {slow_done:?}");
-    assert!(slow_in_first_second <= 200 + 4 + 10, "{slow_in_first_second}");
+    eprintln!(
+        "fast host done after {fast_done:?}, slow host after {slow_done:?}; slow answers in the first second: {slow_in_first_second}"
+    );
+    assert!(
+        slow_done >= Duration::from_millis(1900),
+        "slow host got more than 200 pps: {slow_done:?}"
+    );
+    assert!(
+        slow_in_first_second <= 200 + 4 + 10,
+        "{slow_in_first_second}"
+    );
     // The slow host must not hold the fast one back (it would take ~2 s then).
-    assert!(fast_done < Duration::from_millis(1000), "fast host waited for the slow one: {fast_done:?}");
+    assert!(
+        fast_done < Duration::from_millis(1000),
+        "fast host waited for the slow one: {fast_done:?}"
+    );
 }
 
 #[test]
@@ -312,10 +458,19 @@ fn syn_cancel_stops_promptly() {
     let ns = Netns::create("cx").unwrap();
     // 65535 probes at 2000 pps would take 33 s; cancel after 300 ms.
     let req = request(vec![target(LO, 2000)], "-", 2, 2000, 1000);
-    let out = scan_in(&ns, SynConfig::default(), req, Some(Duration::from_millis(300)));
+    let out = scan_in(
+        &ns,
+        SynConfig::default(),
+        req,
+        Some(Duration::from_millis(300)),
+    );
     assert_eq!(out.stats, Err(ProbeError::Cancelled.to_string()));
     assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
-    assert!(!out.seen.is_empty() && out.seen.len() < 5000, "{}", out.seen.len());
+    assert!(
+        !out.seen.is_empty() && out.seen.len() < 5000,
+        "{}",
+        out.seen.len()
+    );
 }
 
 #[test]
@@ -331,7 +486,9 @@ fn syn_permission_error_without_cap_net_raw() {
     let (err, note) = std::thread::spawn(|| {
         netns::drop_net_raw_on_this_thread().expect("capset");
         let err = SynProber::new(SynConfig::default()).err();
-        let note = crate::probe::select(ScanMode::Auto, SynConfig::default()).ok().and_then(|s| s.fallback_note);
+        let note = crate::probe::select(ScanMode::Auto, SynConfig::default())
+            .ok()
+            .and_then(|s| s.fallback_note);
         (err, note)
     })
     .join()
@@ -340,7 +497,10 @@ fn syn_permission_error_without_cap_net_raw() {
         Some(ProbeError::Permission(m)) => assert!(m.contains("CAP_NET_RAW"), "{m}"),
         other => panic!("expected a permission error, got {other:?}"),
     }
-    assert!(note.is_some_and(|n| n.contains("connect")), "auto falls back to connect with a note");
+    assert!(
+        note.is_some_and(|n| n.contains("connect")),
+        "auto falls back to connect with a note"
+    );
     // And a thread that became `nobody` (raw setresuid: this thread only).
     let err = std::thread::spawn(|| {
         // SAFETY: the raw system call changes the credentials of this thread only.
@@ -358,11 +518,23 @@ fn syn_permission_error_without_cap_net_raw() {
 #[test]
 fn syn_config_is_validated() {
     assert!(SynConfig::default().validate().is_ok());
-    let bad = SynConfig { source_ports: (2000, 1000), ..SynConfig::default() };
+    let bad = SynConfig {
+        source_ports: (2000, 1000),
+        ..SynConfig::default()
+    };
     assert!(bad.validate().unwrap_err().contains("syn.source_ports"));
-    let bad = SynConfig { send_batch: 0, ..SynConfig::default() };
+    let bad = SynConfig {
+        send_batch: 0,
+        ..SynConfig::default()
+    };
     assert!(bad.validate().unwrap_err().contains("syn.send_batch"));
-    assert!(matches!(SynProber::new(SynConfig { source_ports: (0, 10), ..SynConfig::default() }), Err(ProbeError::Io(_))));
+    assert!(matches!(
+        SynProber::new(SynConfig {
+            source_ports: (0, 10),
+            ..SynConfig::default()
+        }),
+        Err(ProbeError::Io(_))
+    ));
 }
 
 /// Throughput of a full sweep: `cargo test --release -p scanfleet-worker bench_syn -- --ignored --nocapture`.
@@ -389,8 +561,22 @@ fn bench_syn_sweeps() {
     ))
     .unwrap();
     for batch in [1usize, 16, 64, 256] {
-        let req = request(vec![target(IpAddr::V4(link.b), u32::MAX)], "-", 0, 10_000_000, 100);
-        let out = scan_in(&scanner, SynConfig { send_batch: batch, ..SynConfig::default() }, req, None);
+        let req = request(
+            vec![target(IpAddr::V4(link.b), u32::MAX)],
+            "-",
+            0,
+            10_000_000,
+            100,
+        );
+        let out = scan_in(
+            &scanner,
+            SynConfig {
+                send_batch: batch,
+                ..SynConfig::default()
+            },
+            req,
+            None,
+        );
         let stats = out.stats.clone().expect("scan");
         let send_time = out.elapsed.saturating_sub(Duration::from_millis(100));
         eprintln!(
@@ -402,11 +588,29 @@ fn bench_syn_sweeps() {
     for batch in [1usize, 16, 64, 256] {
         for (name, ip) in [("netns target", t), ("127.0.0.1", LO)] {
             let req = request(vec![target(ip, u32::MAX)], "-", 2, 10_000_000, 1000);
-            let out = scan_in(&scanner, SynConfig { send_batch: batch, ..SynConfig::default() }, req, None);
+            let out = scan_in(
+                &scanner,
+                SynConfig {
+                    send_batch: batch,
+                    ..SynConfig::default()
+                },
+                req,
+                None,
+            );
             let stats = out.stats.clone().expect("scan");
-            let open = out.seen.iter().filter(|(o, _)| o.state == PortState::Open).count();
+            let open = out
+                .seen
+                .iter()
+                .filter(|(o, _)| o.state == PortState::Open)
+                .count();
             // Time to the last answer of the first pass (the rest is the final RTO wait).
-            let last = out.seen.iter().filter(|(o, _)| o.reason != "no-response").map(|(_, t)| *t).max().unwrap_or_default();
+            let last = out
+                .seen
+                .iter()
+                .filter(|(o, _)| o.reason != "no-response")
+                .map(|(_, t)| *t)
+                .max()
+                .unwrap_or_default();
             eprintln!(
                 "bench {name:>12} batch {batch:>3}: {} sent, {} retransmits, {open} open, answers done {:?} ({:.0} probes/s), scan {:?}",
                 stats.probes_sent,

@@ -30,8 +30,16 @@ pub struct PortClock {
 impl PortClock {
     /// A clock over `first..=last` (swapped when given backwards).
     pub fn new(epoch: Instant, first: u16, last: u16) -> Self {
-        let (first, last) = if first <= last { (first, last) } else { (last, first) };
-        PortClock { epoch, first, slots: u32::from(last - first) + 1 }
+        let (first, last) = if first <= last {
+            (first, last)
+        } else {
+            (last, first)
+        };
+        PortClock {
+            epoch,
+            first,
+            slots: u32::from(last - first) + 1,
+        }
     }
 
     pub fn first(&self) -> u16 {
@@ -54,7 +62,10 @@ impl PortClock {
     /// How long ago (mod the wrap) a probe from `port` was sent, if `port` is
     /// ours and the range is wide enough to trust.
     pub fn age(&self, port: u16, now: Instant) -> Option<Duration> {
-        if self.slots < MIN_CLOCK_SLOTS || port < self.first || u32::from(port - self.first) >= self.slots {
+        if self.slots < MIN_CLOCK_SLOTS
+            || port < self.first
+            || u32::from(port - self.first) >= self.slots
+        {
             return None;
         }
         let sent = u32::from(port - self.first);
@@ -115,7 +126,11 @@ mod tests {
         assert_eq!(c.port_at(epoch), 61000);
         let sent = epoch + Duration::from_millis(4535);
         assert_eq!(c.port_at(sent), 65535);
-        assert_eq!(c.port_at(epoch + Duration::from_millis(4536)), 61000, "wraps");
+        assert_eq!(
+            c.port_at(epoch + Duration::from_millis(4536)),
+            61000,
+            "wraps"
+        );
         let now = sent + Duration::from_millis(17);
         assert_eq!(c.age(c.port_at(sent), now), Some(Duration::from_millis(17)));
         assert_eq!(c.age(60999, now), None);
@@ -143,6 +158,10 @@ mod tests {
             e.sample(Duration::from_secs(5));
         }
         assert_eq!(e.rto(floor, ceil), ceil);
-        assert_eq!(e.rto(Duration::from_secs(2), ceil), ceil, "floor above ceiling");
+        assert_eq!(
+            e.rto(Duration::from_secs(2), ceil),
+            ceil,
+            "floor above ceiling"
+        );
     }
 }
