@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use scanfleet_common::fleet::{self, FleetQueue, QueueKind, QueueOptions};
-use scanfleet_common::queue::JobQueue;
 use scanfleet_common::queue::amqp::{AmqpConfig, AmqpQueue};
 use tokio::sync::Barrier;
 

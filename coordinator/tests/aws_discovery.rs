@@ -141,7 +141,8 @@ fn describe(a: &scanfleet_common::Asset, n: &Names, eips: &BTreeMap<String, Stri
         .iter()
         .map(|p| if eips.get(&name) == Some(&p.to_string()) { "eip".to_string() } else { p.to_string() })
         .collect();
-    let groups: Vec<String> = a.security_groups.iter().map(|g| n.of(g)).collect();
+    let mut groups: Vec<String> = a.security_groups.iter().map(|g| n.of(g)).collect();
+    groups.sort();
     let mut tags: Vec<String> = a.tags.iter().filter(|(k, _)| *k != "Name").map(|(k, v)| format!("{k}={v}")).collect();
     tags.sort();
     let exposure = match &a.exposure {
@@ -255,7 +256,11 @@ async fn discovers_the_organization_and_reports_the_account_it_cannot_enter() {
     let zs = zones::compute(&d);
     let named: BTreeSet<Vec<String>> = zs
         .iter()
-        .map(|z| z.vpcs.iter().map(|v| n.of(&v.vpc_id)).filter(|v| !v.starts_with('?')).collect::<Vec<_>>())
+        .map(|z| {
+            let mut v: Vec<String> = z.vpcs.iter().map(|v| n.of(&v.vpc_id)).filter(|v| !v.starts_with('?')).collect();
+            v.sort();
+            v
+        })
         .filter(|v| !v.is_empty())
         .collect();
     let expect_zone = |names: &[&str]| -> Vec<String> { let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect(); v.sort(); v };
@@ -296,7 +301,7 @@ async fn discovers_the_organization_and_reports_the_account_it_cannot_enter() {
         ]
     );
     let grouped = zones::group_targets(&d.assets, targets.clone());
-    assert_eq!(grouped[&big.name].len(), 6);
+    assert_eq!(grouped[&big.name].len(), 7);
     assert!(!grouped.contains_key(zones::DEFAULT_ZONE));
 
     // The inventory is what `scan --inventory` reads.

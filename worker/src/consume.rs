@@ -226,7 +226,11 @@ impl Worker {
         self.metrics.jobs_received.inc();
         self.metrics.shards_in_flight.inc();
         let heartbeat = CancellationToken::new();
+        // A lease lost for good means the shard is back on the queue for someone
+        // else: stop working on it rather than duplicate the work.
+        let cancel = cancel.child_token();
         let hb = {
+            let lost = cancel.clone();
             let queue = self.queue.clone();
             let d = delivery.clone();
             let lease = self.config.lease;
@@ -242,6 +246,10 @@ impl Worker {
                                 Err(e) => {
                                     metrics.errors.with_label_values(&["settle", kind(e.is_transient())]).inc();
                                     tracing::warn!(error = %e, "lease extension failed");
+                                    if !e.is_transient() {
+                                        lost.cancel();
+                                        return;
+                                    }
                                 }
                             }
                         }
