@@ -416,4 +416,58 @@ mod tests {
         assert!(with(&|v| v["detail"]["state"] = "exploded".into()).contains("detail.state"));
         assert_eq!(with(&|v| { v.as_object_mut().unwrap().remove("detail"); }), "event has no detail");
     }
+
+    fn instance(id: &str, account: &str, region: &str, ip: &str) -> crate::discovery::model::Instance {
+        crate::discovery::model::Instance {
+            instance_id: id.into(),
+            location: Location { account_id: account.into(), region: region.into() },
+            availability_zone: None,
+            vpc_id: None,
+            subnet_id: None,
+            state: "running".into(),
+            instance_type: None,
+            platform: None,
+            image_id: None,
+            image_name: None,
+            private_ip: Some(ip.parse().unwrap()),
+            public_ip: None,
+            interfaces: vec![],
+            security_groups: vec![],
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_failed_account_or_region_keeps_what_was_known() {
+        let mut old = Discovery {
+            instances: vec![
+                instance("i-a1", "111111111111", "us-east-1", "10.0.0.1"),
+                instance("i-a2", "111111111111", "eu-west-1", "10.0.0.2"),
+                instance("i-b1", "222222222222", "us-east-1", "10.0.0.3"),
+                instance("i-c1", "333333333333", "us-east-1", "10.0.0.4"),
+            ],
+            ..Discovery::default()
+        };
+        old.rebuild_assets();
+        // Account 1 could not be entered, account 2 lost us-east-1's instances,
+        // account 3 answered: its instance is really gone.
+        let fail = |account: &str, region: Option<&str>, op: &str| Failure {
+            account_id: Some(account.into()),
+            region: region.map(str::to_string),
+            operation: op.into(),
+            code: Some("Throttling".into()),
+            message: "slow down".into(),
+            transient: true,
+        };
+        let mut fresh = Discovery {
+            failures: vec![fail("111111111111", None, "sts:AssumeRole"), fail("222222222222", Some("us-east-1"), "ec2:DescribeInstances")],
+            ..Discovery::default()
+        };
+        carry_over(&old, &mut fresh);
+        let ids: Vec<&str> = fresh.assets.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["i-a2", "i-a1", "i-b1"]);
+        let d = fresh.diff(&old.assets);
+        assert_eq!(d.gone.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["i-c1"]);
+        assert!(d.new.is_empty() && d.changed.is_empty());
+    }
 }
