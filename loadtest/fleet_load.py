@@ -34,6 +34,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 WORKERS = {}  # pid -> Popen, every worker alive now
 SCANS = []  # scan ids whose Redis keys are still to delete
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def die(msg):
@@ -185,10 +186,10 @@ def start_workers(a, backend, url, env, pidfile):
         for i, p in enumerate(procs):
             if p.poll() is not None:
                 die(f"worker {i} ({backend}) exited {p.returncode} at start; see {a.out}/worker-{backend}-{i}.log")
-            text = open(os.path.join(a.out, f"worker-{backend}-{i}.log")).read()
-            m = re.search(r"bound=(\S+).*serving /metrics", text) or re.search(r"serving /metrics.*bound=(\S+)", text)
+            text = ANSI.sub("", open(os.path.join(a.out, f"worker-{backend}-{i}.log")).read())
+            m = re.search(r"serving /metrics\s+bound=(\S+)", text)
             if m and "worker started" in text:
-                addrs[p.pid] = re.sub(r"\x1b\[[0-9;]*m", "", m.group(1))
+                addrs[p.pid] = m.group(1)
         time.sleep(0.1)
     if len(addrs) < len(procs):
         die(f"{backend}: workers not ready within 60 s; see {a.out}/worker-{backend}-*.log")
@@ -310,7 +311,7 @@ def fleet(a, backend, url, env, pidfile, broker_pids):
     warns = []
     for i in range(len(procs)):
         for line in open(os.path.join(a.out, f"worker-{backend}-{i}.log")):
-            clean = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            clean = ANSI.sub("", line)
             if (" WARN " in clean or " ERROR " in clean) and "LOAD TEST MODE" not in clean:
                 warns.append(f"worker {i}: {clean.strip()}")
 
@@ -337,6 +338,8 @@ def fleet(a, backend, url, env, pidfile, broker_pids):
     missing, extra = len(want - seen), len(seen - want)
     dl = run([sf, "queues", "dead-letters", "--queue", url], 120, env=env).stdout.strip()
     stream_n = stream_total(scan_keys(scan_id)[3])
+    last = redis_cli("XREVRANGE", scan_keys(scan_id)[3], "+", "-", "COUNT", "1").split("\n", 1)[0]
+    last_write_s = int(last.split("-")[0]) / 1000 - created_ms / 1000 if re.match(r"^\d+-\d+$", last) else None
     os.remove(res_path)  # tens of MB; the counts above are what matters
     correct = (progress["results"] == expected and len(seen) == expected and dup == 0 and missing == 0
                and extra == 0 and bad_reason == 0 and progress["shards_failed"] == 0
@@ -350,6 +353,7 @@ def fleet(a, backend, url, env, pidfile, broker_pids):
         "shards": progress["shards_total"], "results": progress["results"], "targets": len(targets),
         "ports": len(ports), "expected_results": expected, "seconds": secs,
         "seconds_resolution": (t_end - prev_poll) if prev_poll else None,
+        "seconds_to_last_write": last_write_s,
         "shards_per_s": progress["shards_total"] / secs, "results_per_s": progress["results"] / secs,
         "workers": per_worker, "worker_exit_codes": codes, "worker_warnings": warns[:20],
         "worker_warning_count": len(warns), "cpu_window": cpu, "samples": samples,
@@ -428,7 +432,8 @@ def report(a, runs, bench, started, ended):
                f"- scan `{f['scan_cmd']}`: {f['shards']} shards, {f['results']:,} results "
                f"({f['targets']} targets x {f['ports']} ports = {f['expected_results']:,} expected) in {f['seconds']:.2f} s "
                f"from `begin_scan` (just before the first publish) to the first `status` that said finished "
-               f"(poll every {a.poll} s; last unfinished poll {fmt(f['seconds_resolution'], 2)} s before); "
+               f"(poll every {a.poll} s; the last unfinished poll started {fmt(f['seconds_resolution'], 2)} s before; the last "
+               f"result batch reached Redis at {fmt(f['seconds_to_last_write'], 2)} s, a lower bound); "
                f"`scan --detach` itself took {f['publish_wall_s']:.2f} s (process start, connect, declare, publish).",
                f"- baseline `{b['cmd']}`: publish {b['publish_msgs_per_s']:,.0f} msgs/s ({b['publish_secs']:.2f} s), "
                f"consume+ack {b['consume_msgs_per_s']:,.0f} msgs/s ({b['consume_secs']:.2f} s), "
@@ -488,7 +493,7 @@ def main():
     a.redis_pids = [int(re.search(r"process_id:(\d+)", info).group(1))]
     a.load_start = loadavg()
     msgs = dict(x.split("=", 1) for x in a.baseline_messages)
-    env = dict(os.environ)
+    env = dict(os.environ, NO_COLOR="1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("fleet_load: terminated"))
 
     started = datetime.datetime.now().isoformat(timespec="seconds")

@@ -11,8 +11,9 @@
 #
 # Defaults: 3 workers x --concurrency 2, 256 shards of 127.1.0.0/22 (1024
 # addresses) x ports 1-200 = 204,800 results per backend; baselines of 20,000
-# messages on RabbitMQ and 2,000 on SQS (moto is slow); each scan and each
-# baseline phase bounded by 600 s. Prints a table; writes loadtest/out/fleet-load-*.md
+# messages on RabbitMQ and, on SQS, as many messages as the scan has shards
+# (moto's cost per request grows with the depth of the queue, so the baseline
+# keeps the scan's depth); each scan and each baseline phase bounded by 600 s. Prints a table; writes loadtest/out/fleet-load-*.md
 # and .json. Release binaries (built first unless SKIP_BUILD=1); --debug uses the
 # debug ones, for trying the script out only.
 #
@@ -29,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 workers=3 shards=256 target=127.1.0.0/22 ports=1-200 backends=rabbitmq,sqs
-amqp_messages=20000 sqs_messages=2000 limit=600 profile=release
+amqp_messages=20000 sqs_messages= limit=600 profile=release
 argv="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
     --sqs-messages) sqs_messages=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
     --debug) profile=debug; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "fleet_load: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -112,7 +113,7 @@ if [[ ",$backends," == *,sqs,* ]]; then
   moto_pid=$(pgrep -P "$moto_wrapper" | head -1 || true)
   export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
   backend_args+=(--backend "sqs=sqs://$run_id-fleet")
-  message_args+=(--baseline-messages "sqs=$sqs_messages")
+  message_args+=(--baseline-messages "sqs=${sqs_messages:-$shards}")
   moto_arg=(--moto-pid "${moto_pid:-$moto_wrapper}")
 fi
 [ ${#backend_args[@]} -gt 0 ] || { echo "fleet_load: --backends: expected rabbitmq and/or sqs" >&2; exit 2; }
@@ -121,5 +122,5 @@ mkdir -p loadtest/out
 timeout "$((limit * 8 + 600))" python3 loadtest/fleet_load.py \
   "${backend_args[@]}" "${message_args[@]}" "${moto_arg[@]}" \
   --workers "$workers" --shards "$shards" --target "$target" --ports "$ports" \
-  --timeout "$limit" --bin-dir "$bin" --pidfile "$pidfile" --baseline-queue-suffix "-base" \
+  --timeout "$limit" --bin-dir "$bin" --pidfile "$pidfile" --baseline-queue-suffix=-base \
   --command "loadtest/fleet_load.sh${argv:+ $argv}"

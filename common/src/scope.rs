@@ -57,7 +57,10 @@ impl FromStr for TagRule {
         if key.is_empty() {
             return Err(format!("tag rule {s:?}: expected KEY=VALUE or KEY"));
         }
-        Ok(TagRule { key: key.to_string(), value })
+        Ok(TagRule {
+            key: key.to_string(),
+            value,
+        })
     }
 }
 
@@ -127,7 +130,10 @@ pub struct ScopePolicy {
 }
 
 fn default_prohibited() -> Vec<String> {
-    PROHIBITED_INSTANCE_TYPES.iter().map(|s| s.to_string()).collect()
+    PROHIBITED_INSTANCE_TYPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn yes() -> bool {
@@ -229,16 +235,18 @@ impl fmt::Display for SkipReason {
                 write!(f, "same address as asset {first_asset}")
             }
             SkipReason::NotRunning { state } => write!(f, "instance is {state}, not running"),
-            SkipReason::NotDiscovered => f.write_str(
-                "not an instance returned by discovery (AWS pre-authorized scope)",
-            ),
+            SkipReason::NotDiscovered => {
+                f.write_str("not an instance returned by discovery (AWS pre-authorized scope)")
+            }
             SkipReason::PublicAddress => {
                 f.write_str("public address of the instance (AWS pre-authorized scope)")
             }
             SkipReason::ExcludedAccount { account_id } => {
                 write!(f, "account {account_id} is excluded")
             }
-            SkipReason::AccountNotIncluded { account_id: Some(a) } => {
+            SkipReason::AccountNotIncluded {
+                account_id: Some(a),
+            } => {
                 write!(f, "account {a} is not included")
             }
             SkipReason::AccountNotIncluded { account_id: None } => {
@@ -292,12 +300,17 @@ impl ScopePolicy {
     /// The policy of AWS pre-authorized mode: only private addresses of running
     /// instances that discovery returned, never the prohibited instance types.
     pub fn aws_preauthorized() -> Self {
-        ScopePolicy { discovered_only: true, running_only: true, ..ScopePolicy::default() }
+        ScopePolicy {
+            discovered_only: true,
+            running_only: true,
+            ..ScopePolicy::default()
+        }
     }
 
     /// Decide one asset by its primary address; `None` means in scope.
     pub fn check(&self, asset: &Asset) -> Option<SkipReason> {
-        self.check_asset(asset).or_else(|| self.check_address(asset, asset.private_ip))
+        self.check_asset(asset)
+            .or_else(|| self.check_address(asset, asset.private_ip))
     }
 
     /// The rules that hold for the whole asset, whatever the address.
@@ -309,39 +322,55 @@ impl ScopePolicy {
             && let Some(state) = &asset.state
             && state != RUNNING
         {
-            return Some(SkipReason::NotRunning { state: state.clone() });
+            return Some(SkipReason::NotRunning {
+                state: state.clone(),
+            });
         }
         if let Some(t) = &asset.instance_type
-            && self.prohibited_instance_types.iter().any(|p| p.eq_ignore_ascii_case(t))
+            && self
+                .prohibited_instance_types
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(t))
         {
-            return Some(SkipReason::ProhibitedInstanceType { instance_type: t.clone() });
+            return Some(SkipReason::ProhibitedInstanceType {
+                instance_type: t.clone(),
+            });
         }
         let account = asset.account_id.as_deref();
         if let Some(a) = account
             && self.exclude_accounts.iter().any(|x| x == a)
         {
-            return Some(SkipReason::ExcludedAccount { account_id: a.to_string() });
+            return Some(SkipReason::ExcludedAccount {
+                account_id: a.to_string(),
+            });
         }
         if !self.include_accounts.is_empty()
             && !account.is_some_and(|a| self.include_accounts.iter().any(|x| x == a))
         {
-            return Some(SkipReason::AccountNotIncluded { account_id: account.map(str::to_string) });
+            return Some(SkipReason::AccountNotIncluded {
+                account_id: account.map(str::to_string),
+            });
         }
         let vpc = asset.vpc_id.as_deref();
         if let Some(v) = vpc
             && self.exclude_vpcs.iter().any(|x| x == v)
         {
-            return Some(SkipReason::ExcludedVpc { vpc_id: v.to_string() });
+            return Some(SkipReason::ExcludedVpc {
+                vpc_id: v.to_string(),
+            });
         }
         if !self.include_vpcs.is_empty()
             && !vpc.is_some_and(|v| self.include_vpcs.iter().any(|x| x == v))
         {
-            return Some(SkipReason::VpcNotIncluded { vpc_id: vpc.map(str::to_string) });
+            return Some(SkipReason::VpcNotIncluded {
+                vpc_id: vpc.map(str::to_string),
+            });
         }
         if let Some(rule) = self.exclude_tags.iter().find(|r| r.matches(&asset.tags)) {
             return Some(SkipReason::ExcludedTag { rule: rule.clone() });
         }
-        if !self.include_tags.is_empty() && !self.include_tags.iter().any(|r| r.matches(&asset.tags))
+        if !self.include_tags.is_empty()
+            && !self.include_tags.iter().any(|r| r.matches(&asset.tags))
         {
             return Some(SkipReason::NoIncludedTag);
         }
@@ -390,12 +419,20 @@ pub fn apply(
     for a in assets {
         let asset_reason = scope.check_asset(a);
         for ip in a.addresses() {
-            let reason = asset_reason.clone().or_else(|| scope.check_address(a, ip)).or_else(|| {
-                seen.get(&ip)
-                    .map(|first| SkipReason::DuplicateAddress { first_asset: first.to_string() })
-            });
+            let reason = asset_reason
+                .clone()
+                .or_else(|| scope.check_address(a, ip))
+                .or_else(|| {
+                    seen.get(&ip).map(|first| SkipReason::DuplicateAddress {
+                        first_asset: first.to_string(),
+                    })
+                });
             match reason {
-                Some(reason) => skipped.push(Skipped { asset_id: a.id.clone(), ip, reason }),
+                Some(reason) => skipped.push(Skipped {
+                    asset_id: a.id.clone(),
+                    ip,
+                    reason,
+                }),
                 None => {
                     seen.insert(ip, &a.id);
                     targets.push(Target {
@@ -476,10 +513,24 @@ mod tests {
     #[test]
     fn every_address_of_an_instance_is_a_target() {
         let a = instance("i-1", &["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.1.9"]);
-        let (t, s) = apply(&[a], &ScopePolicy::aws_preauthorized(), &RatePolicy::default());
+        let (t, s) = apply(
+            &[a],
+            &ScopePolicy::aws_preauthorized(),
+            &RatePolicy::default(),
+        );
         assert!(s.is_empty());
-        let ips: Vec<_> = t.iter().map(|t| (t.asset_id.as_str(), t.ip.to_string())).collect();
-        assert_eq!(ips, [("i-1", "10.0.0.1".into()), ("i-1", "10.0.0.2".into()), ("i-1", "10.0.1.9".into())]);
+        let ips: Vec<_> = t
+            .iter()
+            .map(|t| (t.asset_id.as_str(), t.ip.to_string()))
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                ("i-1", "10.0.0.1".into()),
+                ("i-1", "10.0.0.2".into()),
+                ("i-1", "10.0.1.9".into())
+            ]
+        );
     }
 
     #[test]
@@ -503,7 +554,16 @@ mod tests {
         let typed = Asset::from_ip("10.0.0.10".parse().unwrap());
         let mut ok = instance("i-ok", &["10.0.0.1"]);
         let mut dup = instance("i-dup", &["10.0.0.1"]);
-        for a in [&mut ok, &mut dup, &mut stopped, &mut nano, &mut other_acct, &mut other_vpc, &mut public, &mut excluded_vpc] {
+        for a in [
+            &mut ok,
+            &mut dup,
+            &mut stopped,
+            &mut nano,
+            &mut other_acct,
+            &mut other_vpc,
+            &mut public,
+            &mut excluded_vpc,
+        ] {
             a.tags.insert("env".into(), "prod".into());
         }
         tagged.tags.insert("env".into(), "prod".into());
@@ -518,11 +578,29 @@ mod tests {
             exclude_cidrs: vec!["10.9.0.0/16".parse().unwrap()],
             ..ScopePolicy::aws_preauthorized()
         };
-        let assets = [ok, dup, stopped, nano, other_acct, other_vpc, tagged, untagged, public, excluded_vpc, typed];
+        let assets = [
+            ok,
+            dup,
+            stopped,
+            nano,
+            other_acct,
+            other_vpc,
+            tagged,
+            untagged,
+            public,
+            excluded_vpc,
+            typed,
+        ];
         let (t, s) = apply(&assets, &policy, &RatePolicy::default());
-        let targets: Vec<_> = t.iter().map(|t| format!("{} {}", t.asset_id, t.ip)).collect();
+        let targets: Vec<_> = t
+            .iter()
+            .map(|t| format!("{} {}", t.asset_id, t.ip))
+            .collect();
         assert_eq!(targets, ["i-ok 10.0.0.1", "i-pub 10.0.0.8"]);
-        let skips: Vec<_> = s.iter().map(|s| format!("{} {}: {}", s.asset_id, s.ip, s.reason)).collect();
+        let skips: Vec<_> = s
+            .iter()
+            .map(|s| format!("{} {}: {}", s.asset_id, s.ip, s.reason))
+            .collect();
         assert_eq!(
             skips,
             [
@@ -546,21 +624,30 @@ mod tests {
     #[test]
     fn tag_rules_parse_and_serialize() {
         let r: TagRule = "aws:autoscaling:groupName=web=1".parse().unwrap();
-        assert_eq!((r.key.as_str(), r.value.as_deref()), ("aws:autoscaling:groupName", Some("web=1")));
+        assert_eq!(
+            (r.key.as_str(), r.value.as_deref()),
+            ("aws:autoscaling:groupName", Some("web=1"))
+        );
         assert_eq!("env".parse::<TagRule>().unwrap().value, None);
         assert!("=x".parse::<TagRule>().is_err());
-        let p: ScopePolicy = serde_json::from_str(r#"{"include_tags":["env=prod","team"]}"#).unwrap();
+        let p: ScopePolicy =
+            serde_json::from_str(r#"{"include_tags":["env=prod","team"]}"#).unwrap();
         assert_eq!(p.include_tags[1].to_string(), "team");
         assert!(p.running_only && !p.discovered_only);
         assert_eq!(p.prohibited_instance_types, PROHIBITED_INSTANCE_TYPES);
         let back = serde_json::to_value(&p).unwrap();
-        assert_eq!(back["include_tags"], serde_json::json!(["env=prod", "team"]));
+        assert_eq!(
+            back["include_tags"],
+            serde_json::json!(["env=prod", "team"])
+        );
         let e = serde_json::from_str::<ScopePolicy>(r#"{"exclude_tags":[""]}"#).unwrap_err();
         assert!(e.to_string().contains("KEY=VALUE"), "{e}");
         let s = Skipped {
             asset_id: "i-1".into(),
             ip: "10.0.0.1".parse().unwrap(),
-            reason: SkipReason::NotRunning { state: "stopped".into() },
+            reason: SkipReason::NotRunning {
+                state: "stopped".into(),
+            },
         };
         assert_eq!(
             serde_json::to_value(&s).unwrap(),
@@ -570,15 +657,33 @@ mod tests {
 
     #[test]
     fn assets_without_state_count_as_running() {
-        let (t, s) = apply(&[asset([10, 0, 0, 1], None)], &ScopePolicy::default(), &RatePolicy::default());
+        let (t, s) = apply(
+            &[asset([10, 0, 0, 1], None)],
+            &ScopePolicy::default(),
+            &RatePolicy::default(),
+        );
         assert_eq!((t.len(), s.len()), (1, 0));
         let mut off = instance("i-1", &["10.0.0.1"]);
         off.state = Some("stopped".into());
-        let lax = ScopePolicy { running_only: false, ..ScopePolicy::default() };
-        assert_eq!(apply(std::slice::from_ref(&off), &lax, &RatePolicy::default()).0.len(), 1);
+        let lax = ScopePolicy {
+            running_only: false,
+            ..ScopePolicy::default()
+        };
+        assert_eq!(
+            apply(std::slice::from_ref(&off), &lax, &RatePolicy::default())
+                .0
+                .len(),
+            1
+        );
     }
 
-    const KINDS: [Option<&str>; 5] = [None, Some("t2.nano"), Some("m5.large"), Some("t1.micro"), Some("m1.small")];
+    const KINDS: [Option<&str>; 5] = [
+        None,
+        Some("t2.nano"),
+        Some("m5.large"),
+        Some("t1.micro"),
+        Some("m1.small"),
+    ];
     const STATES: [Option<&str>; 4] = [None, Some("running"), Some("stopped"), Some("pending")];
 
     /// Random instances over a small space of accounts, VPCs, tags, states and
@@ -598,7 +703,10 @@ mod tests {
             v.into_iter()
                 .enumerate()
                 .map(|(i, (ips, ty, st, acct, vpc, tags, discovered, public))| {
-                    let ips: Vec<IpAddr> = ips.iter().map(|o| IpAddr::V4(Ipv4Addr::new(10, 0, 0, *o))).collect();
+                    let ips: Vec<IpAddr> = ips
+                        .iter()
+                        .map(|o| IpAddr::V4(Ipv4Addr::new(10, 0, 0, *o)))
+                        .collect();
                     let mut a = Asset::from_ip(ips[0]);
                     a.private_ips = ips.clone();
                     if public {
@@ -609,8 +717,15 @@ mod tests {
                     a.account_id = Some(format!("{acct}"));
                     a.vpc_id = Some(format!("vpc-{vpc}"));
                     a.region = Some("r".into());
-                    a.tags = tags.into_iter().map(|(k, v)| (format!("k{k}"), format!("v{v}"))).collect();
-                    a.id = if discovered { format!("i-{i}") } else { format!("h{i}") };
+                    a.tags = tags
+                        .into_iter()
+                        .map(|(k, v)| (format!("k{k}"), format!("v{v}")))
+                        .collect();
+                    a.id = if discovered {
+                        format!("i-{i}")
+                    } else {
+                        format!("h{i}")
+                    };
                     a
                 })
                 .collect()
@@ -618,27 +733,51 @@ mod tests {
     }
 
     fn arb_policy() -> impl Strategy<Value = ScopePolicy> {
-        let names = |p: &'static str| proptest::collection::vec((0u8..3).prop_map(move |n| format!("{p}{n}")), 0..2);
+        let names = |p: &'static str| {
+            proptest::collection::vec((0u8..3).prop_map(move |n| format!("{p}{n}")), 0..2)
+        };
         let tags = proptest::collection::vec(
-            (0u8..3, proptest::option::of(0u8..2)).prop_map(|(k, v)| TagRule { key: format!("k{k}"), value: v.map(|v| format!("v{v}")) }),
+            (0u8..3, proptest::option::of(0u8..2)).prop_map(|(k, v)| TagRule {
+                key: format!("k{k}"),
+                value: v.map(|v| format!("v{v}")),
+            }),
             0..2,
         );
-        let cidrs = proptest::collection::vec((0u8..24, 28u8..=32).prop_map(|(o, p)| IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, o)), p).unwrap().trunc()), 0..2);
-        (names(""), names(""), names("vpc-"), names("vpc-"), tags.clone(), tags, cidrs.clone(), cidrs, any::<bool>(), any::<bool>()).prop_map(
-            |(ia, xa, iv, xv, it, xt, ic, xc, running_only, discovered_only)| ScopePolicy {
-                include_accounts: ia,
-                exclude_accounts: xa,
-                include_vpcs: iv,
-                exclude_vpcs: xv,
-                include_tags: it,
-                exclude_tags: xt,
-                include_cidrs: ic,
-                exclude_cidrs: xc,
-                running_only,
-                discovered_only,
-                ..ScopePolicy::default()
-            },
+        let cidrs = proptest::collection::vec(
+            (0u8..24, 28u8..=32).prop_map(|(o, p)| {
+                IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, o)), p)
+                    .unwrap()
+                    .trunc()
+            }),
+            0..2,
+        );
+        (
+            names(""),
+            names(""),
+            names("vpc-"),
+            names("vpc-"),
+            tags.clone(),
+            tags,
+            cidrs.clone(),
+            cidrs,
+            any::<bool>(),
+            any::<bool>(),
         )
+            .prop_map(
+                |(ia, xa, iv, xv, it, xt, ic, xc, running_only, discovered_only)| ScopePolicy {
+                    include_accounts: ia,
+                    exclude_accounts: xa,
+                    include_vpcs: iv,
+                    exclude_vpcs: xv,
+                    include_tags: it,
+                    exclude_tags: xt,
+                    include_cidrs: ic,
+                    exclude_cidrs: xc,
+                    running_only,
+                    discovered_only,
+                    ..ScopePolicy::default()
+                },
+            )
     }
 
     fn target_ips(t: &[Target]) -> BTreeSet<IpAddr> {

@@ -127,7 +127,11 @@ impl PortRange {
 
 impl std::fmt::Display for PortRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.from == self.to { write!(f, "{}", self.from) } else { write!(f, "{}-{}", self.from, self.to) }
+        if self.from == self.to {
+            write!(f, "{}", self.from)
+        } else {
+            write!(f, "{}-{}", self.from, self.to)
+        }
     }
 }
 
@@ -149,7 +153,9 @@ pub struct Exposure {
 impl Exposure {
     /// True when some path lets the internet reach `port`/tcp.
     pub fn allows(&self, port: u16) -> bool {
-        self.paths.iter().any(|p| p.tcp.iter().any(|r| r.contains(port)))
+        self.paths
+            .iter()
+            .any(|p| p.tcp.iter().any(|r| r.contains(port)))
     }
 
     /// True when nothing is reachable from the internet.

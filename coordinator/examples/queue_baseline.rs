@@ -15,7 +15,8 @@
 //! connections (like worker processes), each with `--per-consumer` tasks that
 //! loop receive -> ack (prefetch = `--per-consumer`, like `scanfleet-worker
 //! --concurrency`), until every message was acked once. Each phase is timed on
-//! its own; connecting is outside the timings. A JSON summary goes to stdout,
+//! its own, the consume phase up to the first ack of the last message;
+//! connecting is outside the timings. A JSON summary goes to stdout,
 //! progress to stderr.
 //!
 //! Names: on RabbitMQ the queues are `<--prefix>.jobs.default`, `<prefix>.dlx`
@@ -23,8 +24,8 @@
 //! `--keep`. On SQS the queues are the `sqs://NAME` given and `NAME-dlq`; they
 //! are left in place (use a fresh name; on moto they vanish with the server).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -170,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
     let seen: Arc<Vec<AtomicU64>> = Arc::new((0..a.messages).map(|_| AtomicU64::new(0)).collect());
     let acked = Arc::new(AtomicU64::new(0));
     let stray = Arc::new(AtomicU64::new(0));
+    // When the last message was first acked: the clock stops there, not when the
+    // consumers' last (empty) receive returns.
+    let last_ack: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let errors = Arc::new(AtomicU64::new(0));
     let total = a.messages as u64;
     let tasks = a.consumers * a.per_consumer;
@@ -179,12 +183,13 @@ async fn main() -> anyhow::Result<()> {
     for conn in &conns {
         for _ in 0..a.per_consumer {
             let q = conn.dyn_queue();
-            let (seen, acked, stray, errors, barrier) = (
+            let (seen, acked, stray, errors, barrier, last_ack) = (
                 seen.clone(),
                 acked.clone(),
                 stray.clone(),
                 errors.clone(),
                 barrier.clone(),
+                last_ack.clone(),
             );
             set.spawn(async move {
                 barrier.wait().await;
@@ -209,7 +214,9 @@ async fn main() -> anyhow::Result<()> {
                     match index_of(&d.payload).and_then(|i| seen.get(i)) {
                         Some(s) => {
                             if s.fetch_add(1, Ordering::AcqRel) == 0 {
-                                acked.fetch_add(1, Ordering::AcqRel);
+                                if acked.fetch_add(1, Ordering::AcqRel) + 1 == total {
+                                    let _ = last_ack.set(Instant::now());
+                                }
                             }
                         }
                         None => {
@@ -223,7 +230,9 @@ async fn main() -> anyhow::Result<()> {
     barrier.wait().await;
     let started = Instant::now();
     while set.join_next().await.is_some() {}
-    let consume_time = started.elapsed();
+    let consume_time = last_ack
+        .get()
+        .map_or_else(|| started.elapsed(), |t| t.duration_since(started));
     let unique = acked.load(Ordering::Acquire);
     let deliveries: u64 = seen.iter().map(|s| s.load(Ordering::Relaxed)).sum();
     let duplicates = deliveries - unique;

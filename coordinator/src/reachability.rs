@@ -56,7 +56,11 @@ impl PortSet {
 
     /// One inclusive range; empty when `from > to`.
     pub fn range(from: u16, to: u16) -> Self {
-        if from > to { PortSet::empty() } else { PortSet(vec![(from, to)]) }
+        if from > to {
+            PortSet::empty()
+        } else {
+            PortSet(vec![(from, to)])
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,7 +119,10 @@ impl PortSet {
     }
 
     pub fn ranges(&self) -> Vec<PortRange> {
-        self.0.iter().map(|&(from, to)| PortRange { from, to }).collect()
+        self.0
+            .iter()
+            .map(|&(from, to)| PortRange { from, to })
+            .collect()
     }
 }
 
@@ -134,12 +141,20 @@ pub struct NetIndex<'a> {
 impl<'a> NetIndex<'a> {
     pub fn new(net: &'a Network) -> Self {
         let mut ix = NetIndex {
-            subnet_vpc: net.subnets.iter().map(|s| (s.subnet_id.as_str(), s.vpc_id.as_str())).collect(),
+            subnet_vpc: net
+                .subnets
+                .iter()
+                .map(|s| (s.subnet_id.as_str(), s.vpc_id.as_str()))
+                .collect(),
             route_by_subnet: HashMap::new(),
             main_route: HashMap::new(),
             acl_by_subnet: HashMap::new(),
             default_acl: HashMap::new(),
-            groups: net.security_groups.iter().map(|g| (g.group_id.as_str(), g)).collect(),
+            groups: net
+                .security_groups
+                .iter()
+                .map(|g| (g.group_id.as_str(), g))
+                .collect(),
             eips: HashMap::new(),
         };
         for rt in &net.route_tables {
@@ -168,12 +183,18 @@ impl<'a> NetIndex<'a> {
 
     fn route_table(&self, subnet: &str, vpc: Option<&str>) -> Option<&'a RouteTable> {
         let vpc = vpc.or_else(|| self.subnet_vpc.get(subnet).copied());
-        self.route_by_subnet.get(subnet).or_else(|| vpc.and_then(|v| self.main_route.get(v))).copied()
+        self.route_by_subnet
+            .get(subnet)
+            .or_else(|| vpc.and_then(|v| self.main_route.get(v)))
+            .copied()
     }
 
     fn network_acl(&self, subnet: &str, vpc: Option<&str>) -> Option<&'a NetworkAcl> {
         let vpc = vpc.or_else(|| self.subnet_vpc.get(subnet).copied());
-        self.acl_by_subnet.get(subnet).or_else(|| vpc.and_then(|v| self.default_acl.get(v))).copied()
+        self.acl_by_subnet
+            .get(subnet)
+            .or_else(|| vpc.and_then(|v| self.default_acl.get(v)))
+            .copied()
     }
 }
 
@@ -200,7 +221,9 @@ pub fn acl_tcp(entries: &[AclEntry], egress: bool, v6: bool) -> PortSet {
         }
         let ports = match e.protocol.as_str() {
             "-1" => PortSet::all(),
-            "6" | "tcp" => e.ports.map_or_else(PortSet::all, |r| PortSet::range(r.from, r.to)),
+            "6" | "tcp" => e
+                .ports
+                .map_or_else(PortSet::all, |r| PortSet::range(r.from, r.to)),
             _ => continue,
         };
         if e.allow {
@@ -251,13 +274,19 @@ fn interfaces(instance: &Instance) -> Vec<Interface> {
     if !instance.interfaces.is_empty() {
         return instance.interfaces.clone();
     }
-    let Some(private_ip) = instance.private_ip else { return Vec::new() };
+    let Some(private_ip) = instance.private_ip else {
+        return Vec::new();
+    };
     vec![Interface {
         interface_id: format!("{}/primary", instance.instance_id),
         subnet_id: instance.subnet_id.clone(),
         vpc_id: instance.vpc_id.clone(),
         device_index: 0,
-        addresses: vec![InterfaceAddress { private_ip, public_ip: instance.public_ip, primary: true }],
+        addresses: vec![InterfaceAddress {
+            private_ip,
+            public_ip: instance.public_ip,
+            primary: true,
+        }],
         ipv6: Vec::new(),
         security_groups: instance.security_groups.clone(),
     }]
@@ -276,7 +305,11 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
             let public = a
                 .public_ip
                 .or_else(|| ix.eips.get(&(eni, a.private_ip)).copied())
-                .or_else(|| (iface.device_index == 0 && a.primary).then_some(instance.public_ip).flatten());
+                .or_else(|| {
+                    (iface.device_index == 0 && a.primary)
+                        .then_some(instance.public_ip)
+                        .flatten()
+                });
             if let Some(p) = public {
                 facing.push((p, a.private_ip, false));
             }
@@ -286,7 +319,10 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
             out.notes.push(format!("{eni}: no public IP or Elastic IP"));
             continue;
         }
-        let subnet = iface.subnet_id.as_deref().or(instance.subnet_id.as_deref())?;
+        let subnet = iface
+            .subnet_id
+            .as_deref()
+            .or(instance.subnet_id.as_deref())?;
         let vpc = iface.vpc_id.as_deref().or(instance.vpc_id.as_deref());
         let rt = ix.route_table(subnet, vpc)?;
         let acl = ix.network_acl(subnet, vpc)?;
@@ -295,8 +331,10 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
         } else {
             &iface.security_groups
         };
-        let groups: Vec<&SecurityGroup> =
-            group_ids.iter().map(|g| ix.groups.get(g.as_str()).copied()).collect::<Option<_>>()?;
+        let groups: Vec<&SecurityGroup> = group_ids
+            .iter()
+            .map(|g| ix.groups.get(g.as_str()).copied())
+            .collect::<Option<_>>()?;
         for (public_ip, private_ip, v6) in facing {
             let any = anywhere(v6);
             let Some(igw) = internet_route(rt, v6) else {
@@ -314,7 +352,8 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
                 ));
                 continue;
             }
-            let replies = acl_tcp(&acl.entries, true, v6).intersect(&PortSet::range(EPHEMERAL_FROM, u16::MAX));
+            let replies = acl_tcp(&acl.entries, true, v6)
+                .intersect(&PortSet::range(EPHEMERAL_FROM, u16::MAX));
             if replies.is_empty() {
                 out.notes.push(format!(
                     "{eni} ({public_ip}): network ACL {} denies outbound replies to {any}",
@@ -322,10 +361,15 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
                 ));
                 continue;
             }
-            let per_group: Vec<(&SecurityGroup, PortSet)> = groups.iter().map(|g| (*g, group_tcp(g, v6))).collect();
-            let allowed = per_group.iter().fold(PortSet::empty(), |acc, (_, p)| acc.union(p));
+            let per_group: Vec<(&SecurityGroup, PortSet)> =
+                groups.iter().map(|g| (*g, group_tcp(g, v6))).collect();
+            let allowed = per_group
+                .iter()
+                .fold(PortSet::empty(), |acc, (_, p)| acc.union(p));
             if allowed.is_empty() {
-                out.notes.push(format!("{eni} ({public_ip}): no security group allows inbound TCP from {any}"));
+                out.notes.push(format!(
+                    "{eni} ({public_ip}): no security group allows inbound TCP from {any}"
+                ));
                 continue;
             }
             let open = inbound.intersect(&allowed);
@@ -364,10 +408,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn loc() -> Location {
-        Location { account_id: "111111111111".into(), region: "us-east-1".into() }
+        Location {
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+        }
     }
 
-    fn entry(n: i32, egress: bool, proto: &str, allow: bool, cidr: &str, ports: Option<(u16, u16)>) -> AclEntry {
+    fn entry(
+        n: i32,
+        egress: bool,
+        proto: &str,
+        allow: bool,
+        cidr: &str,
+        ports: Option<(u16, u16)>,
+    ) -> AclEntry {
         AclEntry {
             rule_number: n,
             egress,
@@ -410,8 +464,20 @@ mod tests {
     fn network() -> Network {
         Network {
             subnets: vec![
-                Subnet { subnet_id: "subnet-pub".into(), vpc_id: "vpc-1".into(), location: loc(), availability_zone: None, cidr: None },
-                Subnet { subnet_id: "subnet-priv".into(), vpc_id: "vpc-1".into(), location: loc(), availability_zone: None, cidr: None },
+                Subnet {
+                    subnet_id: "subnet-pub".into(),
+                    vpc_id: "vpc-1".into(),
+                    location: loc(),
+                    availability_zone: None,
+                    cidr: None,
+                },
+                Subnet {
+                    subnet_id: "subnet-priv".into(),
+                    vpc_id: "vpc-1".into(),
+                    location: loc(),
+                    availability_zone: None,
+                    cidr: None,
+                },
             ],
             route_tables: vec![
                 RouteTable {
@@ -420,7 +486,11 @@ mod tests {
                     location: loc(),
                     main: true,
                     subnet_ids: vec![],
-                    routes: vec![Route { destination: Some("10.0.0.0/16".parse().unwrap()), target: Some("local".into()), state: None }],
+                    routes: vec![Route {
+                        destination: Some("10.0.0.0/16".parse().unwrap()),
+                        target: Some("local".into()),
+                        state: None,
+                    }],
                 },
                 RouteTable {
                     route_table_id: "rtb-pub".into(),
@@ -428,7 +498,11 @@ mod tests {
                     location: loc(),
                     main: false,
                     subnet_ids: vec!["subnet-pub".into()],
-                    routes: vec![Route { destination: Some("0.0.0.0/0".parse().unwrap()), target: Some("igw-1".into()), state: Some("active".into()) }],
+                    routes: vec![Route {
+                        destination: Some("0.0.0.0/0".parse().unwrap()),
+                        target: Some("igw-1".into()),
+                        state: Some("active".into()),
+                    }],
                 },
             ],
             network_acls: vec![NetworkAcl {
@@ -440,7 +514,14 @@ mod tests {
                 entries: default_acl_entries(),
             }],
             security_groups: vec![
-                sg("sg-web", &[("tcp", 443, 443, "0.0.0.0/0"), ("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 22, 22, "10.0.0.0/8")]),
+                sg(
+                    "sg-web",
+                    &[
+                        ("tcp", 443, 443, "0.0.0.0/0"),
+                        ("tcp", 80, 80, "0.0.0.0/0"),
+                        ("tcp", 22, 22, "10.0.0.0/8"),
+                    ],
+                ),
                 sg("sg-all", &[("-1", -1, -1, "0.0.0.0/0")]),
                 sg("sg-internal", &[("tcp", 0, 65535, "10.0.0.0/8")]),
             ],
@@ -489,28 +570,49 @@ mod tests {
     }
 
     fn open(e: &Exposure) -> Vec<String> {
-        e.paths.iter().flat_map(|p| p.tcp.iter().map(move |r| format!("{} {r}", p.public_ip))).collect()
+        e.paths
+            .iter()
+            .flat_map(|p| p.tcp.iter().map(move |r| format!("{} {r}", p.public_ip)))
+            .collect()
     }
 
     #[test]
     fn public_subnet_with_open_group_is_exposed_on_its_ports_only() {
         let net = network();
         let ix = NetIndex::new(&net);
-        let e = exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-web", "sg-internal"]), &ix).unwrap();
+        let e = exposure(
+            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web", "sg-internal"]),
+            &ix,
+        )
+        .unwrap();
         assert_eq!(open(&e), ["3.3.3.3 80", "3.3.3.3 443"]);
         let p = &e.paths[0];
-        assert_eq!((p.internet_gateway.as_str(), p.route_table.as_str(), p.network_acl.as_str()), ("igw-1", "rtb-pub", "acl-default"));
+        assert_eq!(
+            (
+                p.internet_gateway.as_str(),
+                p.route_table.as_str(),
+                p.network_acl.as_str()
+            ),
+            ("igw-1", "rtb-pub", "acl-default")
+        );
         assert_eq!(p.security_groups, ["sg-web"]);
         let mut a = Asset::from_ip("10.0.1.10".parse().unwrap());
         a.exposure = Some(e);
         assert!(exposed(&a, 443) && exposed(&a, 80) && !exposed(&a, 22) && !exposed(&a, 8080));
-        assert!(!exposed(&Asset::from_ip("10.0.1.10".parse().unwrap()), 443), "unknown is not exposed");
+        assert!(
+            !exposed(&Asset::from_ip("10.0.1.10".parse().unwrap()), 443),
+            "unknown is not exposed"
+        );
     }
 
     #[test]
     fn the_eip_counts_as_public_address() {
         let net = network();
-        let e = exposure(&instance("subnet-pub", None, &["sg-all"]), &NetIndex::new(&net)).unwrap();
+        let e = exposure(
+            &instance("subnet-pub", None, &["sg-all"]),
+            &NetIndex::new(&net),
+        )
+        .unwrap();
         assert_eq!(open(&e), ["54.0.0.9 0-65535"]);
     }
 
@@ -518,13 +620,31 @@ mod tests {
     fn each_missing_layer_closes_with_its_reason() {
         let net = network();
         let ix = NetIndex::new(&net);
-        let no_public = exposure(&instance("subnet-pub", None, &["sg-web"]), &NetIndex::new(&Network { elastic_ips: vec![], ..net.clone() })).unwrap();
+        let no_public = exposure(
+            &instance("subnet-pub", None, &["sg-web"]),
+            &NetIndex::new(&Network {
+                elastic_ips: vec![],
+                ..net.clone()
+            }),
+        )
+        .unwrap();
         assert_eq!(no_public.notes, ["eni-1: no public IP or Elastic IP"]);
-        let private = exposure(&instance("subnet-priv", Some("3.3.3.3"), &["sg-all"]), &ix).unwrap();
+        let private =
+            exposure(&instance("subnet-priv", Some("3.3.3.3"), &["sg-all"]), &ix).unwrap();
         assert!(private.is_closed());
-        assert_eq!(private.notes, ["eni-1 (3.3.3.3): route table rtb-main has no 0.0.0.0/0 route to an internet gateway"]);
-        let internal = exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-internal"]), &ix).unwrap();
-        assert_eq!(internal.notes, ["eni-1 (3.3.3.3): no security group allows inbound TCP from 0.0.0.0/0"]);
+        assert_eq!(
+            private.notes,
+            ["eni-1 (3.3.3.3): route table rtb-main has no 0.0.0.0/0 route to an internet gateway"]
+        );
+        let internal = exposure(
+            &instance("subnet-pub", Some("3.3.3.3"), &["sg-internal"]),
+            &ix,
+        )
+        .unwrap();
+        assert_eq!(
+            internal.notes,
+            ["eni-1 (3.3.3.3): no security group allows inbound TCP from 0.0.0.0/0"]
+        );
 
         let mut strict = net.clone();
         strict.network_acls.push(NetworkAcl {
@@ -540,31 +660,75 @@ mod tests {
                 entry(100, true, "-1", true, "0.0.0.0/0", None),
             ],
         });
-        let e = exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]), &NetIndex::new(&strict)).unwrap();
-        assert_eq!(open(&e), ["3.3.3.3 80"], "rule 100 denies 443 before rule 110 allows it");
+        let e = exposure(
+            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]),
+            &NetIndex::new(&strict),
+        )
+        .unwrap();
+        assert_eq!(
+            open(&e),
+            ["3.3.3.3 80"],
+            "rule 100 denies 443 before rule 110 allows it"
+        );
         strict.network_acls[1].entries.retain(|x| !x.egress);
-        let e = exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]), &NetIndex::new(&strict)).unwrap();
-        assert_eq!(e.notes, ["eni-1 (3.3.3.3): network ACL acl-strict denies outbound replies to 0.0.0.0/0"]);
-        strict.network_acls[1].entries = vec![entry(100, false, "6", true, "0.0.0.0/0", Some((8000, 9000))), entry(100, true, "-1", true, "0.0.0.0/0", None)];
-        let e = exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]), &NetIndex::new(&strict)).unwrap();
-        assert_eq!(e.notes, ["eni-1 (3.3.3.3): network ACL acl-strict blocks every port the security groups open to 0.0.0.0/0"]);
+        let e = exposure(
+            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]),
+            &NetIndex::new(&strict),
+        )
+        .unwrap();
+        assert_eq!(
+            e.notes,
+            ["eni-1 (3.3.3.3): network ACL acl-strict denies outbound replies to 0.0.0.0/0"]
+        );
+        strict.network_acls[1].entries = vec![
+            entry(100, false, "6", true, "0.0.0.0/0", Some((8000, 9000))),
+            entry(100, true, "-1", true, "0.0.0.0/0", None),
+        ];
+        let e = exposure(
+            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]),
+            &NetIndex::new(&strict),
+        )
+        .unwrap();
+        assert_eq!(
+            e.notes,
+            [
+                "eni-1 (3.3.3.3): network ACL acl-strict blocks every port the security groups open to 0.0.0.0/0"
+            ]
+        );
     }
 
     #[test]
     fn blackhole_routes_and_unknown_configuration() {
         let mut net = network();
         net.route_tables[1].routes[0].state = Some("blackhole".into());
-        let e = exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-all"]), &NetIndex::new(&net)).unwrap();
+        let e = exposure(
+            &instance("subnet-pub", Some("3.3.3.3"), &["sg-all"]),
+            &NetIndex::new(&net),
+        )
+        .unwrap();
         assert!(e.is_closed());
         let net = network();
         let ix = NetIndex::new(&net);
-        assert_eq!(exposure(&instance("subnet-pub", Some("3.3.3.3"), &["sg-unknown"]), &ix), None);
+        assert_eq!(
+            exposure(
+                &instance("subnet-pub", Some("3.3.3.3"), &["sg-unknown"]),
+                &ix
+            ),
+            None
+        );
         let mut i = instance("subnet-other", Some("3.3.3.3"), &["sg-all"]);
         i.vpc_id = Some("vpc-other".into());
         i.interfaces[0].vpc_id = Some("vpc-other".into());
         assert_eq!(exposure(&i, &ix), None);
         // Without a public address nothing else needs to be known.
-        assert!(exposure(&instance("subnet-other", None, &["sg-unknown"]), &NetIndex::new(&Network::default())).unwrap().is_closed());
+        assert!(
+            exposure(
+                &instance("subnet-other", None, &["sg-unknown"]),
+                &NetIndex::new(&Network::default())
+            )
+            .unwrap()
+            .is_closed()
+        );
     }
 
     #[test]
@@ -573,18 +737,34 @@ mod tests {
         net.elastic_ips.clear();
         let mut i = instance("subnet-pub", None, &["sg-v6"]);
         i.interfaces[0].ipv6 = vec!["2600::1".parse().unwrap()];
-        net.security_groups.push(sg("sg-v6", &[("tcp", 22, 22, "::/0"), ("tcp", 80, 80, "0.0.0.0/0")]));
-        net.network_acls[0].entries.extend([entry(101, false, "-1", true, "::/0", None), entry(101, true, "-1", true, "::/0", None)]);
+        net.security_groups.push(sg(
+            "sg-v6",
+            &[("tcp", 22, 22, "::/0"), ("tcp", 80, 80, "0.0.0.0/0")],
+        ));
+        net.network_acls[0].entries.extend([
+            entry(101, false, "-1", true, "::/0", None),
+            entry(101, true, "-1", true, "::/0", None),
+        ]);
         let e = exposure(&i, &NetIndex::new(&net)).unwrap();
-        assert_eq!(e.notes, ["eni-1 (2600::1): route table rtb-pub has no ::/0 route to an internet gateway"]);
-        net.route_tables[1].routes.push(Route { destination: Some("::/0".parse().unwrap()), target: Some("igw-1".into()), state: None });
+        assert_eq!(
+            e.notes,
+            ["eni-1 (2600::1): route table rtb-pub has no ::/0 route to an internet gateway"]
+        );
+        net.route_tables[1].routes.push(Route {
+            destination: Some("::/0".parse().unwrap()),
+            target: Some("igw-1".into()),
+            state: None,
+        });
         let e = exposure(&i, &NetIndex::new(&net)).unwrap();
         assert_eq!(open(&e), ["2600::1 22"]);
     }
 
     fn arb_set() -> impl Strategy<Value = PortSet> {
-        proptest::collection::vec((any::<u16>(), 0u16..3000), 0..6)
-            .prop_map(|v| v.into_iter().fold(PortSet::empty(), |acc, (a, len)| acc.union(&PortSet::range(a, a.saturating_add(len)))))
+        proptest::collection::vec((any::<u16>(), 0u16..3000), 0..6).prop_map(|v| {
+            v.into_iter().fold(PortSet::empty(), |acc, (a, len)| {
+                acc.union(&PortSet::range(a, a.saturating_add(len)))
+            })
+        })
     }
 
     fn bits(s: &PortSet) -> Vec<bool> {

@@ -61,7 +61,10 @@ impl Zone {
 
     /// Accounts whose VPCs are in the zone.
     pub fn accounts(&self) -> BTreeSet<&str> {
-        self.vpcs.iter().filter_map(|v| v.account_id.as_deref()).collect()
+        self.vpcs
+            .iter()
+            .filter_map(|v| v.account_id.as_deref())
+            .collect()
     }
 }
 
@@ -92,11 +95,17 @@ impl Dsu {
 
 /// Zones of a discovered estate, sorted by name.
 pub fn compute(d: &Discovery) -> Vec<Zone> {
-    from_network(&d.network, d.assets.iter().filter_map(|a| a.vpc_id.as_deref()))
+    from_network(
+        &d.network,
+        d.assets.iter().filter_map(|a| a.vpc_id.as_deref()),
+    )
 }
 
 /// Zones of a network; `instance_vpcs` yields the VPC of each instance, for counts.
-pub fn from_network<'a>(net: &Network, instance_vpcs: impl IntoIterator<Item = &'a str>) -> Vec<Zone> {
+pub fn from_network<'a>(
+    net: &Network,
+    instance_vpcs: impl IntoIterator<Item = &'a str>,
+) -> Vec<Zone> {
     // Every VPC, discovered or only named by a peering; BTreeMap keeps ids sorted.
     let mut vpcs: BTreeMap<&str, ZoneVpc> = BTreeMap::new();
     for v in &net.vpcs {
@@ -132,7 +141,10 @@ pub fn from_network<'a>(net: &Network, instance_vpcs: impl IntoIterator<Item = &
     let index: HashMap<&str, usize> = vpcs.keys().enumerate().map(|(i, k)| (*k, i)).collect();
     let mut dsu = Dsu((0..vpcs.len()).collect());
     for p in &active {
-        dsu.union(index[p.requester.vpc_id.as_str()], index[p.accepter.vpc_id.as_str()]);
+        dsu.union(
+            index[p.requester.vpc_id.as_str()],
+            index[p.accepter.vpc_id.as_str()],
+        );
     }
     // Roots are the smallest index of each set, which is the smallest VPC id.
     let mut zones: BTreeMap<usize, Zone> = BTreeMap::new();
@@ -140,7 +152,11 @@ pub fn from_network<'a>(net: &Network, instance_vpcs: impl IntoIterator<Item = &
         let root = dsu.find(i);
         zones
             .entry(root)
-            .or_insert_with(|| Zone { name: zone_name(id), vpcs: Vec::new(), peerings: Vec::new() })
+            .or_insert_with(|| Zone {
+                name: zone_name(id),
+                vpcs: Vec::new(),
+                peerings: Vec::new(),
+            })
             .vpcs
             .push(v);
     }
@@ -161,25 +177,41 @@ pub fn from_network<'a>(net: &Network, instance_vpcs: impl IntoIterator<Item = &
 
 /// The zone of every VPC.
 pub fn by_vpc(zones: &[Zone]) -> HashMap<&str, &str> {
-    zones.iter().flat_map(|z| z.vpcs.iter().map(move |v| (v.vpc_id.as_str(), z.name.as_str()))).collect()
+    zones
+        .iter()
+        .flat_map(|z| {
+            z.vpcs
+                .iter()
+                .map(move |v| (v.vpc_id.as_str(), z.name.as_str()))
+        })
+        .collect()
 }
 
 /// Set each asset's zone from its VPC; assets without a known VPC get none.
 pub fn assign(assets: &mut [Asset], zones: &[Zone]) {
     let map = by_vpc(zones);
     for a in assets {
-        a.zone = a.vpc_id.as_deref().and_then(|v| map.get(v)).map(|z| z.to_string());
+        a.zone = a
+            .vpc_id
+            .as_deref()
+            .and_then(|v| map.get(v))
+            .map(|z| z.to_string());
     }
 }
 
 /// Group targets by the zone of their asset, the input of the planner. Targets of
 /// assets without a zone go to [`DEFAULT_ZONE`].
 pub fn group_targets(assets: &[Asset], targets: Vec<Target>) -> BTreeMap<String, Vec<Target>> {
-    let zone_of: HashMap<&str, &str> =
-        assets.iter().filter_map(|a| a.zone.as_deref().map(|z| (a.id.as_str(), z))).collect();
+    let zone_of: HashMap<&str, &str> = assets
+        .iter()
+        .filter_map(|a| a.zone.as_deref().map(|z| (a.id.as_str(), z)))
+        .collect();
     let mut out: BTreeMap<String, Vec<Target>> = BTreeMap::new();
     for t in targets {
-        let zone = zone_of.get(t.asset_id.as_str()).copied().unwrap_or(DEFAULT_ZONE);
+        let zone = zone_of
+            .get(t.asset_id.as_str())
+            .copied()
+            .unwrap_or(DEFAULT_ZONE);
         out.entry(zone.to_string()).or_default().push(t);
     }
     out
@@ -205,7 +237,11 @@ impl fmt::Display for Listing<'_> {
                 plural(accounts),
                 z.instances(),
                 plural(z.instances()),
-                if z.peerings.is_empty() { String::new() } else { format!(", peered by {}", z.peerings.join(" ")) }
+                if z.peerings.is_empty() {
+                    String::new()
+                } else {
+                    format!(", peered by {}", z.peerings.join(" "))
+                }
             )?;
             for v in &z.vpcs {
                 let cidrs: Vec<String> = v.cidrs.iter().map(|c| c.to_string()).collect();
@@ -215,8 +251,16 @@ impl fmt::Display for Listing<'_> {
                     v.vpc_id,
                     v.account_id.as_deref().unwrap_or("-"),
                     v.region.as_deref().unwrap_or("-"),
-                    if cidrs.is_empty() { "-".to_string() } else { cidrs.join(",") },
-                    if v.discovered { format!("{} instance{}", v.instances, plural(v.instances)) } else { "not discovered".into() },
+                    if cidrs.is_empty() {
+                        "-".to_string()
+                    } else {
+                        cidrs.join(",")
+                    },
+                    if v.discovered {
+                        format!("{} instance{}", v.instances, plural(v.instances))
+                    } else {
+                        "not discovered".into()
+                    },
                     if v.is_default { ", default VPC" } else { "" }
                 )?;
             }
@@ -238,7 +282,10 @@ mod tests {
     fn vpc(id: &str, account: &str) -> Vpc {
         Vpc {
             vpc_id: id.into(),
-            location: Location { account_id: account.into(), region: "us-east-1".into() },
+            location: Location {
+                account_id: account.into(),
+                region: "us-east-1".into(),
+            },
             cidrs: vec![],
             is_default: false,
             tags: Default::default(),
@@ -246,18 +293,40 @@ mod tests {
     }
 
     fn peering(id: &str, a: &str, b: &str, status: &str) -> Peering {
-        let side = |v: &str| PeeringSide { vpc_id: v.into(), account_id: None, region: None };
-        Peering { peering_id: id.into(), status: status.into(), requester: side(a), accepter: side(b) }
+        let side = |v: &str| PeeringSide {
+            vpc_id: v.into(),
+            account_id: None,
+            region: None,
+        };
+        Peering {
+            peering_id: id.into(),
+            status: status.into(),
+            requester: side(a),
+            accepter: side(b),
+        }
     }
 
     fn names(z: &[Zone]) -> Vec<(String, Vec<String>)> {
-        z.iter().map(|z| (z.name.clone(), z.vpcs.iter().map(|v| v.vpc_id.clone()).collect())).collect()
+        z.iter()
+            .map(|z| {
+                (
+                    z.name.clone(),
+                    z.vpcs.iter().map(|v| v.vpc_id.clone()).collect(),
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn active_peering_joins_and_others_do_not() {
         let net = Network {
-            vpcs: vec![vpc("vpc-c", "1"), vpc("vpc-b", "2"), vpc("vpc-a", "1"), vpc("vpc-d", "3"), vpc("vpc-e", "3")],
+            vpcs: vec![
+                vpc("vpc-c", "1"),
+                vpc("vpc-b", "2"),
+                vpc("vpc-a", "1"),
+                vpc("vpc-d", "3"),
+                vpc("vpc-e", "3"),
+            ],
             peerings: vec![
                 peering("pcx-1", "vpc-c", "vpc-b", "active"),
                 peering("pcx-2", "vpc-d", "vpc-e", "pending-acceptance"),
@@ -271,7 +340,10 @@ mod tests {
             names(&z),
             [
                 ("zone-vpc-a".to_string(), vec!["vpc-a".to_string()]),
-                ("zone-vpc-b".into(), vec!["vpc-b".into(), "vpc-c".into(), "vpc-x".into()]),
+                (
+                    "zone-vpc-b".into(),
+                    vec!["vpc-b".into(), "vpc-c".into(), "vpc-x".into()]
+                ),
                 ("zone-vpc-d".into(), vec!["vpc-d".into()]),
                 ("zone-vpc-e".into(), vec!["vpc-e".into()]),
             ]
@@ -280,23 +352,40 @@ mod tests {
         assert_eq!(z[1].instances(), 3);
         assert!(!z[1].vpcs[2].discovered);
         let text = Listing(&z).to_string();
-        assert!(text.contains("zone-vpc-b  3 VPCs, 2 accounts, 3 instances, peered by pcx-1 pcx-3"), "{text}");
+        assert!(
+            text.contains("zone-vpc-b  3 VPCs, 2 accounts, 3 instances, peered by pcx-1 pcx-3"),
+            "{text}"
+        );
         assert!(text.contains("not discovered"), "{text}");
 
-        let mut assets = vec![Asset::from_ip("10.0.0.1".parse().unwrap()), Asset::from_ip("10.0.0.2".parse().unwrap())];
+        let mut assets = vec![
+            Asset::from_ip("10.0.0.1".parse().unwrap()),
+            Asset::from_ip("10.0.0.2".parse().unwrap()),
+        ];
         assets[0].vpc_id = Some("vpc-c".into());
         assign(&mut assets, &z);
         assert_eq!(assets[0].zone.as_deref(), Some("zone-vpc-b"));
         assert_eq!(assets[1].zone, None);
-        let targets = assets.iter().map(|a| Target { ip: a.private_ip, asset_id: a.id.clone(), rate_pps: 1 }).collect();
+        let targets = assets
+            .iter()
+            .map(|a| Target {
+                ip: a.private_ip,
+                asset_id: a.id.clone(),
+                rate_pps: 1,
+            })
+            .collect();
         let grouped = group_targets(&assets, targets);
-        assert_eq!(grouped.keys().collect::<Vec<_>>(), ["default", "zone-vpc-b"]);
+        assert_eq!(
+            grouped.keys().collect::<Vec<_>>(),
+            ["default", "zone-vpc-b"]
+        );
     }
 
     proptest! {
         /// Zones are the connected components of the active-peering graph, named by
         /// their smallest VPC, independent of input order.
         #[test]
+        #[allow(clippy::needless_range_loop)]
         fn zones_are_components(edges in proptest::collection::vec((0u8..12, 0u8..12, any::<bool>()), 0..20), n in 1u8..12, seed in any::<u64>()) {
             let vpcs: Vec<Vpc> = (0..n).map(|i| vpc(&format!("vpc-{i:02}"), "1")).collect();
             let peerings: Vec<Peering> = edges.iter().enumerate()

@@ -45,8 +45,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::model::{
-    AclEntry, ElasticIp, Instance, Interface, InterfaceAddress, Location, Network, NetworkAcl, Peering,
-    PeeringSide, Route, RouteTable, SecurityGroup, SgRule, Subnet, Vpc,
+    AclEntry, ElasticIp, Instance, Interface, InterfaceAddress, Location, Network, NetworkAcl,
+    Peering, PeeringSide, Route, RouteTable, SecurityGroup, SgRule, Subnet, Vpc,
 };
 use super::{AccountReport, AccountStatus, ApiCalls, Discovery, DiscoveryError, Failure};
 
@@ -158,7 +158,10 @@ fn is_account_id(s: &str) -> bool {
 }
 
 fn is_region(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl AwsDiscoveryOptions {
@@ -169,12 +172,23 @@ impl AwsDiscoveryOptions {
     pub fn validate(&self) -> Result<(), DiscoveryError> {
         let bad = |m: String| Err(DiscoveryError::Invalid(m));
         let role_ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c);
-        if self.role_name.is_empty() || self.role_name.len() > 64 || !self.role_name.chars().all(role_ok) {
-            return bad(format!("role name {:?}: expected 1 to 64 of A-Z a-z 0-9 + = , . @ _ - /", self.role_name));
+        if self.role_name.is_empty()
+            || self.role_name.len() > 64
+            || !self.role_name.chars().all(role_ok)
+        {
+            return bad(format!(
+                "role name {:?}: expected 1 to 64 of A-Z a-z 0-9 + = , . @ _ - /",
+                self.role_name
+            ));
         }
         let session_ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
-        if !(2..=64).contains(&self.session_name.len()) || !self.session_name.chars().all(session_ok) {
-            return bad(format!("session name {:?}: expected 2 to 64 of A-Z a-z 0-9 + = , . @ _ -", self.session_name));
+        if !(2..=64).contains(&self.session_name.len())
+            || !self.session_name.chars().all(session_ok)
+        {
+            return bad(format!(
+                "session name {:?}: expected 2 to 64 of A-Z a-z 0-9 + = , . @ _ -",
+                self.session_name
+            ));
         }
         if let Some(x) = &self.external_id
             && !(2..=1224).contains(&x.len())
@@ -182,7 +196,10 @@ impl AwsDiscoveryOptions {
             return bad("external ID: expected 2 to 1224 characters".into());
         }
         if !["aws", "aws-cn", "aws-us-gov"].contains(&self.partition.as_str()) {
-            return bad(format!("partition {:?}: expected aws, aws-cn or aws-us-gov", self.partition));
+            return bad(format!(
+                "partition {:?}: expected aws, aws-cn or aws-us-gov",
+                self.partition
+            ));
         }
         if let AccountSource::List(list) = &self.accounts {
             if list.is_empty() {
@@ -196,15 +213,25 @@ impl AwsDiscoveryOptions {
             if regions.is_empty() {
                 return bad("no regions to discover".into());
             }
-            if let Some(r) = regions.iter().chain(&self.home_region).find(|r| !is_region(r)) {
+            if let Some(r) = regions
+                .iter()
+                .chain(&self.home_region)
+                .find(|r| !is_region(r))
+            {
                 return bad(format!("region {r:?} is not a region name"));
             }
         }
         if !(1..=1024).contains(&self.concurrency) {
-            return bad(format!("concurrency {}: expected 1 to 1024", self.concurrency));
+            return bad(format!(
+                "concurrency {}: expected 1 to 1024",
+                self.concurrency
+            ));
         }
         if !(1..=10).contains(&self.max_attempts) {
-            return bad(format!("max attempts {}: expected 1 to 10", self.max_attempts));
+            return bad(format!(
+                "max attempts {}: expected 1 to 10",
+                self.max_attempts
+            ));
         }
         if !(5..=1000).contains(&self.page_size) {
             return bad(format!("page size {}: expected 5 to 1000", self.page_size));
@@ -230,7 +257,10 @@ pub fn parse_accounts(text: &str) -> Result<Vec<AccountRef>, DiscoveryError> {
             continue;
         }
         let (id, name) = match line.find(|c: char| c.is_whitespace() || c == ',') {
-            Some(i) => (&line[..i], line[i + 1..].trim_matches(|c: char| c.is_whitespace() || c == ',')),
+            Some(i) => (
+                &line[..i],
+                line[i + 1..].trim_matches(|c: char| c.is_whitespace() || c == ','),
+            ),
             None => (line, ""),
         };
         if !is_account_id(id) {
@@ -240,11 +270,16 @@ pub fn parse_accounts(text: &str) -> Result<Vec<AccountRef>, DiscoveryError> {
             )));
         }
         if !out.iter().any(|a| a.account_id == id) {
-            out.push(AccountRef { account_id: id.into(), name: (!name.is_empty()).then(|| name.to_string()) });
+            out.push(AccountRef {
+                account_id: id.into(),
+                name: (!name.is_empty()).then(|| name.to_string()),
+            });
         }
     }
     if out.is_empty() {
-        return Err(DiscoveryError::Invalid("accounts: no account id in the list".into()));
+        return Err(DiscoveryError::Invalid(
+            "accounts: no account id in the list".into(),
+        ));
     }
     Ok(out)
 }
@@ -254,9 +289,14 @@ pub fn parse_accounts(text: &str) -> Result<Vec<AccountRef>, DiscoveryError> {
 /// # Errors
 /// [`DiscoveryError::Invalid`] naming the path and what is wrong.
 pub fn load_accounts(path: &Path) -> Result<Vec<AccountRef>, DiscoveryError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DiscoveryError::Invalid(format!("accounts file {}: cannot read: {e}", path.display())))?;
-    parse_accounts(&text).map_err(|e| DiscoveryError::Invalid(format!("accounts file {}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DiscoveryError::Invalid(format!(
+            "accounts file {}: cannot read: {e}",
+            path.display()
+        ))
+    })?;
+    parse_accounts(&text)
+        .map_err(|e| DiscoveryError::Invalid(format!("accounts file {}: {e}", path.display())))
 }
 
 /// Counts requests and attempts per operation, for every client it is attached to.
@@ -267,11 +307,16 @@ struct CallCounter {
 
 impl CallCounter {
     fn bump(&self, cfg: &ConfigBag, attempt: bool) {
-        let name = cfg
-            .load::<Metadata>()
-            .map_or_else(|| "unknown".to_string(), |m| format!("{}:{}", m.service().to_ascii_lowercase(), m.name()));
+        let name = cfg.load::<Metadata>().map_or_else(
+            || "unknown".to_string(),
+            |m| format!("{}:{}", m.service().to_ascii_lowercase(), m.name()),
+        );
         if let Ok(mut c) = self.calls.lock() {
-            let map = if attempt { &mut c.attempts } else { &mut c.requests };
+            let map = if attempt {
+                &mut c.attempts
+            } else {
+                &mut c.requests
+            };
             *map.entry(name).or_insert(0) += 1;
         }
     }
@@ -315,11 +360,18 @@ impl Intercept for CountCalls {
 /// `http://` endpoints (emulators) work too.
 fn https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Turn an SDK error into a [`Failure`] that says whether retrying later may help.
-fn failure<E>(op: &str, err: &SdkError<E, HttpResponse>, at: Option<&Location>, account: Option<&str>) -> Failure
+fn failure<E>(
+    op: &str,
+    err: &SdkError<E, HttpResponse>,
+    at: Option<&Location>,
+    account: Option<&str>,
+) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -332,22 +384,31 @@ where
         // document of another protocol that the SDK cannot parse: read the code
         // and message from the body then.
         if code.is_none()
-            && let Some(body) = se.raw().body().bytes().and_then(|b| std::str::from_utf8(b).ok())
+            && let Some(body) = se
+                .raw()
+                .body()
+                .bytes()
+                .and_then(|b| std::str::from_utf8(b).ok())
         {
             code = xml_element(body, "Code");
             message = message.or_else(|| xml_element(body, "Message"));
         }
     }
     let transient = match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(_) => {
-            code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+            code.as_deref()
+                .is_some_and(|c| TRANSIENT_CODES.contains(&c))
                 || status.is_some_and(|s| s == 429 || s >= 500)
         }
         _ => false,
     };
     Failure {
-        account_id: at.map(|l| l.account_id.clone()).or_else(|| account.map(str::to_string)),
+        account_id: at
+            .map(|l| l.account_id.clone())
+            .or_else(|| account.map(str::to_string)),
         region: at.map(|l| l.region.clone()),
         operation: op.to_string(),
         code,
@@ -381,7 +442,9 @@ fn net(s: Option<&str>) -> Option<IpNet> {
 }
 
 fn tags(t: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
-    t.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string()))).collect()
+    t.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
 }
 
 /// What one account-region walk found.
@@ -411,7 +474,9 @@ pub struct AwsDiscoverer {
 
 impl fmt::Debug for AwsDiscoverer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsDiscoverer").field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("AwsDiscoverer")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -434,7 +499,8 @@ impl AwsDiscoverer {
     /// [`DiscoveryError::Invalid`] for bad options.
     pub async fn new(opts: AwsDiscoveryOptions) -> Result<Self, DiscoveryError> {
         opts.validate()?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
         if let Some(r) = &opts.home_region {
             loader = loader.region(Region::new(r.clone()));
         }
@@ -447,7 +513,10 @@ impl AwsDiscoverer {
     ///
     /// # Errors
     /// [`DiscoveryError::Invalid`] for bad options.
-    pub fn with_sdk_config(opts: AwsDiscoveryOptions, sdk: &SdkConfig) -> Result<Self, DiscoveryError> {
+    pub fn with_sdk_config(
+        opts: AwsDiscoveryOptions,
+        sdk: &SdkConfig,
+    ) -> Result<Self, DiscoveryError> {
         opts.validate()?;
         let mut b = sdk
             .to_builder()
@@ -495,7 +564,9 @@ impl AwsDiscoverer {
     }
 
     fn home_region(&self) -> String {
-        self.base.region().map_or_else(|| DEFAULT_HOME_REGION.to_string(), |r| r.to_string())
+        self.base
+            .region()
+            .map_or_else(|| DEFAULT_HOME_REGION.to_string(), |r| r.to_string())
     }
 
     fn ec2(&self, sdk: &SdkConfig, region: &str) -> aws_sdk_ec2::Client {
@@ -507,8 +578,9 @@ impl AwsDiscoverer {
     }
 
     fn sts(&self) -> aws_sdk_sts::Client {
-        let conf =
-            aws_sdk_sts::config::Builder::from(&self.base).interceptor(CountCalls(self.counter.clone())).build();
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .interceptor(CountCalls(self.counter.clone()))
+            .build();
         aws_sdk_sts::Client::from_conf(conf)
     }
 
@@ -517,14 +589,22 @@ impl AwsDiscoverer {
         match &self.opts.accounts {
             AccountSource::List(list) => Ok((list.clone(), Vec::new())),
             AccountSource::Caller => {
-                let out = self
-                    .sts()
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| DiscoveryError::Accounts(failure("sts:GetCallerIdentity", &e, None, None)))?;
+                let out = self.sts().get_caller_identity().send().await.map_err(|e| {
+                    DiscoveryError::Accounts(Box::new(failure(
+                        "sts:GetCallerIdentity",
+                        &e,
+                        None,
+                        None,
+                    )))
+                })?;
                 let id = out.account().unwrap_or_default().to_string();
-                Ok((vec![AccountRef { account_id: id, name: None }], Vec::new()))
+                Ok((
+                    vec![AccountRef {
+                        account_id: id,
+                        name: None,
+                    }],
+                    Vec::new(),
+                ))
             }
             AccountSource::Organization => {
                 let conf = aws_sdk_organizations::config::Builder::from(&self.base)
@@ -536,7 +616,12 @@ impl AwsDiscoverer {
                 let mut skipped = Vec::new();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| {
-                        DiscoveryError::Accounts(failure("organizations:ListAccounts", &e, None, None))
+                        DiscoveryError::Accounts(Box::new(failure(
+                            "organizations:ListAccounts",
+                            &e,
+                            None,
+                            None,
+                        )))
                     })?;
                     for a in page.accounts() {
                         let Some(id) = a.id() else { continue };
@@ -545,7 +630,10 @@ impl AwsDiscoverer {
                             .map(|s| s.as_str().to_string())
                             .or_else(|| a.status().map(|s| s.as_str().to_string()))
                             .unwrap_or_else(|| "ACTIVE".into());
-                        let r = AccountRef { account_id: id.to_string(), name: a.name().map(str::to_string) };
+                        let r = AccountRef {
+                            account_id: id.to_string(),
+                            name: a.name().map(str::to_string),
+                        };
                         if state == "ACTIVE" {
                             active.push(r);
                         } else {
@@ -579,7 +667,10 @@ impl AwsDiscoverer {
         {
             return Ok(sdk.clone());
         }
-        let arn = format!("arn:{}:iam::{account_id}:role/{}", self.opts.partition, self.opts.role_name);
+        let arn = format!(
+            "arn:{}:iam::{account_id}:role/{}",
+            self.opts.partition, self.opts.role_name
+        );
         let out = {
             let _permit = self.sem.acquire().await.ok();
             self.sts()
@@ -607,8 +698,15 @@ impl AwsDiscoverer {
             expires,
             "scanfleet-assume-role",
         );
-        let sdk = self.base.to_builder().credentials_provider(SharedCredentialsProvider::new(creds)).build();
-        self.sessions.lock().await.insert(account_id.to_string(), (sdk.clone(), expires));
+        let sdk = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .build();
+        self.sessions
+            .lock()
+            .await
+            .insert(account_id.to_string(), (sdk.clone(), expires));
         Ok(sdk)
     }
 
@@ -624,8 +722,11 @@ impl AwsDiscoverer {
             .send()
             .await
             .map_err(|e| failure("ec2:DescribeRegions", &e, None, Some(account_id)))?;
-        let mut regions: Vec<String> =
-            out.regions().iter().filter_map(|r| r.region_name().map(str::to_string)).collect();
+        let mut regions: Vec<String> = out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_string))
+            .collect();
         regions.sort();
         Ok(regions)
     }
@@ -655,7 +756,9 @@ impl AwsDiscoverer {
                 Ok((task, r)) => (task, r),
                 Err(e) => (e.id(), Err(panicked(e))),
             };
-            let Some(acct) = names.remove(&task) else { continue };
+            let Some(acct) = names.remove(&task) else {
+                continue;
+            };
             let mut report = AccountReport {
                 account_id: acct.account_id.clone(),
                 name: acct.name.clone(),
@@ -677,7 +780,9 @@ impl AwsDiscoverer {
                             report.regions_ok += 1;
                         } else {
                             report.regions_failed += 1;
-                            report.reason.get_or_insert_with(|| s.failures.first().map(short_reason).unwrap_or_default());
+                            report.reason.get_or_insert_with(|| {
+                                s.failures.first().map(short_reason).unwrap_or_default()
+                            });
                         }
                         if s.instances_ok {
                             regions.insert(s.location.region.clone());
@@ -701,9 +806,12 @@ impl AwsDiscoverer {
         reports.sort_by(|a, b| a.account_id.cmp(&b.account_id));
         d.accounts = reports;
         d.regions = regions.into_iter().collect();
-        sort_network(&mut d.network);
-        d.instances.sort_by(|a, b| (&a.location, &a.instance_id).cmp(&(&b.location, &b.instance_id)));
-        d.failures.sort_by(|a, b| (&a.account_id, &a.region, &a.operation).cmp(&(&b.account_id, &b.region, &b.operation)));
+        d.network.normalize();
+        d.instances
+            .sort_by(|a, b| (&a.location, &a.instance_id).cmp(&(&b.location, &b.instance_id)));
+        d.failures.sort_by(|a, b| {
+            (&a.account_id, &a.region, &a.operation).cmp(&(&b.account_id, &b.region, &b.operation))
+        });
         d.rebuild_assets();
         let mut calls = self.counter.snapshot();
         subtract(&mut calls, &calls_before);
@@ -725,7 +833,14 @@ impl AwsDiscoverer {
                 let sdk = &sdk;
                 async move {
                     let _permit = self.sem.acquire().await.ok();
-                    self.walk_region(sdk, Location { account_id: account_id.to_string(), region: r.clone() }).await
+                    self.walk_region(
+                        sdk,
+                        Location {
+                            account_id: account_id.to_string(),
+                            region: r.clone(),
+                        },
+                    )
+                    .await
                 }
             })
             .collect();
@@ -741,11 +856,23 @@ impl AwsDiscoverer {
     /// # Errors
     /// The [`Failure`] of AssumeRole. Failures of the region's calls are in the
     /// snapshot.
-    pub async fn discover_region(&self, account_id: &str, region: &str) -> Result<RegionSnapshot, Failure> {
+    pub async fn discover_region(
+        &self,
+        account_id: &str,
+        region: &str,
+    ) -> Result<RegionSnapshot, Failure> {
         let sdk = self.session(account_id).await?;
         let _permit = self.sem.acquire().await.ok();
-        let mut s = self.walk_region(&sdk, Location { account_id: account_id.into(), region: region.into() }).await;
-        sort_network(&mut s.network);
+        let mut s = self
+            .walk_region(
+                &sdk,
+                Location {
+                    account_id: account_id.into(),
+                    region: region.into(),
+                },
+            )
+            .await;
+        s.network.normalize();
         Ok(s)
     }
 
@@ -754,7 +881,10 @@ impl AwsDiscoverer {
     /// unknown) but keeps the instances.
     async fn walk_region(&self, sdk: &SdkConfig, at: Location) -> RegionSnapshot {
         let ec2 = self.ec2(sdk, &at.region);
-        let mut s = RegionSnapshot { location: at.clone(), ..RegionSnapshot::default() };
+        let mut s = RegionSnapshot {
+            location: at.clone(),
+            ..RegionSnapshot::default()
+        };
         match describe_instances(&ec2, &at, self.opts.page_size).await {
             Ok(i) => {
                 s.instances = i;
@@ -775,10 +905,26 @@ impl AwsDiscoverer {
         keep(describe_vpcs(&ec2, &at).await.map(|v| n.vpcs = v));
         keep(describe_peerings(&ec2, &at).await.map(|v| n.peerings = v));
         keep(describe_subnets(&ec2, &at).await.map(|v| n.subnets = v));
-        keep(describe_route_tables(&ec2, &at).await.map(|v| n.route_tables = v));
-        keep(describe_network_acls(&ec2, &at).await.map(|v| n.network_acls = v));
-        keep(describe_security_groups(&ec2, &at).await.map(|v| n.security_groups = v));
-        keep(describe_addresses(&ec2, &at).await.map(|v| n.elastic_ips = v));
+        keep(
+            describe_route_tables(&ec2, &at)
+                .await
+                .map(|v| n.route_tables = v),
+        );
+        keep(
+            describe_network_acls(&ec2, &at)
+                .await
+                .map(|v| n.network_acls = v),
+        );
+        keep(
+            describe_security_groups(&ec2, &at)
+                .await
+                .map(|v| n.security_groups = v),
+        );
+        keep(
+            describe_addresses(&ec2, &at)
+                .await
+                .map(|v| n.elastic_ips = v),
+        );
         s.network_ok = fails.is_empty();
         if self.opts.describe_images {
             match describe_images(&ec2, &at, &s.instances).await {
@@ -829,22 +975,17 @@ fn subtract(calls: &mut ApiCalls, before: &ApiCalls) {
     calls.attempts.retain(|_, v| *v > 0);
 }
 
-/// Deterministic order of everything, whatever order the answers came in.
-fn sort_network(n: &mut Network) {
-    n.vpcs.sort_by(|a, b| a.vpc_id.cmp(&b.vpc_id));
-    n.vpcs.dedup_by(|a, b| a.vpc_id == b.vpc_id);
-    n.peerings.sort_by(|a, b| a.peering_id.cmp(&b.peering_id));
-    n.peerings.dedup_by(|a, b| a.peering_id == b.peering_id);
-    n.subnets.sort_by(|a, b| a.subnet_id.cmp(&b.subnet_id));
-    n.route_tables.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
-    n.network_acls.sort_by(|a, b| a.network_acl_id.cmp(&b.network_acl_id));
-    n.security_groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-    n.elastic_ips.sort_by(|a, b| a.public_ip.cmp(&b.public_ip));
-}
-
-async fn describe_instances(ec2: &aws_sdk_ec2::Client, at: &Location, page: i32) -> Result<Vec<Instance>, Failure> {
+async fn describe_instances(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+    page: i32,
+) -> Result<Vec<Instance>, Failure> {
     let mut out = Vec::new();
-    let mut pages = ec2.describe_instances().max_results(page).into_paginator().send();
+    let mut pages = ec2
+        .describe_instances()
+        .max_results(page)
+        .into_paginator()
+        .send();
     while let Some(p) = pages.next().await {
         let p = p.map_err(|e| failure("ec2:DescribeInstances", &e, Some(at), None))?;
         for r in p.reservations() {
@@ -886,8 +1027,16 @@ fn instance(i: &aws_sdk_ec2::types::Instance, at: &Location) -> Option<Instance>
                 vpc_id: n.vpc_id().map(str::to_string),
                 device_index: n.attachment().and_then(|a| a.device_index()).unwrap_or(0),
                 addresses,
-                ipv6: n.ipv6_addresses().iter().filter_map(|a| ip(a.ipv6_address())).collect(),
-                security_groups: n.groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+                ipv6: n
+                    .ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| ip(a.ipv6_address()))
+                    .collect(),
+                security_groups: n
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect(),
             }
         })
         .collect();
@@ -895,18 +1044,31 @@ fn instance(i: &aws_sdk_ec2::types::Instance, at: &Location) -> Option<Instance>
     Some(Instance {
         instance_id: id,
         location: at.clone(),
-        availability_zone: i.placement().and_then(|p| p.availability_zone()).map(str::to_string),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_string),
         vpc_id: i.vpc_id().map(str::to_string),
         subnet_id: i.subnet_id().map(str::to_string),
-        state: i.state().and_then(|s| s.name()).map_or_else(|| "unknown".into(), |n| n.as_str().to_string()),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map_or_else(|| "unknown".into(), |n| n.as_str().to_string()),
         instance_type: i.instance_type().map(|t| t.as_str().to_string()),
-        platform: i.platform().map(|p| p.as_str().to_ascii_lowercase()).or_else(|| i.platform_details().map(str::to_string)),
+        platform: i
+            .platform()
+            .map(|p| p.as_str().to_ascii_lowercase())
+            .or_else(|| i.platform_details().map(str::to_string)),
         image_id: i.image_id().map(str::to_string),
         image_name: None,
         private_ip: ip(i.private_ip_address()),
         public_ip: ip(i.public_ip_address()),
         interfaces,
-        security_groups: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+        security_groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect(),
         tags: tags(i.tags()),
     })
 }
@@ -921,7 +1083,11 @@ async fn describe_vpcs(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<V
             .cidr_block_association_set()
             .iter()
             .filter_map(|c| net(c.cidr_block()))
-            .chain(v.ipv6_cidr_block_association_set().iter().filter_map(|c| net(c.ipv6_cidr_block())))
+            .chain(
+                v.ipv6_cidr_block_association_set()
+                    .iter()
+                    .filter_map(|c| net(c.ipv6_cidr_block())),
+            )
             .collect();
         if cidrs.is_empty() {
             cidrs.extend(net(v.cidr_block()));
@@ -939,9 +1105,16 @@ async fn describe_vpcs(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<V
     Ok(out)
 }
 
-async fn describe_peerings(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<Peering>, Failure> {
+async fn describe_peerings(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+) -> Result<Vec<Peering>, Failure> {
     let mut out = Vec::new();
-    let mut items = ec2.describe_vpc_peering_connections().into_paginator().items().send();
+    let mut items = ec2
+        .describe_vpc_peering_connections()
+        .into_paginator()
+        .items()
+        .send();
     while let Some(p) = items.next().await {
         let p = p.map_err(|e| failure("ec2:DescribeVpcPeeringConnections", &e, Some(at), None))?;
         let side = |v: Option<&aws_sdk_ec2::types::VpcPeeringConnectionVpcInfo>| {
@@ -952,14 +1125,19 @@ async fn describe_peerings(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<V
                 region: v.region().map(str::to_string),
             })
         };
-        let (Some(id), Some(requester), Some(accepter)) =
-            (p.vpc_peering_connection_id(), side(p.requester_vpc_info()), side(p.accepter_vpc_info()))
-        else {
+        let (Some(id), Some(requester), Some(accepter)) = (
+            p.vpc_peering_connection_id(),
+            side(p.requester_vpc_info()),
+            side(p.accepter_vpc_info()),
+        ) else {
             continue;
         };
         out.push(Peering {
             peering_id: id.to_string(),
-            status: p.status().and_then(|s| s.code()).map_or_else(|| "unknown".into(), |c| c.as_str().to_string()),
+            status: p
+                .status()
+                .and_then(|s| s.code())
+                .map_or_else(|| "unknown".into(), |c| c.as_str().to_string()),
             requester,
             accepter,
         });
@@ -967,12 +1145,17 @@ async fn describe_peerings(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<V
     Ok(out)
 }
 
-async fn describe_subnets(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<Subnet>, Failure> {
+async fn describe_subnets(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+) -> Result<Vec<Subnet>, Failure> {
     let mut out = Vec::new();
     let mut items = ec2.describe_subnets().into_paginator().items().send();
     while let Some(s) = items.next().await {
         let s = s.map_err(|e| failure("ec2:DescribeSubnets", &e, Some(at), None))?;
-        let (Some(id), Some(vpc)) = (s.subnet_id(), s.vpc_id()) else { continue };
+        let (Some(id), Some(vpc)) = (s.subnet_id(), s.vpc_id()) else {
+            continue;
+        };
         out.push(Subnet {
             subnet_id: id.to_string(),
             vpc_id: vpc.to_string(),
@@ -984,20 +1167,28 @@ async fn describe_subnets(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Ve
     Ok(out)
 }
 
-async fn describe_route_tables(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<RouteTable>, Failure> {
+async fn describe_route_tables(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+) -> Result<Vec<RouteTable>, Failure> {
     let mut out = Vec::new();
     let mut items = ec2.describe_route_tables().into_paginator().items().send();
     while let Some(t) = items.next().await {
         let t = t.map_err(|e| failure("ec2:DescribeRouteTables", &e, Some(at), None))?;
-        let (Some(id), Some(vpc)) = (t.route_table_id(), t.vpc_id()) else { continue };
+        let (Some(id), Some(vpc)) = (t.route_table_id(), t.vpc_id()) else {
+            continue;
+        };
         let live = |a: &&aws_sdk_ec2::types::RouteTableAssociation| {
-            a.association_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated")
+            a.association_state()
+                .and_then(|s| s.state())
+                .is_none_or(|s| s.as_str() == "associated")
         };
         let routes = t
             .routes()
             .iter()
             .map(|r| Route {
-                destination: net(r.destination_cidr_block()).or_else(|| net(r.destination_ipv6_cidr_block())),
+                destination: net(r.destination_cidr_block())
+                    .or_else(|| net(r.destination_ipv6_cidr_block())),
                 target: r
                     .gateway_id()
                     .or(r.nat_gateway_id())
@@ -1016,20 +1207,34 @@ async fn describe_route_tables(ec2: &aws_sdk_ec2::Client, at: &Location) -> Resu
             route_table_id: id.to_string(),
             vpc_id: vpc.to_string(),
             location: at.clone(),
-            main: t.associations().iter().filter(live).any(|a| a.main().unwrap_or(false)),
-            subnet_ids: t.associations().iter().filter(live).filter_map(|a| a.subnet_id().map(str::to_string)).collect(),
+            main: t
+                .associations()
+                .iter()
+                .filter(live)
+                .any(|a| a.main().unwrap_or(false)),
+            subnet_ids: t
+                .associations()
+                .iter()
+                .filter(live)
+                .filter_map(|a| a.subnet_id().map(str::to_string))
+                .collect(),
             routes,
         });
     }
     Ok(out)
 }
 
-async fn describe_network_acls(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<NetworkAcl>, Failure> {
+async fn describe_network_acls(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+) -> Result<Vec<NetworkAcl>, Failure> {
     let mut out = Vec::new();
     let mut items = ec2.describe_network_acls().into_paginator().items().send();
     while let Some(a) = items.next().await {
         let a = a.map_err(|e| failure("ec2:DescribeNetworkAcls", &e, Some(at), None))?;
-        let (Some(id), Some(vpc)) = (a.network_acl_id(), a.vpc_id()) else { continue };
+        let (Some(id), Some(vpc)) = (a.network_acl_id(), a.vpc_id()) else {
+            continue;
+        };
         let entries = a
             .entries()
             .iter()
@@ -1041,9 +1246,12 @@ async fn describe_network_acls(ec2: &aws_sdk_ec2::Client, at: &Location) -> Resu
                     protocol: e.protocol().unwrap_or("-1").to_string(),
                     allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
                     cidr: net(e.cidr_block()).or_else(|| net(e.ipv6_cidr_block())),
-                    ports: e
-                        .port_range()
-                        .and_then(|r| Some(PortRange { from: port(r.from())?, to: port(r.to())? })),
+                    ports: e.port_range().and_then(|r| {
+                        Some(PortRange {
+                            from: port(r.from())?,
+                            to: port(r.to())?,
+                        })
+                    }),
                 })
             })
             .collect();
@@ -1052,16 +1260,27 @@ async fn describe_network_acls(ec2: &aws_sdk_ec2::Client, at: &Location) -> Resu
             vpc_id: vpc.to_string(),
             location: at.clone(),
             is_default: a.is_default().unwrap_or(false),
-            subnet_ids: a.associations().iter().filter_map(|s| s.subnet_id().map(str::to_string)).collect(),
+            subnet_ids: a
+                .associations()
+                .iter()
+                .filter_map(|s| s.subnet_id().map(str::to_string))
+                .collect(),
             entries,
         });
     }
     Ok(out)
 }
 
-async fn describe_security_groups(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<SecurityGroup>, Failure> {
+async fn describe_security_groups(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+) -> Result<Vec<SecurityGroup>, Failure> {
     let mut out = Vec::new();
-    let mut items = ec2.describe_security_groups().into_paginator().items().send();
+    let mut items = ec2
+        .describe_security_groups()
+        .into_paginator()
+        .items()
+        .send();
     while let Some(g) = items.next().await {
         let g = g.map_err(|e| failure("ec2:DescribeSecurityGroups", &e, Some(at), None))?;
         let Some(id) = g.group_id() else { continue };
@@ -1091,7 +1310,10 @@ async fn describe_security_groups(ec2: &aws_sdk_ec2::Client, at: &Location) -> R
     Ok(out)
 }
 
-async fn describe_addresses(ec2: &aws_sdk_ec2::Client, at: &Location) -> Result<Vec<ElasticIp>, Failure> {
+async fn describe_addresses(
+    ec2: &aws_sdk_ec2::Client,
+    at: &Location,
+) -> Result<Vec<ElasticIp>, Failure> {
     let out = ec2
         .describe_addresses()
         .send()
@@ -1120,12 +1342,23 @@ async fn describe_images(
     at: &Location,
     instances: &[Instance],
 ) -> Result<HashMap<String, String>, Failure> {
-    let ids: BTreeSet<&str> = instances.iter().filter_map(|i| i.image_id.as_deref()).collect();
+    let ids: BTreeSet<&str> = instances
+        .iter()
+        .filter_map(|i| i.image_id.as_deref())
+        .collect();
     let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
     let mut out = HashMap::new();
     for chunk in ids.chunks(IMAGE_BATCH) {
-        let filter = Filter::builder().name("image-id").set_values(Some(chunk.to_vec())).build();
-        let mut items = ec2.describe_images().filters(filter).into_paginator().items().send();
+        let filter = Filter::builder()
+            .name("image-id")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        let mut items = ec2
+            .describe_images()
+            .filters(filter)
+            .into_paginator()
+            .items()
+            .send();
         while let Some(img) = items.next().await {
             let img = img.map_err(|e| failure("ec2:DescribeImages", &e, Some(at), None))?;
             if let (Some(id), Some(name)) = (img.image_id(), img.name()) {
@@ -1152,9 +1385,21 @@ mod tests {
     #[test]
     fn accounts_file_lines() {
         let a = parse_accounts("# estate\n111111111111 prod\n222222222222,staging # eu\n\n111111111111\n333333333333\n").unwrap();
-        let got: Vec<_> = a.iter().map(|a| (a.account_id.as_str(), a.name.as_deref())).collect();
-        assert_eq!(got, [("111111111111", Some("prod")), ("222222222222", Some("staging")), ("333333333333", None)]);
-        let e = parse_accounts("111111111111\n12345\n").unwrap_err().to_string();
+        let got: Vec<_> = a
+            .iter()
+            .map(|a| (a.account_id.as_str(), a.name.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("111111111111", Some("prod")),
+                ("222222222222", Some("staging")),
+                ("333333333333", None)
+            ]
+        );
+        let e = parse_accounts("111111111111\n12345\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("\"12345\""), "{e}");
         assert!(parse_accounts("# nothing\n").is_err());
     }
@@ -1164,22 +1409,79 @@ mod tests {
         let ok = AwsDiscoveryOptions::default();
         ok.validate().unwrap();
         let cases: Vec<(AwsDiscoveryOptions, &str)> = vec![
-            (AwsDiscoveryOptions { role_name: "a b".into(), ..ok.clone() }, "role name"),
-            (AwsDiscoveryOptions { session_name: "x".into(), ..ok.clone() }, "session name"),
-            (AwsDiscoveryOptions { external_id: Some("x".into()), ..ok.clone() }, "external ID"),
-            (AwsDiscoveryOptions { accounts: AccountSource::List(vec![]), ..ok.clone() }, "no accounts"),
             (
                 AwsDiscoveryOptions {
-                    accounts: AccountSource::List(vec![AccountRef { account_id: "12".into(), name: None }]),
+                    role_name: "a b".into(),
+                    ..ok.clone()
+                },
+                "role name",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    session_name: "x".into(),
+                    ..ok.clone()
+                },
+                "session name",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    external_id: Some("x".into()),
+                    ..ok.clone()
+                },
+                "external ID",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    accounts: AccountSource::List(vec![]),
+                    ..ok.clone()
+                },
+                "no accounts",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    accounts: AccountSource::List(vec![AccountRef {
+                        account_id: "12".into(),
+                        name: None,
+                    }]),
                     ..ok.clone()
                 },
                 "account \"12\"",
             ),
-            (AwsDiscoveryOptions { regions: Some(vec!["US East".into()]), ..ok.clone() }, "region \"US East\""),
-            (AwsDiscoveryOptions { concurrency: 0, ..ok.clone() }, "concurrency 0"),
-            (AwsDiscoveryOptions { page_size: 2, ..ok.clone() }, "page size 2"),
-            (AwsDiscoveryOptions { max_attempts: 0, ..ok.clone() }, "max attempts 0"),
-            (AwsDiscoveryOptions { partition: "azure".into(), ..ok.clone() }, "partition"),
+            (
+                AwsDiscoveryOptions {
+                    regions: Some(vec!["US East".into()]),
+                    ..ok.clone()
+                },
+                "region \"US East\"",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    concurrency: 0,
+                    ..ok.clone()
+                },
+                "concurrency 0",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    page_size: 2,
+                    ..ok.clone()
+                },
+                "page size 2",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    max_attempts: 0,
+                    ..ok.clone()
+                },
+                "max attempts 0",
+            ),
+            (
+                AwsDiscoveryOptions {
+                    partition: "azure".into(),
+                    ..ok.clone()
+                },
+                "partition",
+            ),
         ];
         for (o, want) in cases {
             let e = o.validate().unwrap_err().to_string();

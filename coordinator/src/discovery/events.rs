@@ -27,7 +27,14 @@ use super::{AssetDiff, Discovery, DiscoveryError, Failure};
 /// EventBridge's `detail-type` of EC2 instance state changes.
 pub const STATE_CHANGE: &str = "EC2 Instance State-change Notification";
 /// Instance states EC2 reports.
-pub const STATES: [&str; 6] = ["pending", "running", "shutting-down", "terminated", "stopping", "stopped"];
+pub const STATES: [&str; 6] = [
+    "pending",
+    "running",
+    "shutting-down",
+    "terminated",
+    "stopping",
+    "stopped",
+];
 /// Longest long poll SQS allows.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 /// Longest pause between retries of a failing receive.
@@ -51,7 +58,10 @@ pub struct StateChange {
 
 impl StateChange {
     pub fn location(&self) -> Location {
-        Location { account_id: self.account_id.clone(), region: self.region.clone() }
+        Location {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+        }
     }
 }
 
@@ -60,8 +70,13 @@ impl StateChange {
 pub enum EventError {
     #[error("not JSON: {0}")]
     NotJson(String),
-    #[error("not an EC2 instance state-change event (source {event_source:?}, detail-type {detail_type:?})")]
-    NotStateChange { event_source: Option<String>, detail_type: Option<String> },
+    #[error(
+        "not an EC2 instance state-change event (source {event_source:?}, detail-type {detail_type:?})"
+    )]
+    NotStateChange {
+        event_source: Option<String>,
+        detail_type: Option<String>,
+    },
     #[error("event has no {0}")]
     Missing(&'static str),
     #[error("event field {field} has an invalid value {value:?}")]
@@ -105,29 +120,57 @@ pub fn parse_state_change(body: &str) -> Result<StateChange, EventError> {
         return parse_state_change(inner);
     }
     if e.source.as_deref() != Some("aws.ec2") || e.detail_type.as_deref() != Some(STATE_CHANGE) {
-        return Err(EventError::NotStateChange { event_source: e.source, detail_type: e.detail_type });
+        return Err(EventError::NotStateChange {
+            event_source: e.source,
+            detail_type: e.detail_type,
+        });
     }
     let account_id = e.account.ok_or(EventError::Missing("account"))?;
     if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(EventError::Invalid { field: "account", value: account_id });
+        return Err(EventError::Invalid {
+            field: "account",
+            value: account_id,
+        });
     }
     let region = e.region.ok_or(EventError::Missing("region"))?;
-    if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return Err(EventError::Invalid { field: "region", value: region });
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(EventError::Invalid {
+            field: "region",
+            value: region,
+        });
     }
     let detail = e.detail.ok_or(EventError::Missing("detail"))?;
-    let instance_id = detail.instance_id.ok_or(EventError::Missing("detail.instance-id"))?;
-    let valid_id = instance_id
-        .strip_prefix("i-")
-        .is_some_and(|h| !h.is_empty() && h.len() <= 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let instance_id = detail
+        .instance_id
+        .ok_or(EventError::Missing("detail.instance-id"))?;
+    let valid_id = instance_id.strip_prefix("i-").is_some_and(|h| {
+        !h.is_empty() && h.len() <= 32 && h.bytes().all(|b| b.is_ascii_hexdigit())
+    });
     if !valid_id {
-        return Err(EventError::Invalid { field: "detail.instance-id", value: instance_id });
+        return Err(EventError::Invalid {
+            field: "detail.instance-id",
+            value: instance_id,
+        });
     }
     let state = detail.state.ok_or(EventError::Missing("detail.state"))?;
     if !STATES.contains(&state.as_str()) {
-        return Err(EventError::Invalid { field: "detail.state", value: state });
+        return Err(EventError::Invalid {
+            field: "detail.state",
+            value: state,
+        });
     }
-    Ok(StateChange { account_id, region, instance_id, state, time: e.time, event_id: e.id })
+    Ok(StateChange {
+        account_id,
+        region,
+        instance_id,
+        state,
+        time: e.time,
+        event_id: e.id,
+    })
 }
 
 /// What the watch loop tells its caller.
@@ -136,15 +179,28 @@ pub enum WatchEvent {
     /// Instances of one account-region changed state: the region was described
     /// again and this is what changed in the inventory. New running instances are
     /// in `diff.new` (or in `diff.changed` when they were known but stopped).
-    Changed { location: Location, events: Vec<StateChange>, diff: AssetDiff },
+    Changed {
+        location: Location,
+        events: Vec<StateChange>,
+        diff: AssetDiff,
+    },
     /// The scheduled full rediscovery finished; accounts and regions that failed
     /// kept what was known of them.
-    Rediscovered { diff: AssetDiff, failures: Vec<Failure> },
+    Rediscovered {
+        diff: AssetDiff,
+        failures: Vec<Failure>,
+    },
     /// A message that is not a state-change event was deleted.
-    Dropped { message_id: Option<String>, reason: String },
+    Dropped {
+        message_id: Option<String>,
+        reason: String,
+    },
     /// Describing an account-region after its events failed; the messages stay
     /// on the queue and come back.
-    Failed { location: Location, failure: Failure },
+    Failed {
+        location: Location,
+        failure: Failure,
+    },
 }
 
 /// How to watch.
@@ -188,21 +244,40 @@ pub enum WatchError {
 pub fn carry_over(old: &Discovery, fresh: &mut Discovery) {
     let mut keep: Vec<Location> = Vec::new();
     for f in &fresh.failures {
-        let Some(account) = &f.account_id else { continue };
+        let Some(account) = &f.account_id else {
+            continue;
+        };
         let lost_instances = f.region.is_none() || f.operation == "ec2:DescribeInstances";
         if !lost_instances {
             continue;
         }
-        let known = old.instances.iter().map(|i| &i.location).chain(old.network.vpcs.iter().map(|v| &v.location));
+        let known = old
+            .instances
+            .iter()
+            .map(|i| &i.location)
+            .chain(old.network.vpcs.iter().map(|v| &v.location));
         for at in known {
-            if &at.account_id == account && f.region.as_ref().is_none_or(|r| r == &at.region) && !keep.contains(at) {
+            if &at.account_id == account
+                && f.region.as_ref().is_none_or(|r| r == &at.region)
+                && !keep.contains(at)
+            {
                 keep.push(at.clone());
             }
         }
     }
     for at in keep {
-        let instances = old.instances.iter().filter(|i| i.location == at).cloned().collect();
-        fresh.replace_region(&at, instances, old.network.of(&at), !old.incomplete.contains(&at));
+        let instances = old
+            .instances
+            .iter()
+            .filter(|i| i.location == at)
+            .cloned()
+            .collect();
+        fresh.replace_region(
+            &at,
+            instances,
+            old.network.of(&at),
+            !old.incomplete.contains(&at),
+        );
     }
 }
 
@@ -222,10 +297,16 @@ pub async fn watch(
     shutdown: CancellationToken,
 ) -> Result<Discovery, WatchError> {
     if !(1..=10).contains(&opts.batch) {
-        return Err(WatchError::Invalid(format!("batch {}: expected 1 to 10", opts.batch)));
+        return Err(WatchError::Invalid(format!(
+            "batch {}: expected 1 to 10",
+            opts.batch
+        )));
     }
     if opts.wait > MAX_WAIT {
-        return Err(WatchError::Invalid(format!("wait {:?}: at most 20 s", opts.wait)));
+        return Err(WatchError::Invalid(format!(
+            "wait {:?}: at most 20 s",
+            opts.wait
+        )));
     }
     let mut tick = opts.rediscover_every.map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -302,7 +383,9 @@ async fn handle_batch(
     let mut done: Vec<String> = Vec::new();
     let mut by_location: BTreeMap<Location, (Vec<StateChange>, Vec<String>)> = BTreeMap::new();
     for m in messages {
-        let Some(handle) = m.receipt_handle() else { continue };
+        let Some(handle) = m.receipt_handle() else {
+            continue;
+        };
         match parse_state_change(m.body().unwrap_or_default()) {
             Ok(change) => {
                 let entry = by_location.entry(change.location()).or_default();
@@ -312,7 +395,10 @@ async fn handle_batch(
             Err(e) => {
                 tracing::warn!(message_id = m.message_id().unwrap_or("-"), error = %e, "watch: dropping a message that is not a state-change event");
                 done.push(handle.to_string());
-                let dropped = WatchEvent::Dropped { message_id: m.message_id().map(str::to_string), reason: e.to_string() };
+                let dropped = WatchEvent::Dropped {
+                    message_id: m.message_id().map(str::to_string),
+                    reason: e.to_string(),
+                };
                 if tx.send(dropped).await.is_err() {
                     return false;
                 }
@@ -320,12 +406,23 @@ async fn handle_batch(
         }
     }
     for (location, (events, handles)) in by_location {
-        match discoverer.discover_region(&location.account_id, &location.region).await {
+        match discoverer
+            .discover_region(&location.account_id, &location.region)
+            .await
+        {
             Ok(s) if s.instances_ok => {
                 let before = current.assets.clone();
                 current.replace_region(&location, s.instances, s.network, s.network_ok);
                 let diff = current.diff(&before);
-                if tx.send(WatchEvent::Changed { location, events, diff }).await.is_err() {
+                if tx
+                    .send(WatchEvent::Changed {
+                        location,
+                        events,
+                        diff,
+                    })
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
                 done.extend(handles);
@@ -339,12 +436,20 @@ async fn handle_batch(
                     message: "no answer".into(),
                     transient: true,
                 });
-                if tx.send(WatchEvent::Failed { location, failure }).await.is_err() {
+                if tx
+                    .send(WatchEvent::Failed { location, failure })
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
             }
             Err(failure) => {
-                if tx.send(WatchEvent::Failed { location, failure }).await.is_err() {
+                if tx
+                    .send(WatchEvent::Failed { location, failure })
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
             }
@@ -354,9 +459,21 @@ async fn handle_batch(
         let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(h).build().ok())
+            .filter_map(|(i, h)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .build()
+                    .ok()
+            })
             .collect();
-        if let Err(e) = sqs.delete_message_batch().queue_url(&opts.queue_url).set_entries(Some(entries)).send().await {
+        if let Err(e) = sqs
+            .delete_message_batch()
+            .queue_url(&opts.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             // The messages come back after their visibility timeout and are handled
             // again; rediscovering a region twice is harmless.
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "watch: deleting handled messages failed");
@@ -395,7 +512,8 @@ mod tests {
                 event_id: Some("7bf73129-1428-4cd3-a780-95db273d1602".into()),
             }
         );
-        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": EVENT}).to_string();
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": EVENT})
+            .to_string();
         assert_eq!(parse_state_change(&sns).unwrap(), c);
     }
 
@@ -406,21 +524,52 @@ mod tests {
             f(&mut v);
             parse_state_change(&v.to_string()).unwrap_err().to_string()
         };
-        assert!(parse_state_change("{").unwrap_err().to_string().starts_with("not JSON"));
-        assert!(with(&|v| v["source"] = "aws.s3".into()).contains("not an EC2 instance state-change event"));
-        assert!(with(&|v| v["detail-type"] = "EC2 Spot Instance Interruption Warning".into()).contains("not an EC2"));
-        assert_eq!(with(&|v| { v.as_object_mut().unwrap().remove("account"); }), "event has no account");
+        assert!(
+            parse_state_change("{")
+                .unwrap_err()
+                .to_string()
+                .starts_with("not JSON")
+        );
+        assert!(
+            with(&|v| v["source"] = "aws.s3".into())
+                .contains("not an EC2 instance state-change event")
+        );
+        assert!(
+            with(&|v| v["detail-type"] = "EC2 Spot Instance Interruption Warning".into())
+                .contains("not an EC2")
+        );
+        assert_eq!(
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("account");
+            }),
+            "event has no account"
+        );
         assert!(with(&|v| v["account"] = "1234".into()).contains("account"));
         assert!(with(&|v| v["region"] = "US East".into()).contains("region"));
-        assert!(with(&|v| v["detail"]["instance-id"] = "i-zz; rm -rf".into()).contains("instance-id"));
+        assert!(
+            with(&|v| v["detail"]["instance-id"] = "i-zz; rm -rf".into()).contains("instance-id")
+        );
         assert!(with(&|v| v["detail"]["state"] = "exploded".into()).contains("detail.state"));
-        assert_eq!(with(&|v| { v.as_object_mut().unwrap().remove("detail"); }), "event has no detail");
+        assert_eq!(
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("detail");
+            }),
+            "event has no detail"
+        );
     }
 
-    fn instance(id: &str, account: &str, region: &str, ip: &str) -> crate::discovery::model::Instance {
+    fn instance(
+        id: &str,
+        account: &str,
+        region: &str,
+        ip: &str,
+    ) -> crate::discovery::model::Instance {
         crate::discovery::model::Instance {
             instance_id: id.into(),
-            location: Location { account_id: account.into(), region: region.into() },
+            location: Location {
+                account_id: account.into(),
+                region: region.into(),
+            },
             availability_zone: None,
             vpc_id: None,
             subnet_id: None,
@@ -460,14 +609,20 @@ mod tests {
             transient: true,
         };
         let mut fresh = Discovery {
-            failures: vec![fail("111111111111", None, "sts:AssumeRole"), fail("222222222222", Some("us-east-1"), "ec2:DescribeInstances")],
+            failures: vec![
+                fail("111111111111", None, "sts:AssumeRole"),
+                fail("222222222222", Some("us-east-1"), "ec2:DescribeInstances"),
+            ],
             ..Discovery::default()
         };
         carry_over(&old, &mut fresh);
         let ids: Vec<&str> = fresh.assets.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["i-a2", "i-a1", "i-b1"]);
         let d = fresh.diff(&old.assets);
-        assert_eq!(d.gone.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["i-c1"]);
+        assert_eq!(
+            d.gone.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["i-c1"]
+        );
         assert!(d.new.is_empty() && d.changed.is_empty());
     }
 }

@@ -37,10 +37,13 @@ pub enum DiscoveryError {
     /// The list of accounts could not be read (Organizations ListAccounts, the
     /// caller's identity, or the accounts file).
     #[error("{0}")]
-    Accounts(Failure),
+    Accounts(Box<Failure>),
     /// Writing the inventory failed.
     #[error("inventory {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl DiscoveryError {
@@ -145,7 +148,8 @@ impl ApiCalls {
 /// Everything one discovery run learned.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Discovery {
-    /// The inventory: one asset per instance that has a private address, sorted
+    /// The inventory: one asset per instance that exists (not terminated) and has a
+    /// private address, sorted
     /// by account, region and instance id, with zone and exposure set.
     pub assets: Vec<Asset>,
     /// Instances as EC2 described them (including those without an address).
@@ -193,12 +197,20 @@ impl Discovery {
 
     /// Replace one account-region with a fresh copy (a watch event, a region
     /// rediscovered), then rebuild the assets.
-    pub fn replace_region(&mut self, at: &Location, instances: Vec<Instance>, network: Network, complete: bool) {
+    pub fn replace_region(
+        &mut self,
+        at: &Location,
+        instances: Vec<Instance>,
+        network: Network,
+        complete: bool,
+    ) {
         self.instances.retain(|i| &i.location != at);
         self.instances.extend(instances);
-        self.instances.sort_by(|a, b| (&a.location, &a.instance_id).cmp(&(&b.location, &b.instance_id)));
+        self.instances
+            .sort_by(|a, b| (&a.location, &a.instance_id).cmp(&(&b.location, &b.instance_id)));
         self.network.remove(at);
         self.network.extend(network);
+        self.network.normalize();
         if complete {
             self.incomplete.remove(at);
         } else {
@@ -219,7 +231,10 @@ impl Discovery {
     /// # Errors
     /// [`DiscoveryError::Write`] naming the path.
     pub fn write_inventory(&self, path: &Path) -> Result<(), DiscoveryError> {
-        let err = |source| DiscoveryError::Write { path: path.display().to_string(), source };
+        let err = |source| DiscoveryError::Write {
+            path: path.display().to_string(),
+            source,
+        };
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, self.inventory_json()).map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
@@ -251,15 +266,31 @@ pub fn diff_assets(before: &[Asset], after: &[Asset]) -> AssetDiff {
     let old: BTreeMap<&str, &Asset> = before.iter().map(|a| (a.id.as_str(), a)).collect();
     let new: BTreeMap<&str, &Asset> = after.iter().map(|a| (a.id.as_str(), a)).collect();
     AssetDiff {
-        new: after.iter().filter(|a| !old.contains_key(a.id.as_str())).cloned().collect(),
-        gone: before.iter().filter(|a| !new.contains_key(a.id.as_str())).cloned().collect(),
-        changed: after.iter().filter(|a| old.get(a.id.as_str()).is_some_and(|o| *o != *a)).cloned().collect(),
+        new: after
+            .iter()
+            .filter(|a| !old.contains_key(a.id.as_str()))
+            .cloned()
+            .collect(),
+        gone: before
+            .iter()
+            .filter(|a| !new.contains_key(a.id.as_str()))
+            .cloned()
+            .collect(),
+        changed: after
+            .iter()
+            .filter(|a| old.get(a.id.as_str()).is_some_and(|o| *o != *a))
+            .cloned()
+            .collect(),
     }
 }
 
 /// One asset per instance with a private address, with exposure from the network
 /// model (unknown for incomplete account-regions). Zones are not set here.
-pub fn build_assets(instances: &[Instance], net: &Network, incomplete: &BTreeSet<Location>) -> Vec<Asset> {
+pub fn build_assets(
+    instances: &[Instance],
+    net: &Network,
+    incomplete: &BTreeSet<Location>,
+) -> Vec<Asset> {
     let ix = NetIndex::new(net);
     let mut out: Vec<Asset> = instances
         .iter()
@@ -275,9 +306,13 @@ pub fn build_assets(instances: &[Instance], net: &Network, incomplete: &BTreeSet
     out
 }
 
-/// The asset of one instance, without exposure and zone; `None` for an instance
-/// without any private address (terminated).
+/// The asset of one instance, without exposure and zone; `None` for a terminated
+/// instance (EC2 lists those for an hour after they are gone) and for one without
+/// any private address.
 pub fn instance_asset(i: &Instance, net: &Network) -> Option<Asset> {
+    if i.state == "terminated" {
+        return None;
+    }
     let mut ifaces: Vec<&model::Interface> = i.interfaces.iter().collect();
     ifaces.sort_by_key(|n| n.device_index);
     let mut private_ips = Vec::new();
@@ -368,10 +403,17 @@ impl Summary {
             zones: zones.len(),
             instances: d.instances.len(),
             running: d.instances.iter().filter(|i| i.state == "running").count(),
-            internet_exposed: d.assets.iter().filter(|a| a.exposure.as_ref().is_some_and(|e| !e.is_closed())).count(),
+            internet_exposed: d
+                .assets
+                .iter()
+                .filter(|a| a.exposure.as_ref().is_some_and(|e| !e.is_closed()))
+                .count(),
             exposure_unknown: d.assets.iter().filter(|a| a.exposure.is_none()).count(),
             targets: targets.len(),
-            skipped: count_by_reason(skipped).into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            skipped: count_by_reason(skipped)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             failures: d.failures.iter().map(|f| f.to_string()).collect(),
             api_requests: d.api_calls.total_requests(),
             api_attempts: d.api_calls.total_attempts(),
@@ -382,7 +424,8 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let accounts = self.accounts_ok + self.accounts_partial + self.accounts_failed + self.accounts_skipped;
+        let accounts =
+            self.accounts_ok + self.accounts_partial + self.accounts_failed + self.accounts_skipped;
         write!(f, "accounts   {accounts}: {} ok", self.accounts_ok)?;
         if self.accounts_partial > 0 {
             write!(f, ", {} partial", self.accounts_partial)?;
@@ -394,15 +437,27 @@ impl fmt::Display for Summary {
         writeln!(f)?;
         writeln!(f, "regions    {}", self.regions)?;
         writeln!(f, "network    {} VPCs in {} zones", self.vpcs, self.zones)?;
-        write!(f, "instances  {} ({} running), {} exposed to the internet", self.instances, self.running, self.internet_exposed)?;
+        write!(
+            f,
+            "instances  {} ({} running), {} exposed to the internet",
+            self.instances, self.running, self.internet_exposed
+        )?;
         if self.exposure_unknown > 0 {
             write!(f, ", {} with unknown exposure", self.exposure_unknown)?;
         }
         writeln!(f)?;
         let skipped: usize = self.skipped.values().sum();
-        write!(f, "scope      {} targets in scope, {skipped} addresses skipped", self.targets)?;
+        write!(
+            f,
+            "scope      {} targets in scope, {skipped} addresses skipped",
+            self.targets
+        )?;
         if !self.skipped.is_empty() {
-            let parts: Vec<String> = self.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let parts: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             write!(f, " ({})", parts.join(", "))?;
         }
         writeln!(f)?;
@@ -428,7 +483,10 @@ mod tests {
     fn inst(id: &str, ips: &[(&str, Option<&str>)]) -> Instance {
         Instance {
             instance_id: id.into(),
-            location: Location { account_id: "1".into(), region: "r".into() },
+            location: Location {
+                account_id: "1".into(),
+                region: "r".into(),
+            },
             availability_zone: None,
             vpc_id: Some("vpc-1".into()),
             subnet_id: None,
@@ -447,7 +505,11 @@ mod tests {
                     device_index: 1,
                     addresses: ips[1..]
                         .iter()
-                        .map(|(p, q)| InterfaceAddress { private_ip: p.parse().unwrap(), public_ip: q.map(|q| q.parse().unwrap()), primary: false })
+                        .map(|(p, q)| InterfaceAddress {
+                            private_ip: p.parse().unwrap(),
+                            public_ip: q.map(|q| q.parse().unwrap()),
+                            primary: false,
+                        })
                         .collect(),
                     ipv6: vec![],
                     security_groups: vec!["sg-b".into()],
@@ -459,7 +521,11 @@ mod tests {
                     device_index: 0,
                     addresses: ips[..1]
                         .iter()
-                        .map(|(p, q)| InterfaceAddress { private_ip: p.parse().unwrap(), public_ip: q.map(|q| q.parse().unwrap()), primary: true })
+                        .map(|(p, q)| InterfaceAddress {
+                            private_ip: p.parse().unwrap(),
+                            public_ip: q.map(|q| q.parse().unwrap()),
+                            primary: true,
+                        })
                         .collect(),
                     ipv6: vec![],
                     security_groups: vec!["sg-a".into(), "sg-b".into()],
@@ -472,16 +538,38 @@ mod tests {
 
     #[test]
     fn assets_carry_every_address_primary_first() {
-        let i = inst("i-1", &[("10.0.0.1", Some("3.3.3.3")), ("10.0.0.2", None), ("10.0.0.3", Some("4.4.4.4"))]);
+        let i = inst(
+            "i-1",
+            &[
+                ("10.0.0.1", Some("3.3.3.3")),
+                ("10.0.0.2", None),
+                ("10.0.0.3", Some("4.4.4.4")),
+            ],
+        );
         let a = instance_asset(&i, &Network::default()).unwrap();
-        assert_eq!(a.addresses().iter().map(|x| x.to_string()).collect::<Vec<_>>(), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
-        assert_eq!(a.public_ips.iter().map(|x| x.to_string()).collect::<Vec<_>>(), ["3.3.3.3", "4.4.4.4"]);
+        assert_eq!(
+            a.addresses()
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>(),
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        );
+        assert_eq!(
+            a.public_ips
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>(),
+            ["3.3.3.3", "4.4.4.4"]
+        );
         assert_eq!(a.security_groups, ["sg-a", "sg-b"]);
         assert_eq!(a.autoscaling_group.as_deref(), Some("web"));
         let mut gone = inst("i-2", &[("10.0.0.9", None)]);
         gone.private_ip = None;
         gone.interfaces.clear();
         assert_eq!(instance_asset(&gone, &Network::default()), None);
+        let mut terminated = inst("i-3", &[("10.0.0.9", None)]);
+        terminated.state = "terminated".into();
+        assert_eq!(instance_asset(&terminated, &Network::default()), None);
     }
 
     #[test]

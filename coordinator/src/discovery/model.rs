@@ -269,19 +269,33 @@ pub struct Network {
 }
 
 impl Network {
-    /// Add another region's network; a peering reported by both accounts is kept once.
+    /// Add another region's network. A peering reported by both of its accounts
+    /// is then listed twice until [`Network::normalize`].
     pub fn extend(&mut self, other: Network) {
         self.vpcs.extend(other.vpcs);
-        for p in other.peerings {
-            if !self.peerings.iter().any(|q| q.peering_id == p.peering_id) {
-                self.peerings.push(p);
-            }
-        }
+        self.peerings.extend(other.peerings);
         self.subnets.extend(other.subnets);
         self.route_tables.extend(other.route_tables);
         self.network_acls.extend(other.network_acls);
         self.security_groups.extend(other.security_groups);
         self.elastic_ips.extend(other.elastic_ips);
+    }
+
+    /// Sort everything by id and keep one copy of each id (a peering is reported
+    /// by both sides, a shared VPC by its owner and its participants), so the
+    /// result does not depend on the order answers came in.
+    pub fn normalize(&mut self) {
+        fn by<T, K: Ord + Clone>(v: &mut Vec<T>, key: impl Fn(&T) -> K) {
+            v.sort_by_key(|x| key(x));
+            v.dedup_by(|a, b| key(a) == key(b));
+        }
+        by(&mut self.vpcs, |x| x.vpc_id.clone());
+        by(&mut self.peerings, |x| x.peering_id.clone());
+        by(&mut self.subnets, |x| x.subnet_id.clone());
+        by(&mut self.route_tables, |x| x.route_table_id.clone());
+        by(&mut self.network_acls, |x| x.network_acl_id.clone());
+        by(&mut self.security_groups, |x| x.group_id.clone());
+        by(&mut self.elastic_ips, |x| x.public_ip);
     }
 
     /// Everything of one account and region (peerings that touch it included).
@@ -291,18 +305,48 @@ impl Network {
                 && s.region.as_deref() == Some(at.region.as_str())
         };
         Network {
-            vpcs: self.vpcs.iter().filter(|x| &x.location == at).cloned().collect(),
+            vpcs: self
+                .vpcs
+                .iter()
+                .filter(|x| &x.location == at)
+                .cloned()
+                .collect(),
             peerings: self
                 .peerings
                 .iter()
                 .filter(|p| touches(&p.requester) || touches(&p.accepter))
                 .cloned()
                 .collect(),
-            subnets: self.subnets.iter().filter(|x| &x.location == at).cloned().collect(),
-            route_tables: self.route_tables.iter().filter(|x| &x.location == at).cloned().collect(),
-            network_acls: self.network_acls.iter().filter(|x| &x.location == at).cloned().collect(),
-            security_groups: self.security_groups.iter().filter(|x| &x.location == at).cloned().collect(),
-            elastic_ips: self.elastic_ips.iter().filter(|x| &x.location == at).cloned().collect(),
+            subnets: self
+                .subnets
+                .iter()
+                .filter(|x| &x.location == at)
+                .cloned()
+                .collect(),
+            route_tables: self
+                .route_tables
+                .iter()
+                .filter(|x| &x.location == at)
+                .cloned()
+                .collect(),
+            network_acls: self
+                .network_acls
+                .iter()
+                .filter(|x| &x.location == at)
+                .cloned()
+                .collect(),
+            security_groups: self
+                .security_groups
+                .iter()
+                .filter(|x| &x.location == at)
+                .cloned()
+                .collect(),
+            elastic_ips: self
+                .elastic_ips
+                .iter()
+                .filter(|x| &x.location == at)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -320,6 +364,7 @@ impl Network {
             s.account_id.as_deref() == Some(at.account_id.as_str())
                 && s.region.as_deref() == Some(at.region.as_str())
         };
-        self.peerings.retain(|p| !touches(&p.requester) && !touches(&p.accepter));
+        self.peerings
+            .retain(|p| !touches(&p.requester) && !touches(&p.accepter));
     }
 }

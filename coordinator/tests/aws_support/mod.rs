@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::types::{
-    DomainType, Filter, IpPermission, IpRange, PortRange, ResourceType, RuleAction, Tag, TagSpecification,
+    DomainType, Filter, IpPermission, IpRange, PortRange, ResourceType, RuleAction, Tag,
+    TagSpecification,
 };
 
 pub const MANAGEMENT: &str = "123456789012";
@@ -53,7 +54,10 @@ fn post(port: u16, path: &str, body: &str) -> std::io::Result<String> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 impl Moto {
@@ -76,14 +80,22 @@ impl Moto {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 if post(port, "/moto-api/reset", "").is_ok() {
-                    return Moto { child, port, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+                    return Moto {
+                        child,
+                        port,
+                        url: format!("http://127.0.0.1:{port}"),
+                        _dir: dir,
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("{bin} did not come up: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        panic!(
+            "{bin} did not come up: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
     }
 
     /// POST to the server's own API (`/moto-api/...`); returns the answer.
@@ -116,7 +128,11 @@ impl Moto {
 
     /// The default identity of moto (account 123456789012, no IAM checks).
     pub async fn root(&self, region: &str) -> SdkConfig {
-        self.sdk(Credentials::new("testing", "testing", None, None, "test"), region).await
+        self.sdk(
+            Credentials::new("testing", "testing", None, None, "test"),
+            region,
+        )
+        .await
     }
 
     /// Credentials inside `account` (moto maps an assumed role's keys to the
@@ -125,19 +141,30 @@ impl Moto {
         let sts = aws_sdk_sts::Client::new(&self.root(region).await);
         let c = sts
             .assume_role()
-            .role_arn(format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole"))
+            .role_arn(format!(
+                "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+            ))
             .role_session_name("seed")
             .send()
             .await
             .expect("assume role for seeding");
         let c = c.credentials().expect("credentials");
         self.sdk(
-            Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().into()), None, "seed"),
+            Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().into()),
+                None,
+                "seed",
+            ),
             region,
         )
         .await
     }
 }
+
+/// An inbound ACL rule from 0.0.0.0/0: number, allow, protocol, ports.
+pub type AclRule<'a> = (i32, bool, &'a str, Option<(i32, i32)>);
 
 /// An EC2 seeding handle for one account-region.
 pub struct Ec2(pub aws_sdk_ec2::Client);
@@ -181,23 +208,63 @@ impl Ec2 {
     }
 
     pub async fn vpc(&self, cidr: &str) -> String {
-        let v = self.0.create_vpc().cidr_block(cidr).send().await.expect("create vpc");
-        v.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string()
+        let v = self
+            .0
+            .create_vpc()
+            .cidr_block(cidr)
+            .send()
+            .await
+            .expect("create vpc");
+        v.vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_string()
     }
 
     pub async fn subnet(&self, vpc: &str, cidr: &str, az: &str) -> String {
-        let s = self.0.create_subnet().vpc_id(vpc).cidr_block(cidr).availability_zone(az).send().await.expect("subnet");
-        s.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string()
+        let s = self
+            .0
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .send()
+            .await
+            .expect("subnet");
+        s.subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_string()
     }
 
     /// An internet gateway on the VPC and a route table for `subnet` whose
     /// default route goes to it. Returns (igw, route table).
     pub async fn public_route(&self, vpc: &str, subnet: &str) -> (String, String) {
         let igw = self.0.create_internet_gateway().send().await.expect("igw");
-        let igw = igw.internet_gateway().and_then(|g| g.internet_gateway_id()).expect("igw id").to_string();
-        self.0.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(vpc).send().await.expect("attach igw");
-        let rt = self.0.create_route_table().vpc_id(vpc).send().await.expect("route table");
-        let rt = rt.route_table().and_then(|r| r.route_table_id()).expect("rt id").to_string();
+        let igw = igw
+            .internet_gateway()
+            .and_then(|g| g.internet_gateway_id())
+            .expect("igw id")
+            .to_string();
+        self.0
+            .attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .expect("attach igw");
+        let rt = self
+            .0
+            .create_route_table()
+            .vpc_id(vpc)
+            .send()
+            .await
+            .expect("route table");
+        let rt = rt
+            .route_table()
+            .and_then(|r| r.route_table_id())
+            .expect("rt id")
+            .to_string();
         self.0
             .create_route()
             .route_table_id(&rt)
@@ -206,20 +273,42 @@ impl Ec2 {
             .send()
             .await
             .expect("route");
-        self.0.associate_route_table().route_table_id(&rt).subnet_id(subnet).send().await.expect("associate");
+        self.0
+            .associate_route_table()
+            .route_table_id(&rt)
+            .subnet_id(subnet)
+            .send()
+            .await
+            .expect("associate");
         (igw, rt)
     }
 
     /// Another subnet on an existing public route table.
     pub async fn associate(&self, rt: &str, subnet: &str) {
-        self.0.associate_route_table().route_table_id(rt).subnet_id(subnet).send().await.expect("associate");
+        self.0
+            .associate_route_table()
+            .route_table_id(rt)
+            .subnet_id(subnet)
+            .send()
+            .await
+            .expect("associate");
     }
 
     /// A network ACL for `subnet` with these inbound rules (number, allow,
     /// protocol, ports) from 0.0.0.0/0 and all traffic allowed outbound.
-    pub async fn acl(&self, vpc: &str, subnet: &str, inbound: &[(i32, bool, &str, Option<(i32, i32)>)]) -> String {
-        let acl = self.0.create_network_acl().vpc_id(vpc).send().await.expect("acl");
-        let acl = acl.network_acl().and_then(|a| a.network_acl_id()).expect("acl id").to_string();
+    pub async fn acl(&self, vpc: &str, subnet: &str, inbound: &[AclRule<'_>]) -> String {
+        let acl = self
+            .0
+            .create_network_acl()
+            .vpc_id(vpc)
+            .send()
+            .await
+            .expect("acl");
+        let acl = acl
+            .network_acl()
+            .and_then(|a| a.network_acl_id())
+            .expect("acl id")
+            .to_string();
         let entry = |n: i32, egress: bool, allow: bool, proto: &str, ports: Option<(i32, i32)>| {
             let mut b = self
                 .0
@@ -228,7 +317,11 @@ impl Ec2 {
                 .rule_number(n)
                 .egress(egress)
                 .protocol(proto)
-                .rule_action(if allow { RuleAction::Allow } else { RuleAction::Deny })
+                .rule_action(if allow {
+                    RuleAction::Allow
+                } else {
+                    RuleAction::Deny
+                })
                 .cidr_block("0.0.0.0/0");
             if let Some((a, z)) = ports {
                 b = b.port_range(PortRange::builder().from(a).to(z).build());
@@ -236,13 +329,24 @@ impl Ec2 {
             b
         };
         for &(n, allow, proto, ports) in inbound {
-            entry(n, false, allow, proto, ports).send().await.expect("acl entry");
+            entry(n, false, allow, proto, ports)
+                .send()
+                .await
+                .expect("acl entry");
         }
-        entry(100, true, true, "-1", None).send().await.expect("acl egress");
+        entry(100, true, true, "-1", None)
+            .send()
+            .await
+            .expect("acl egress");
         let current = self
             .0
             .describe_network_acls()
-            .filters(Filter::builder().name("association.subnet-id").values(subnet).build())
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet)
+                    .build(),
+            )
             .send()
             .await
             .expect("describe acls");
@@ -265,7 +369,15 @@ impl Ec2 {
     }
 
     pub async fn group(&self, vpc: &str, name: &str, rules: Vec<IpPermission>) -> String {
-        let g = self.0.create_security_group().vpc_id(vpc).group_name(name).description(name).send().await.expect("sg");
+        let g = self
+            .0
+            .create_security_group()
+            .vpc_id(vpc)
+            .group_name(name)
+            .description(name)
+            .send()
+            .await
+            .expect("sg");
         let id = g.group_id().expect("sg id").to_string();
         if !rules.is_empty() {
             self.0
@@ -294,22 +406,43 @@ impl Ec2 {
             .private_ip_address(l.ip)
             .set_security_group_ids(Some(l.groups.iter().map(|s| s.to_string()).collect()))
             .tag_specifications(
-                TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build(),
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(tags))
+                    .build(),
             )
             .send()
             .await
             .expect("run instance");
-        r.instances()[0].instance_id().expect("instance id").to_string()
+        r.instances()[0]
+            .instance_id()
+            .expect("instance id")
+            .to_string()
     }
 
     pub async fn primary_eni(&self, instance: &str) -> String {
-        let d = self.0.describe_instances().instance_ids(instance).send().await.expect("describe");
-        d.reservations()[0].instances()[0].network_interfaces()[0].network_interface_id().expect("eni").to_string()
+        let d = self
+            .0
+            .describe_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .expect("describe");
+        d.reservations()[0].instances()[0].network_interfaces()[0]
+            .network_interface_id()
+            .expect("eni")
+            .to_string()
     }
 
     pub async fn secondary_ip(&self, instance: &str, ip: &str) {
         let eni = self.primary_eni(instance).await;
-        self.0.assign_private_ip_addresses().network_interface_id(eni).private_ip_addresses(ip).send().await.expect("assign ip");
+        self.0
+            .assign_private_ip_addresses()
+            .network_interface_id(eni)
+            .private_ip_addresses(ip)
+            .send()
+            .await
+            .expect("assign ip");
     }
 
     pub async fn second_eni(&self, instance: &str, subnet: &str, ip: &str, groups: &[&str]) {
@@ -322,13 +455,30 @@ impl Ec2 {
             .send()
             .await
             .expect("eni");
-        let eni = n.network_interface().and_then(|n| n.network_interface_id()).expect("eni id").to_string();
-        self.0.attach_network_interface().network_interface_id(eni).instance_id(instance).device_index(1).send().await.expect("attach eni");
+        let eni = n
+            .network_interface()
+            .and_then(|n| n.network_interface_id())
+            .expect("eni id")
+            .to_string();
+        self.0
+            .attach_network_interface()
+            .network_interface_id(eni)
+            .instance_id(instance)
+            .device_index(1)
+            .send()
+            .await
+            .expect("attach eni");
     }
 
     /// Allocate an Elastic IP onto the instance; returns the public address.
     pub async fn eip(&self, instance: &str) -> String {
-        let a = self.0.allocate_address().domain(DomainType::Vpc).send().await.expect("allocate");
+        let a = self
+            .0
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await
+            .expect("allocate");
         self.0
             .associate_address()
             .allocation_id(a.allocation_id().expect("allocation"))
@@ -340,11 +490,22 @@ impl Ec2 {
     }
 
     pub async fn stop(&self, instance: &str) {
-        self.0.stop_instances().instance_ids(instance).send().await.expect("stop");
+        self.0
+            .stop_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .expect("stop");
     }
 
     /// Request a peering from `vpc` to `peer_vpc` (in `peer_account`/`peer_region`).
-    pub async fn peer(&self, vpc: &str, peer_vpc: &str, peer_account: Option<&str>, peer_region: Option<&str>) -> String {
+    pub async fn peer(
+        &self,
+        vpc: &str,
+        peer_vpc: &str,
+        peer_account: Option<&str>,
+        peer_region: Option<&str>,
+    ) -> String {
         let p = self
             .0
             .create_vpc_peering_connection()
@@ -355,11 +516,19 @@ impl Ec2 {
             .send()
             .await
             .expect("peering");
-        p.vpc_peering_connection().and_then(|p| p.vpc_peering_connection_id()).expect("pcx id").to_string()
+        p.vpc_peering_connection()
+            .and_then(|p| p.vpc_peering_connection_id())
+            .expect("pcx id")
+            .to_string()
     }
 
     pub async fn accept(&self, pcx: &str) {
-        self.0.accept_vpc_peering_connection().vpc_peering_connection_id(pcx).send().await.expect("accept peering");
+        self.0
+            .accept_vpc_peering_connection()
+            .vpc_peering_connection_id(pcx)
+            .send()
+            .await
+            .expect("accept peering");
     }
 }
 
@@ -373,16 +542,37 @@ pub async fn organization(moto: &Moto, names: &[&str]) -> Vec<String> {
         .expect("organization");
     let mut ids = Vec::new();
     for n in names {
-        let a = org.create_account().account_name(*n).email(format!("{n}@example.org")).send().await.expect("account");
-        ids.push(a.create_account_status().and_then(|s| s.account_id()).expect("account id").to_string());
+        let a = org
+            .create_account()
+            .account_name(*n)
+            .email(format!("{n}@example.org"))
+            .send()
+            .await
+            .expect("account");
+        ids.push(
+            a.create_account_status()
+                .and_then(|s| s.account_id())
+                .expect("account id")
+                .to_string(),
+        );
     }
     ids
 }
 
 /// The read-only discovery role in `account`, trusting `principal` and
 /// requiring `external_id`.
-pub async fn discovery_role(moto: &Moto, account: &str, role: &str, principal: &str, external_id: &str) {
-    let sdk = if account == MANAGEMENT { moto.root("us-east-1").await } else { moto.account(account, "us-east-1").await };
+pub async fn discovery_role(
+    moto: &Moto,
+    account: &str,
+    role: &str,
+    principal: &str,
+    external_id: &str,
+) {
+    let sdk = if account == MANAGEMENT {
+        moto.root("us-east-1").await
+    } else {
+        moto.account(account, "us-east-1").await
+    };
     let iam = aws_sdk_iam::Client::new(&sdk);
     let trust = serde_json::json!({
         "Version": "2012-10-17",
@@ -393,19 +583,34 @@ pub async fn discovery_role(moto: &Moto, account: &str, role: &str, principal: &
             "Condition": {"StringEquals": {"sts:ExternalId": external_id}}
         }]
     });
-    iam.create_role().role_name(role).assume_role_policy_document(trust.to_string()).send().await.expect("role");
+    iam.create_role()
+        .role_name(role)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("role");
     let read = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": ["ec2:Describe*"], "Resource": "*"}]
     });
-    iam.put_role_policy().role_name(role).policy_name("read").policy_document(read.to_string()).send().await.expect("role policy");
+    iam.put_role_policy()
+        .role_name(role)
+        .policy_name("read")
+        .policy_document(read.to_string())
+        .send()
+        .await
+        .expect("role policy");
 }
 
 /// An IAM user in the management account that may list the organization and
 /// assume `role` in every account except those in `denied`; returns its keys.
 pub async fn discovery_user(moto: &Moto, role: &str, denied: &[&str]) -> Credentials {
     let iam = aws_sdk_iam::Client::new(&moto.root("us-east-1").await);
-    iam.create_user().user_name("scanfleet").send().await.expect("user");
+    iam.create_user()
+        .user_name("scanfleet")
+        .send()
+        .await
+        .expect("user");
     let mut statements = vec![
         serde_json::json!({"Effect": "Allow", "Action": ["organizations:ListAccounts", "sts:GetCallerIdentity"], "Resource": "*"}),
         serde_json::json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": format!("arn:aws:iam::*:role/{role}")}),
@@ -414,8 +619,25 @@ pub async fn discovery_user(moto: &Moto, role: &str, denied: &[&str]) -> Credent
         statements.push(serde_json::json!({"Effect": "Deny", "Action": "sts:AssumeRole", "Resource": format!("arn:aws:iam::{d}:role/{role}")}));
     }
     let policy = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
-    iam.put_user_policy().user_name("scanfleet").policy_name("discovery").policy_document(policy.to_string()).send().await.expect("user policy");
-    let k = iam.create_access_key().user_name("scanfleet").send().await.expect("access key");
+    iam.put_user_policy()
+        .user_name("scanfleet")
+        .policy_name("discovery")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("user policy");
+    let k = iam
+        .create_access_key()
+        .user_name("scanfleet")
+        .send()
+        .await
+        .expect("access key");
     let k = k.access_key().expect("key");
-    Credentials::new(k.access_key_id(), k.secret_access_key(), None, None, "scanfleet-user")
+    Credentials::new(
+        k.access_key_id(),
+        k.secret_access_key(),
+        None,
+        None,
+        "scanfleet-user",
+    )
 }

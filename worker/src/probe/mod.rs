@@ -47,6 +47,9 @@ pub enum ProbeError {
     /// The process lacks a privilege the engine needs (CAP_NET_RAW for raw sockets).
     #[error("{0}")]
     Permission(String),
+    /// A setting the engine cannot work with; the message names it. Permanent.
+    #[error("probe engine configuration: {0}")]
+    Config(String),
     #[error("probe I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("probe run cancelled")]

@@ -153,12 +153,12 @@ impl SynProber {
     /// Check that raw sockets can be opened (by opening one) and the settings.
     ///
     /// # Errors
-    /// [`ProbeError::Permission`] without CAP_NET_RAW; [`ProbeError::Io`] with
-    /// kind `InvalidInput` for a bad [`SynConfig`], or another socket error.
+    /// [`ProbeError::Permission`] without CAP_NET_RAW; [`ProbeError::Config`] for
+    /// a bad [`SynConfig`]; [`ProbeError::Io`] for another socket error.
     pub fn new(config: SynConfig) -> Result<Self, ProbeError> {
         config
             .validate()
-            .map_err(|m| ProbeError::Io(io::Error::new(io::ErrorKind::InvalidInput, m)))?;
+            .map_err(ProbeError::Config)?;
         match sock::raw_socket(Family::V4, libc::IPPROTO_RAW) {
             Ok(_) => {}
             Err(e) if is_permission(&e) => return Err(permission_error(&e)),

@@ -1,0 +1,574 @@
+//! Failure tests of the fleet (issue 5, "Failure tests"): a broker restart and a
+//! Redis crash in the middle of a scan, the same message delivered twice, a poison
+//! job that reaches the dead-letter queue while its worker goes on, and a shard
+//! longer than its lease that stays with its worker. Each ends with the stored
+//! results equal to the lab's ground truth: no duplicate, nothing lost.
+//!
+//! Workers are `scanfleet-worker` processes in the lab's scanner namespace; they
+//! reach the host's services through `lab.sh relay` (unix sockets, no interface).
+//! A service a test stops or kills is one of its own on a spare port (a private
+//! RabbitMQ node, a private redis-server), so the shared ones on 5672 and 6379 are
+//! only ever used through a vhost or keys of the test's own. Needs root; run
+//! `cargo build --workspace` first so that `scanfleet-worker` is current.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use scanfleet_common::envelope::now_unix_ms;
+use scanfleet_common::fleet::{FleetQueue, QueueOptions};
+use scanfleet_common::rate::RatePolicy;
+use scanfleet_common::store::redis::{RedisConfig, RedisStore};
+use scanfleet_common::store::{ResultStore, StoreError};
+use scanfleet_common::{JobEnvelope, PortSpec, ProbeProfile, Progress, ScanJob, Target};
+use support::{
+    LAB, Moto, PrivateRabbit, PrivateRedis, Relay, Truth, Vhost, lab_ready, lab_sh, metric, parse_open, scrape_scan_ns,
+    truth,
+};
+
+const SECRET: &str = "fleet-test-secret";
+/// Ports wide enough for every open port of the lab, small enough for a quick shard.
+const PORTS: &str = "1-10000";
+const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
+fn worker_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_scanfleet")).with_file_name("scanfleet-worker");
+    assert!(p.exists(), "{} missing: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// A relay of one of the shared services (5672, 6379): left up, like the other
+/// fleet tests leave it, since they all use it.
+fn shared_relay(port: u16) {
+    let o = lab_sh(&["relay", &port.to_string()]);
+    assert!(o.status.success(), "lab.sh relay {port}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Poll `cond` every 200 ms for at most `within`; whether it came true.
+fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// A worker process in the scanner namespace serving `/metrics` there; killed on drop.
+struct Worker {
+    child: Child,
+    metrics_port: u16,
+}
+
+impl Worker {
+    fn spawn(queue: &str, redis: &str, metrics_port: u16, lease_secs: u64, env: &[(&str, String)], extra: &[&str]) -> Worker {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", "sflab-scan"])
+            .arg(worker_bin())
+            .args(["--queue", queue, "--redis", redis, "--grace-secs", "20"])
+            .args(["--lease-secs", &lease_secs.to_string()])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .env("SCANFLEET_JOB_SECRET", SECRET)
+            .env("SCANFLEET_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Worker { child: cmd.spawn().expect("spawn scanfleet-worker"), metrics_port }
+    }
+
+    fn metrics(&self) -> String {
+        scrape_scan_ns(self.metrics_port)
+    }
+
+    /// `/metrics` answers only once the queue and the store are connected.
+    fn wait_ready(&mut self, within: Duration) {
+        let ready = wait_until(within, || {
+            assert!(matches!(self.child.try_wait(), Ok(None)), "scanfleet-worker exited at start");
+            !self.metrics().is_empty()
+        });
+        assert!(ready, "scanfleet-worker did not come up within {within:?}");
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then the exit code within `limit`.
+    fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let mut code = None;
+        wait_until(limit, || match self.child.try_wait() {
+            Ok(Some(s)) => {
+                code = s.code();
+                true
+            }
+            _ => false,
+        });
+        code
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of one metric over the workers.
+fn total(workers: &[Worker], name: &str, labels: &[(&str, &str)]) -> f64 {
+    workers.iter().map(|w| metric(&w.metrics(), name, labels)).sum()
+}
+
+/// `scanfleet scan` in fleet mode, its output collected as it comes; killed on drop.
+struct Coordinator {
+    child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl Coordinator {
+    fn scan(queue: &str, redis: &str, args: &[&str], env: &[(&str, String)]) -> Coordinator {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanfleet"));
+        cmd.arg("scan")
+            .args(args)
+            .args(["--queue", queue, "--redis", redis])
+            .args(["--shard-size", "1", "--format", "jsonl", "--progress", "never"])
+            .env("SCANFLEET_JOB_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn scanfleet scan");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let stderr_thread = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        Coordinator { child, stdout: Some(stdout), stderr, stderr_thread: Some(stderr_thread) }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The scan id from "scanfleet: scan ID: N shard(s) published".
+    fn scan_id(&mut self, within: Duration) -> String {
+        let mut id = None;
+        let found = wait_until(within, || {
+            id = self.stderr().lines().find_map(|l| {
+                let rest = l.strip_prefix("scanfleet: scan ")?;
+                let (id, tail) = rest.split_once(": ")?;
+                tail.contains("published").then(|| id.to_string())
+            });
+            id.is_some() || !self.running()
+        });
+        id.unwrap_or_else(|| panic!("no scan published (found: {found}); stderr: {}", self.stderr()))
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for the scan to end (killed after `within`) and collect its output.
+    fn finish(mut self, within: Duration) -> Output {
+        let mut status: Option<ExitStatus> = None;
+        wait_until(within, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let status = status.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            let s = self.child.wait().expect("wait for scanfleet scan");
+            eprintln!("scanfleet scan still running after {within:?}: killed");
+            s
+        });
+        let stdout = self.stdout.take().unwrap().join().unwrap_or_default();
+        let _ = self.stderr_thread.take().unwrap().join();
+        Output { status, stdout, stderr: self.stderr().into_bytes() }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deletes a scan's keys from the shared Redis on drop (they would otherwise stay
+/// for the store's 30-day TTL).
+struct ForgetScan(String);
+
+impl Drop for ForgetScan {
+    fn drop(&mut self) {
+        let keys = ["meta", "results", "shards", "stream"].map(|k| format!("scanfleet:{{{}}}:{k}", self.0));
+        let _ = Command::new("redis-cli").args(["-p", "6379", "DEL"]).args(&keys).output();
+    }
+}
+
+fn assert_exact(out: &Output, t: &Truth) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "fleet scan failed: {err}");
+    let got = parse_open(&out.stdout);
+    assert_eq!(got, t.in_scope(), "results differ from the ground truth; stderr: {err}");
+}
+
+/// The in-scope lab hosts as job targets, with the rate budget of their instance type.
+fn in_scope_targets(t: &Truth) -> Vec<Target> {
+    let assets: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
+    assets
+        .iter()
+        .filter(|a| !t.prohibited.contains(a["private_ip"].as_str().unwrap()))
+        .map(|a| Target {
+            ip: a["private_ip"].as_str().unwrap().parse().unwrap(),
+            asset_id: a["id"].as_str().unwrap().to_string(),
+            rate_pps: RatePolicy::default().per_target_pps(a["instance_type"].as_str()),
+        })
+        .collect()
+}
+
+/// A job signed with the fleet's secret, valid for an hour, profiled like the
+/// coordinator's default (host discovery, service detection).
+fn signed_job(scan_id: &str, targets: Vec<Target>, ports: &str) -> Vec<u8> {
+    let job = ScanJob {
+        scan_id: scan_id.to_string(),
+        shard_id: 0,
+        zone: "default".into(),
+        targets,
+        ports: PortSpec::parse(ports).unwrap(),
+        profile: ProbeProfile { host_discovery: true, ..Default::default() },
+    };
+    JobEnvelope::seal(&job, 1, now_unix_ms() + 3_600_000, Some(SECRET.as_bytes())).to_bytes()
+}
+
+/// A scan's stored results as (ip, port) -> service, failing on a duplicate.
+fn stored_open(rt: &tokio::runtime::Runtime, store: &RedisStore, scan_id: &str) -> BTreeMap<(String, u16), Option<String>> {
+    let results = rt.block_on(store.results(scan_id)).unwrap();
+    let jsonl: String = results.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+    parse_open(jsonl.as_bytes())
+}
+
+fn unique_scan_id(tag: &str) -> String {
+    format!("sf-{tag}-{}-{}", std::process::id(), now_unix_ms())
+}
+
+#[test]
+fn lab_fleet_rabbitmq_restart_mid_scan() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    let t0 = Instant::now();
+    let t = truth();
+    let rabbit = PrivateRabbit::new();
+    rabbit.start();
+    let first_boot = t0.elapsed();
+    let _relay = Relay::new(rabbit.port);
+    shared_relay(6379);
+    let q = rabbit.url();
+    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::spawn(&q, SHARED_REDIS, 19481 + i, 10, &[], &[])).collect();
+    workers.iter_mut().for_each(|w| w.wait_ready(Duration::from_secs(30)));
+    let mut coord = Coordinator::scan(&q, SHARED_REDIS, &["--inventory", t.inventory.to_str().unwrap(), "-p", PORTS], &[]);
+    let scan_id = coord.scan_id(Duration::from_secs(30));
+    let _forget = ForgetScan(scan_id.clone());
+    let rt = rt();
+    let store = rt.block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default())).unwrap();
+
+    // Stop the broker while shards are held by workers and others still wait in the queue.
+    let in_flight = wait_until(Duration::from_secs(20), || {
+        total(&workers, "scanfleet_shards_in_flight", &[]) >= 1.0
+    });
+    assert!(in_flight, "no shard in flight; stderr: {}", coord.stderr());
+    let before = rt.block_on(store.progress(&scan_id)).unwrap();
+    assert!(!before.finished(), "the scan finished before the broker went down: {before:?}");
+    let t_stop = Instant::now();
+    rabbit.stop();
+    let stopped = t_stop.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(coord.running(), "the coordinator gave up while the broker was down: {}", coord.stderr());
+    let t_start = Instant::now();
+    rabbit.start();
+    let reboot = t_start.elapsed();
+    let out = coord.finish(Duration::from_secs(75));
+    let recovered = t_start.elapsed();
+    assert_exact(&out, &t);
+
+    let receive_errors = total(&workers, "scanfleet_errors_total", &[("stage", "receive")]);
+    assert!(receive_errors >= 1.0, "the workers never saw the broker go away");
+    for w in workers.iter_mut() {
+        assert!(w.alive(), "a worker died during the broker restart");
+        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+    }
+    eprintln!(
+        "rabbitmq restart: first boot {first_boot:?}, {before:?} at stop, stop took {stopped:?}, \
+         reboot {reboot:?}, restart to scan end {recovered:?}, {receive_errors} receive errors, total {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn lab_fleet_redis_restart_mid_scan() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    let t0 = Instant::now();
+    let t = truth();
+    // AOF with fsync on every write (see PrivateRedis): what a worker or the
+    // coordinator was told is stored survives the kill -9.
+    let redis = PrivateRedis::new();
+    redis.start();
+    let _relay = Relay::new(redis.port);
+    shared_relay(5672);
+    let vhost = Vhost::new("redis-restart");
+    let q = vhost.url();
+    let r = redis.url();
+    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::spawn(&q, &r, 19491 + i, 10, &[], &[])).collect();
+    workers.iter_mut().for_each(|w| w.wait_ready(Duration::from_secs(30)));
+    let mut coord = Coordinator::scan(&q, &r, &["--inventory", t.inventory.to_str().unwrap(), "-p", PORTS], &[]);
+    let _ = coord.scan_id(Duration::from_secs(30));
+
+    let in_flight = wait_until(Duration::from_secs(20), || {
+        total(&workers, "scanfleet_shards_in_flight", &[]) >= 1.0
+    });
+    assert!(in_flight, "no shard in flight; stderr: {}", coord.stderr());
+    let done_before = total(&workers, "scanfleet_jobs_completed_total", &[("outcome", "done")]);
+    redis.kill();
+    // Down for longer than a shard takes (about 5 s at 2000 pps per target), so the
+    // shards in hand finish probing and must hold their results meanwhile.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(coord.running(), "the coordinator gave up while Redis was down: {}", coord.stderr());
+    assert!(workers.iter_mut().all(|w| w.alive()), "a worker died while Redis was down");
+    let held = total(&workers, "scanfleet_shards_in_flight", &[]);
+    let t_start = Instant::now();
+    redis.start();
+    let out = coord.finish(Duration::from_secs(60));
+    let recovered = t_start.elapsed();
+    assert_exact(&out, &t);
+    assert!(
+        out.stderr.windows(17).any(|w| w == b"Redis unavailable"),
+        "the coordinator never noticed the outage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_errors = total(&workers, "scanfleet_errors_total", &[("stage", "store"), ("kind", "transient")]);
+    assert!(store_errors >= 1.0, "no worker write met the outage");
+    for w in workers.iter_mut() {
+        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+    }
+    eprintln!(
+        "redis restart: {done_before} shard(s) done at the kill, {held} held during the outage, \
+         {store_errors} transient store errors, restart to scan end {recovered:?}, total {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn lab_fleet_same_message_twice_counts_once() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    let t0 = Instant::now();
+    shared_relay(5672);
+    shared_relay(6379);
+    let t = truth();
+    let vhost = Vhost::new("twice");
+    let q = vhost.url();
+    let rt = rt();
+    let scan_id = unique_scan_id("twice");
+    let _forget = ForgetScan(scan_id.clone());
+    let store = rt.block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default())).unwrap();
+    rt.block_on(store.begin_scan(&scan_id, 1)).unwrap();
+    let payload = signed_job(&scan_id, in_scope_targets(&t), PORTS);
+    let queue = rt.block_on(async {
+        let fq = FleetQueue::connect(&q, &QueueOptions::default()).await.unwrap();
+        fq.init(&["default".to_string()]).await.unwrap();
+        let dq = fq.dyn_queue();
+        dq.publish("default", &payload).await.unwrap();
+        dq.publish("default", &payload).await.unwrap();
+        fq
+    });
+    let mut w = Worker::spawn(&q, SHARED_REDIS, 19501, 10, &[], &[]);
+    let both = wait_until(Duration::from_secs(70), || {
+        metric(&w.metrics(), "scanfleet_jobs_completed_total", &[]) >= 2.0
+    });
+    let m = w.metrics();
+    assert!(both, "the two deliveries were not both settled: {m}");
+    assert_eq!(metric(&m, "scanfleet_jobs_received_total", &[]), 2.0, "{m}");
+    assert_eq!(metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "done")]), 2.0, "{m}");
+
+    let expected = t.in_scope();
+    let p = rt.block_on(store.progress(&scan_id)).unwrap();
+    assert_eq!(
+        p,
+        Progress { shards_total: 1, shards_done: 1, shards_failed: 0, results: expected.len() as u64 },
+        "the shard counts once"
+    );
+    assert_eq!(stored_open(&rt, &store, &scan_id), expected, "results differ from the ground truth");
+    assert!(rt.block_on(queue.take_dead_letters(10)).unwrap().is_empty(), "a duplicate was dead-lettered");
+    assert_eq!(w.terminate(Duration::from_secs(30)), Some(0));
+    eprintln!("same message twice: {:?}", t0.elapsed());
+}
+
+#[test]
+fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    const LIMIT: u32 = 3;
+    let t0 = Instant::now();
+    shared_relay(5672);
+    shared_relay(6379);
+    let t = truth();
+    let vhost = Vhost::new("poison");
+    let q = vhost.url();
+    let rt = rt();
+    let store = rt.block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default())).unwrap();
+    let good_id = unique_scan_id("good");
+    let _forget = ForgetScan(good_id.clone());
+    rt.block_on(store.begin_scan(&good_id, 1)).unwrap();
+    // Valid and signed, but for a scan nobody began: every store write fails with
+    // UnknownScan, which the worker treats as a failed attempt to retry.
+    let poison_id = unique_scan_id("poison");
+    let _forget_poison = ForgetScan(poison_id.clone());
+    let targets = in_scope_targets(&t);
+    let poison = signed_job(&poison_id, targets[..1].to_vec(), "1-1000");
+    let good = signed_job(&good_id, targets, PORTS);
+    let opts = QueueOptions { delivery_limit: LIMIT, ..QueueOptions::default() };
+    let queue = rt.block_on(async {
+        let fq = FleetQueue::connect(&q, &opts).await.unwrap();
+        fq.init(&["default".to_string()]).await.unwrap();
+        let dq = fq.dyn_queue();
+        dq.publish("default", &poison).await.unwrap();
+        dq.publish("default", &good).await.unwrap();
+        fq
+    });
+    let limit = LIMIT.to_string();
+    let mut w = Worker::spawn(&q, SHARED_REDIS, 19511, 10, &[], &["--delivery-limit", &limit, "--concurrency", "2"]);
+
+    let mut dead = Vec::new();
+    let mut good_done = false;
+    let settled = wait_until(Duration::from_secs(75), || {
+        dead.extend(rt.block_on(queue.take_dead_letters(10)).unwrap());
+        good_done = good_done || rt.block_on(store.progress(&good_id)).unwrap().finished();
+        !dead.is_empty() && good_done
+    });
+    assert!(settled, "dead letters {:?}, good job done: {good_done}; metrics: {}", dead.len(), w.metrics());
+    assert!(w.alive(), "the worker died");
+    assert_eq!(dead.len(), 1, "only the poison job is dead-lettered");
+    assert_eq!(dead[0].payload, poison, "the dead letter is the poison job, unchanged");
+    assert!(dead[0].reason.contains("delivery limit"), "reason: {:?}", dead[0].reason);
+
+    // Exactly LIMIT deliveries of the poison job, each retried, and one of the good job.
+    let mut m = String::new();
+    let counted = wait_until(Duration::from_secs(5), || {
+        m = w.metrics();
+        metric(&m, "scanfleet_jobs_received_total", &[]) == f64::from(LIMIT) + 1.0
+            && metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "retried")]) == f64::from(LIMIT)
+            && metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "done")]) == 1.0
+    });
+    assert!(counted, "expected {LIMIT} retried deliveries and 1 done: {m}");
+    assert_eq!(metric(&m, "scanfleet_jobs_dead_lettered_total", &[]), 0.0, "the broker dead-letters, not the worker: {m}");
+
+    let p = rt.block_on(store.progress(&good_id)).unwrap();
+    assert_eq!((p.shards_total, p.shards_done, p.shards_failed), (1, 1, 0), "{p:?}");
+    assert_eq!(stored_open(&rt, &store, &good_id), t.in_scope(), "results differ from the ground truth");
+    assert!(
+        matches!(rt.block_on(store.progress(&poison_id)), Err(StoreError::UnknownScan(_))),
+        "the poison job left data behind"
+    );
+    // Nothing comes back after the dead letter.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(&w.metrics(), "scanfleet_jobs_received_total", &[]), f64::from(LIMIT) + 1.0);
+    assert_eq!(w.terminate(Duration::from_secs(30)), Some(0));
+    eprintln!("poison job: {:?}", t0.elapsed());
+}
+
+#[test]
+fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    const LEASE_SECS: u64 = 3;
+    let t0 = Instant::now();
+    let Some(moto) = Moto::start() else { return };
+    let _relay = Relay::new(moto.port);
+    shared_relay(6379);
+    let t = truth();
+    let host = "10.213.0.11";
+    // One host, its 10000 ports at 800 probes/s: a shard of 12 s and more, four
+    // leases and then some.
+    let assets: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
+    let one: Vec<&serde_json::Value> = assets.iter().filter(|a| a["private_ip"] == host).collect();
+    assert_eq!(one.len(), 1);
+    let inventory = t._dir.path().join("one-host.json");
+    std::fs::write(&inventory, serde_json::to_vec(&one).unwrap()).unwrap();
+    let env = moto.env();
+    let q = format!("sqs://sftest-lease-{}", std::process::id());
+    let mut workers: Vec<Worker> = (0..2).map(|i| Worker::spawn(&q, SHARED_REDIS, 19521 + i, LEASE_SECS, &env, &[])).collect();
+    workers.iter_mut().for_each(|w| w.wait_ready(Duration::from_secs(30)));
+    let mut coord = Coordinator::scan(
+        &q,
+        SHARED_REDIS,
+        &["--inventory", inventory.to_str().unwrap(), "-p", PORTS, "--rate", "800"],
+        &env,
+    );
+    let scan_id = coord.scan_id(Duration::from_secs(30));
+    let _forget = ForgetScan(scan_id);
+    let out = coord.finish(Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "fleet scan failed: {err}");
+    let want: BTreeMap<_, _> = t.in_scope().into_iter().filter(|((ip, _), _)| ip == host).collect();
+    assert!(!want.is_empty());
+    assert_eq!(parse_open(&out.stdout), want, "results differ from the ground truth; stderr: {err}");
+
+    // A redelivery would show up within a lease of the end at the latest.
+    std::thread::sleep(Duration::from_secs(LEASE_SECS + 2));
+    let received = total(&workers, "scanfleet_jobs_received_total", &[]);
+    let extensions = total(&workers, "scanfleet_lease_extensions_total", &[]);
+    let took = total(&workers, "scanfleet_job_duration_seconds_sum", &[]);
+    assert_eq!(received, 1.0, "the shard was received {received} times");
+    assert!(extensions >= 1.0, "no lease extension");
+    assert!(took > 2.0 * LEASE_SECS as f64, "the shard took {took} s, not clearly longer than the {LEASE_SECS} s lease");
+    assert_eq!(total(&workers, "scanfleet_jobs_completed_total", &[("outcome", "done")]), 1.0);
+    for w in workers.iter_mut() {
+        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+    }
+    eprintln!("long shard: {took:.1} s under a {LEASE_SECS} s lease, {extensions} extensions, total {:?}", t0.elapsed());
+}
