@@ -193,7 +193,8 @@ impl Worker {
                         drop(permit);
                     });
                 }
-                Ok(None) => {}
+                // The broker answered: the next failure starts a fresh back-off.
+                Ok(None) => backoff = Duration::from_millis(100),
                 Err(e) if e.is_transient() => {
                     self.metrics.errors.with_label_values(&["receive", "transient"]).inc();
                     tracing::warn!(error = %e, "queue receive failed; retrying");
