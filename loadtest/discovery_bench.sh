@@ -27,7 +27,7 @@ out=loadtest/out/discovery_bench.md
 } >"$out"
 SCANFLEET_BENCH_ACCOUNTS=$accounts \
 SCANFLEET_BENCH_CONCURRENCY=$concurrency \
-SCANFLEET_BENCH_OUT=$out.table \
+SCANFLEET_BENCH_OUT=$PWD/$out.table \
   cargo test -p scanfleet-coordinator --test aws_bench -- --ignored --nocapture discovery_benchmark >&2
 cat "$out.table" >>"$out"
 rm -f "$out.table"

@@ -29,10 +29,16 @@ fn env_or(name: &str, default: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: loadtest/discovery_bench.sh runs it"]
 async fn discovery_benchmark() {
-    let accounts: usize = env_or("SCANFLEET_BENCH_ACCOUNTS", "1000").parse().expect("SCANFLEET_BENCH_ACCOUNTS");
-    let regions: Vec<String> =
-        env_or("SCANFLEET_BENCH_REGIONS", "us-east-1,eu-west-1").split(',').map(str::to_string).collect();
-    let per_region: usize = env_or("SCANFLEET_BENCH_INSTANCES", "2").parse().expect("SCANFLEET_BENCH_INSTANCES");
+    let accounts: usize = env_or("SCANFLEET_BENCH_ACCOUNTS", "1000")
+        .parse()
+        .expect("SCANFLEET_BENCH_ACCOUNTS");
+    let regions: Vec<String> = env_or("SCANFLEET_BENCH_REGIONS", "us-east-1,eu-west-1")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let per_region: usize = env_or("SCANFLEET_BENCH_INSTANCES", "2")
+        .parse()
+        .expect("SCANFLEET_BENCH_INSTANCES");
     let levels: Vec<usize> = env_or("SCANFLEET_BENCH_CONCURRENCY", "16,64")
         .split(',')
         .map(|c| c.parse().expect("SCANFLEET_BENCH_CONCURRENCY"))
@@ -57,7 +63,10 @@ async fn discovery_benchmark() {
                     .send()
                     .await
                     .expect("account");
-                a.create_account_status().and_then(|s| s.account_id()).expect("account id").to_string()
+                a.create_account_status()
+                    .and_then(|s| s.account_id())
+                    .expect("account id")
+                    .to_string()
             }
         })
         .buffer_unordered(16)
@@ -77,7 +86,9 @@ async fn discovery_benchmark() {
                 let third = i % 250;
                 let vpc = ec2.vpc(&format!("10.{second}.0.0/16")).await;
                 let az = format!("{region}a");
-                let subnet = ec2.subnet(&vpc, &format!("10.{second}.{third}.0/24"), &az).await;
+                let subnet = ec2
+                    .subnet(&vpc, &format!("10.{second}.{third}.0/24"), &az)
+                    .await;
                 for k in 0..per_region {
                     let ip = format!("10.{second}.{third}.{}", 10 + k);
                     ec2.launch(Launch {
@@ -119,12 +130,17 @@ async fn discovery_benchmark() {
             ..AwsDiscoveryOptions::default()
         };
         let started = Instant::now();
-        let d = Arc::new(AwsDiscoverer::with_sdk_config(opts, &moto.root("us-east-1").await).unwrap())
-            .discover()
-            .await
-            .unwrap();
+        let d =
+            Arc::new(AwsDiscoverer::with_sdk_config(opts, &moto.root("us-east-1").await).unwrap())
+                .discover()
+                .await
+                .unwrap();
         let wall = started.elapsed();
-        assert!(d.is_complete(), "{:?}", &d.failures[..d.failures.len().min(5)]);
+        assert!(
+            d.is_complete(),
+            "{:?}",
+            &d.failures[..d.failures.len().min(5)]
+        );
         assert_eq!(d.assets.len(), accounts * regions.len() * per_region);
         let req = &d.api_calls.requests;
         let _ = writeln!(

@@ -623,6 +623,10 @@ async fn discovers_the_organization_and_reports_the_account_it_cannot_enter() {
     let back = scanfleet_common::inventory::parse(Path::new("inventory.json"), &d.inventory_json())
         .unwrap();
     assert_eq!(back, d.assets);
+    // A sample for documentation: SCANFLEET_DUMP_INVENTORY=/tmp/inventory.json.
+    if let Ok(path) = std::env::var("SCANFLEET_DUMP_INVENTORY") {
+        std::fs::write(path, d.inventory_json()).unwrap();
+    }
 
     // API calls: one ListAccounts, one AssumeRole per account, two pages of
     // DescribeInstances where 7 reservations meet a page size of 5.

@@ -395,9 +395,14 @@ fn lab_fleet_redis_restart_mid_scan() {
     assert!(in_flight, "no shard in flight; stderr: {}", coord.stderr());
     let done_before = total(&workers, "scanfleet_jobs_completed_total", &[("outcome", "done")]);
     redis.kill();
-    // Down for longer than a shard takes (about 5 s at 2000 pps per target), so the
-    // shards in hand finish probing and must hold their results meanwhile.
-    std::thread::sleep(Duration::from_secs(8));
+    let t_kill = Instant::now();
+    // Down until a worker that finished probing has failed to store its results,
+    // and a little longer: the shards in hand hold their results meanwhile.
+    let store_errors = |w: &[Worker]| total(w, "scanfleet_errors_total", &[("stage", "store"), ("kind", "transient")]);
+    let felt = wait_until(Duration::from_secs(40), || store_errors(&workers) >= 1.0);
+    assert!(felt, "no worker tried to write while Redis was down");
+    std::thread::sleep(Duration::from_secs(3));
+    let outage = t_kill.elapsed();
     assert!(coord.running(), "the coordinator gave up while Redis was down: {}", coord.stderr());
     assert!(workers.iter_mut().all(|w| w.alive()), "a worker died while Redis was down");
     let held = total(&workers, "scanfleet_shards_in_flight", &[]);
@@ -411,14 +416,13 @@ fn lab_fleet_redis_restart_mid_scan() {
         "the coordinator never noticed the outage: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let store_errors = total(&workers, "scanfleet_errors_total", &[("stage", "store"), ("kind", "transient")]);
-    assert!(store_errors >= 1.0, "no worker write met the outage");
+    let store_errors = store_errors(&workers);
     for w in workers.iter_mut() {
         assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
     }
     eprintln!(
         "redis restart: {done_before} shard(s) done at the kill, {held} held during the outage, \
-         {store_errors} transient store errors, restart to scan end {recovered:?}, total {:?}",
+         {store_errors} transient store errors, down {outage:?}, restart to scan end {recovered:?}, total {:?}",
         t0.elapsed()
     );
 }
