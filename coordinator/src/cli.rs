@@ -23,6 +23,65 @@ pub enum Command {
     Results(ResultsArgs),
     /// Broker topology: `queues init` creates the zones' queues and the dead-letter queue.
     Queues(QueuesArgs),
+    /// Discover the private targets of AWS accounts (EC2 API) and write an inventory.
+    Discover(DiscoverArgs),
+    /// List the network zones (VPCs joined by active peering) of an estate.
+    Zones(ZonesArgs),
+}
+
+/// Where and how to discover AWS assets; shared by `discover`, `zones` and `scan --discover aws`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AwsArgs {
+    /// Every active account of the organization (Organizations ListAccounts), each through AssumeRole.
+    #[arg(long, conflicts_with_all = ["accounts", "caller"])]
+    pub org: bool,
+    /// Accounts file: one 12-digit account id per line (optionally a name after it; # comments).
+    #[arg(long, value_name = "FILE", conflicts_with = "caller")]
+    pub accounts: Option<PathBuf>,
+    /// Only the caller's own account, with the caller's credentials (the default without --org/--accounts).
+    #[arg(long)]
+    pub caller: bool,
+    /// Role assumed in each account.
+    #[arg(long, value_name = "NAME", default_value = "scanfleet-discovery")]
+    pub role_name: String,
+    /// External ID the roles' trust policies require.
+    #[arg(long, value_name = "ID", env = "SCANFLEET_EXTERNAL_ID")]
+    pub external_id: Option<String>,
+    /// Regions to discover (default: each account's enabled regions).
+    #[arg(long, value_name = "REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Endpoint of every AWS API (an emulator such as moto); AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS calls in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub aws_concurrency: usize,
+}
+
+/// Arguments of `scanfleet discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Discover through the AWS APIs (the only source today).
+    #[arg(long, required = true)]
+    pub aws: bool,
+    #[command(flatten)]
+    pub aws_args: AwsArgs,
+    /// Write the inventory here (default: standard output).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Arguments of `scanfleet zones`.
+#[derive(Debug, Args)]
+pub struct ZonesArgs {
+    /// Zones of an inventory that `scanfleet discover` wrote.
+    #[arg(short = 'i', long, value_name = "FILE", conflicts_with = "aws")]
+    pub inventory: Option<PathBuf>,
+    /// Discover through the AWS APIs and list the zones.
+    #[arg(long, required_unless_present = "inventory")]
+    pub aws: bool,
+    #[command(flatten)]
+    pub aws_args: AwsArgs,
 }
 
 /// Arguments of `scanfleet status`.
@@ -101,12 +160,33 @@ pub enum Format {
 #[derive(Debug, Args, Default)]
 pub struct ScanArgs {
     /// Target: IP, CIDR (10.0.0.0/24) or range (10.0.0.1-20). Repeat or separate with commas.
-    #[arg(short = 't', long = "target", value_name = "SPEC", value_delimiter = ',', required_unless_present = "inventory", conflicts_with = "inventory")]
+    #[arg(short = 't', long = "target", value_name = "SPEC", value_delimiter = ',', required_unless_present_any = ["inventory", "discover"], conflicts_with = "inventory")]
     pub targets: Vec<String>,
 
     /// Inventory file: a JSON array of assets (`scanfleet discover` writes them).
-    #[arg(short = 'i', long, value_name = "FILE")]
+    #[arg(short = 'i', long, value_name = "FILE", conflicts_with = "discover")]
     pub inventory: Option<PathBuf>,
+
+    /// Discover the targets first: `aws` (AWS pre-authorized scope: only private IPs of
+    /// running instances that discovery returned; never m1.small, t1.micro, t2.nano).
+    #[arg(long, value_name = "SOURCE", value_parser = ["aws"], conflicts_with = "targets")]
+    pub discover: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Only scan assets with this tag (`key=value` or `key`). Repeatable.
+    #[arg(long, value_name = "TAG")]
+    pub include_tag: Vec<String>,
+    /// Never scan assets with this tag (`key=value` or `key`). Repeatable.
+    #[arg(long, value_name = "TAG")]
+    pub exclude_tag: Vec<String>,
+    /// Never scan assets of this account. Repeatable.
+    #[arg(long, value_name = "ACCOUNT", value_delimiter = ',')]
+    pub exclude_account: Vec<String>,
+    /// Never scan assets in this VPC. Repeatable.
+    #[arg(long, value_name = "VPC", value_delimiter = ',')]
+    pub exclude_vpc: Vec<String>,
 
     /// Ports in nmap syntax: 22,80,8000-8100; `-` for all 65535.
     #[arg(short = 'p', long = "ports", value_name = "PORTS", allow_hyphen_values = true, conflicts_with = "top_ports")]

@@ -68,6 +68,8 @@ impl FileConfig {
 pub enum Source {
     Specs(Vec<String>),
     Inventory(PathBuf),
+    /// Assets come from AWS discovery at scan time (`--discover aws`).
+    Aws(crate::cli::AwsArgs),
 }
 
 /// A validated scan request.
@@ -176,6 +178,23 @@ impl ScanSettings {
             scope.exclude_cidrs.push(parse_cidr(c, "--exclude")?);
         }
         scope.private_only = args.private_only || file.scope.private_only.unwrap_or(false);
+        let tag = |t: &String, flag: &str| {
+            t.parse().map_err(|e| CliError::Input(format!("{flag} {t:?}: {e}")))
+        };
+        for t in &args.include_tag {
+            scope.include_tags.push(tag(t, "--include-tag")?);
+        }
+        for t in &args.exclude_tag {
+            scope.exclude_tags.push(tag(t, "--exclude-tag")?);
+        }
+        scope.exclude_accounts.extend(args.exclude_account.iter().cloned());
+        scope.exclude_vpcs.extend(args.exclude_vpc.iter().cloned());
+        if args.discover.is_some() {
+            // AWS pre-authorized mode: only private IPs of running instances that
+            // discovery returned, never an address typed by hand.
+            scope.discovered_only = true;
+            scope.running_only = true;
+        }
         if let Some(types) = file.scope.prohibited_instance_types {
             scope.prohibited_instance_types = types;
         }
@@ -189,6 +208,7 @@ impl ScanSettings {
 
         let max_targets = args.max_targets.or(file.scan.max_targets).unwrap_or(DEFAULT_MAX_TARGETS);
         let (assets, source) = match &args.inventory {
+            None if args.discover.is_some() => (Vec::new(), Source::Aws(args.aws.clone())),
             Some(path) => (inventory::load(path).map_err(|e| CliError::Input(e.to_string()))?, Source::Inventory(path.clone())),
             None => {
                 if args.targets.is_empty() {

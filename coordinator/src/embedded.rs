@@ -54,7 +54,8 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     profile.mode = if engine == "syn" { ScanMode::Syn } else { ScanMode::Connect };
     drop(selected);
 
-    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &profile, settings.workers);
+    // One process reaches whatever it reaches: the embedded mode puts every target in one zone.
+    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &profile, settings.workers, false);
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600), 3));
     let store = Arc::new(MemoryStore::new());
     store.begin_scan(&scan_id, jobs.len() as u64).await.context("registering the scan")?;
@@ -160,6 +161,7 @@ pub(crate) fn prepare(
     scan_id: &str,
     profile: &scanfleet_common::ProbeProfile,
     min_shards: usize,
+    zoned: bool,
 ) -> Planned {
     let (targets, skipped) = scope::apply(&settings.assets, &settings.scope, &settings.rate);
     for s in &skipped {
@@ -167,7 +169,11 @@ pub(crate) fn prepare(
     }
     let jobs = plan::plan(
         scan_id,
-        BTreeMap::from([("default".to_string(), targets.clone())]),
+        if zoned {
+            crate::zones::group_targets(&settings.assets, targets.clone())
+        } else {
+            BTreeMap::from([("default".to_string(), targets.clone())])
+        },
         &settings.ports,
         profile,
         ShardLimits { min_shards, max_targets: settings.shard_size, ..ShardLimits::default() },

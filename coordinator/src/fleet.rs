@@ -34,7 +34,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     let started = Instant::now();
     let started_ms = now_unix_ms();
     let scan_id = plan::new_scan_id();
-    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &settings.profile, 1);
+    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &settings.profile, 1, true);
 
     let queue = FleetQueue::connect(&fleet_cfg.queue_url, &QueueOptions::default())
         .await

@@ -4,6 +4,7 @@
 //! one process with in-process workers (the embedded default).
 
 pub mod cli;
+pub mod aws_cmd;
 pub mod config;
 pub mod discovery;
 pub mod embedded;
@@ -56,7 +57,12 @@ impl From<anyhow::Error> for CliError {
 pub async fn run(cli: cli::Cli, shutdown: tokio_util::sync::CancellationToken) -> Result<(), CliError> {
     match cli.command {
         cli::Command::Scan(args) => {
-            let settings = config::ScanSettings::from_args(&args)?;
+            let mut settings = config::ScanSettings::from_args(&args)?;
+            if let config::Source::Aws(aws_args) = &settings.source {
+                let (d, zones) = aws_cmd::discover(aws_args).await?;
+                aws_cmd::print_summary(&d, &zones, &settings.scope, &settings.rate);
+                settings.assets = d.assets;
+            }
             match &settings.fleet {
                 Some(_) => fleet::scan(settings, shutdown).await,
                 None => embedded::scan(settings, shutdown).await,
@@ -65,5 +71,7 @@ pub async fn run(cli: cli::Cli, shutdown: tokio_util::sync::CancellationToken) -
         cli::Command::Status(args) => fleet::status(args).await,
         cli::Command::Results(args) => fleet::results(args).await,
         cli::Command::Queues(args) => fleet::queues(args).await,
+        cli::Command::Discover(args) => aws_cmd::discover_cmd(args).await,
+        cli::Command::Zones(args) => aws_cmd::zones_cmd(args).await,
     }
 }
