@@ -50,10 +50,23 @@ pub struct JobEnvelope {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret: &[u8], version: u32, scan_id: &str, shard_id: u32, deadline: u64, body: &str) -> HmacSha256 {
+fn mac(
+    secret: &[u8],
+    version: u32,
+    scan_id: &str,
+    shard_id: u32,
+    deadline: u64,
+    body: &str,
+) -> HmacSha256 {
     // new_from_slice accepts keys of any length for HMAC; an error is impossible.
-    let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
-    for part in [version.to_string(), scan_id.to_string(), shard_id.to_string(), deadline.to_string()] {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    for part in [
+        version.to_string(),
+        scan_id.to_string(),
+        shard_id.to_string(),
+        deadline.to_string(),
+    ] {
         m.update(part.as_bytes());
         m.update(b"\n");
     }
@@ -63,18 +76,33 @@ fn mac(secret: &[u8], version: u32, scan_id: &str, shard_id: u32, deadline: u64,
 
 /// Milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl JobEnvelope {
     /// Wrap and sign a job. Without a secret the envelope is unsigned, as in the
     /// embedded mode where the queue never leaves the process.
-    pub fn seal(job: &ScanJob, attempt: u32, deadline_unix_ms: u64, secret: Option<&[u8]>) -> JobEnvelope {
+    pub fn seal(
+        job: &ScanJob,
+        attempt: u32,
+        deadline_unix_ms: u64,
+        secret: Option<&[u8]>,
+    ) -> JobEnvelope {
         // ScanJob holds only strings, numbers and enums: serialisation cannot fail.
         let body = serde_json::to_string(job).unwrap_or_default();
         let signature = secret
             .map(|s| {
-                let m = mac(s, ENVELOPE_VERSION, &job.scan_id, job.shard_id, deadline_unix_ms, &body);
+                let m = mac(
+                    s,
+                    ENVELOPE_VERSION,
+                    &job.scan_id,
+                    job.shard_id,
+                    deadline_unix_ms,
+                    &body,
+                );
                 hex::encode(m.finalize().into_bytes())
             })
             .unwrap_or_default();
@@ -104,9 +132,16 @@ impl JobEnvelope {
                     return Err(EnvelopeError::Unsigned);
                 }
                 let sig = hex::decode(&self.signature).map_err(|_| EnvelopeError::BadSignature)?;
-                mac(s, self.version, &self.scan_id, self.shard_id, self.deadline_unix_ms, &self.body)
-                    .verify_slice(&sig)
-                    .map_err(|_| EnvelopeError::BadSignature)?;
+                mac(
+                    s,
+                    self.version,
+                    &self.scan_id,
+                    self.shard_id,
+                    self.deadline_unix_ms,
+                    &self.body,
+                )
+                .verify_slice(&sig)
+                .map_err(|_| EnvelopeError::BadSignature)?;
             }
             None if !self.signature.is_empty() => return Err(EnvelopeError::BadSignature),
             None => {}
@@ -114,7 +149,8 @@ impl JobEnvelope {
         if now_unix_ms > self.deadline_unix_ms {
             return Err(EnvelopeError::Expired(now_unix_ms - self.deadline_unix_ms));
         }
-        let job: ScanJob = serde_json::from_str(&self.body).map_err(|e| EnvelopeError::BadBody(e.to_string()))?;
+        let job: ScanJob =
+            serde_json::from_str(&self.body).map_err(|e| EnvelopeError::BadBody(e.to_string()))?;
         if job.scan_id != self.scan_id {
             return Err(EnvelopeError::Mismatch("scan id"));
         }
@@ -149,7 +185,11 @@ mod tests {
             scan_id: "s1".into(),
             shard_id: 3,
             zone: "default".into(),
-            targets: vec![Target { ip: "10.0.0.1".parse().unwrap(), asset_id: "i-1".into(), rate_pps: 100 }],
+            targets: vec![Target {
+                ip: "10.0.0.1".parse().unwrap(),
+                asset_id: "i-1".into(),
+                rate_pps: 100,
+            }],
             ports: PortSpec::parse("22,80").unwrap(),
             profile: ProbeProfile::default(),
         }
@@ -161,22 +201,40 @@ mod tests {
         let env = JobEnvelope::seal(&job(), 1, 2_000, Some(key));
         let back = JobEnvelope::from_bytes(&env.to_bytes()).unwrap();
         assert_eq!(back.open(Some(key), 1_000).unwrap(), job());
-        assert_eq!(back.open(Some(b"other"), 1_000), Err(EnvelopeError::BadSignature));
-        assert_eq!(back.open(Some(key), 2_500), Err(EnvelopeError::Expired(500)));
+        assert_eq!(
+            back.open(Some(b"other"), 1_000),
+            Err(EnvelopeError::BadSignature)
+        );
+        assert_eq!(
+            back.open(Some(key), 2_500),
+            Err(EnvelopeError::Expired(500))
+        );
         assert_eq!(back.open(None, 1_000), Err(EnvelopeError::BadSignature));
 
         let mut forged = env.clone();
         forged.body = forged.body.replace("10.0.0.1", "10.0.0.2");
-        assert_eq!(forged.open(Some(key), 1_000), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            forged.open(Some(key), 1_000),
+            Err(EnvelopeError::BadSignature)
+        );
 
         let unsigned = JobEnvelope::seal(&job(), 1, 2_000, None);
-        assert_eq!(unsigned.open(Some(key), 1_000), Err(EnvelopeError::Unsigned));
+        assert_eq!(
+            unsigned.open(Some(key), 1_000),
+            Err(EnvelopeError::Unsigned)
+        );
         assert_eq!(unsigned.open(None, 1_000).unwrap(), job());
 
         let mut v2 = env.clone();
         v2.version = 2;
-        assert_eq!(v2.open(Some(key), 1_000), Err(EnvelopeError::UnsupportedVersion(2)));
-        assert!(matches!(JobEnvelope::from_bytes(b"{nope"), Err(EnvelopeError::Malformed(_))));
+        assert_eq!(
+            v2.open(Some(key), 1_000),
+            Err(EnvelopeError::UnsupportedVersion(2))
+        );
+        assert!(matches!(
+            JobEnvelope::from_bytes(b"{nope"),
+            Err(EnvelopeError::Malformed(_))
+        ));
     }
 
     proptest! {

@@ -52,7 +52,11 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        QueueOptions { prefetch: 1, lease: Duration::from_secs(60), delivery_limit: 5 }
+        QueueOptions {
+            prefetch: 1,
+            lease: Duration::from_secs(60),
+            delivery_limit: 5,
+        }
     }
 }
 
@@ -76,7 +80,9 @@ impl FleetQueue {
                     delivery_limit: opts.delivery_limit,
                     ..AmqpConfig::default()
                 };
-                Ok(FleetQueue::Amqp(Arc::new(AmqpQueue::connect(url, config).await?)))
+                Ok(FleetQueue::Amqp(Arc::new(
+                    AmqpQueue::connect(url, config).await?,
+                )))
             }
             QueueKind::Sqs => {
                 let config = SqsConfig {
@@ -84,7 +90,9 @@ impl FleetQueue {
                     max_receive_count: opts.delivery_limit,
                     ..SqsConfig::default()
                 };
-                Ok(FleetQueue::Sqs(Arc::new(SqsQueue::connect(url, config).await?)))
+                Ok(FleetQueue::Sqs(Arc::new(
+                    SqsQueue::connect(url, config).await?,
+                )))
             }
         }
     }
@@ -129,9 +137,13 @@ impl FleetQueue {
 /// [`StoreError`] naming the URL.
 pub async fn connect_store(url: &str) -> Result<Arc<RedisStore>, StoreError> {
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        return Err(StoreError::Permanent(format!("--redis {url:?}: expected redis://host:port")));
+        return Err(StoreError::Permanent(format!(
+            "--redis {url:?}: expected redis://host:port"
+        )));
     }
-    Ok(Arc::new(RedisStore::connect(url, RedisConfig::default()).await?))
+    Ok(Arc::new(
+        RedisStore::connect(url, RedisConfig::default()).await?,
+    ))
 }
 
 /// The store behind the trait.
@@ -145,9 +157,15 @@ mod tests {
 
     #[test]
     fn queue_urls_are_classified() {
-        assert_eq!(queue_kind("amqp://guest:guest@127.0.0.1:5672/%2f"), Ok(QueueKind::Amqp));
+        assert_eq!(
+            queue_kind("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            Ok(QueueKind::Amqp)
+        );
         assert_eq!(queue_kind("sqs://scanfleet"), Ok(QueueKind::Sqs));
-        assert_eq!(queue_kind("https://sqs.eu-west-1.amazonaws.com/123/scanfleet"), Ok(QueueKind::Sqs));
+        assert_eq!(
+            queue_kind("https://sqs.eu-west-1.amazonaws.com/123/scanfleet"),
+            Ok(QueueKind::Sqs)
+        );
         let e = queue_kind("kafka://x").unwrap_err();
         assert!(e.contains("\"kafka://x\""), "{e}");
         assert!(queue_kind("scanfleet").is_err());

@@ -45,9 +45,13 @@ impl PortSpec {
             let item = raw.trim();
             let item = item.strip_prefix("T:").unwrap_or(item);
             if item.is_empty() {
-                return Err(PortSpecError::BadNumber { item: raw.to_string() });
+                return Err(PortSpecError::BadNumber {
+                    item: raw.to_string(),
+                });
             }
-            let bad = || PortSpecError::BadNumber { item: raw.trim().to_string() };
+            let bad = || PortSpecError::BadNumber {
+                item: raw.trim().to_string(),
+            };
             let num = |s: &str| -> Result<u16, PortSpecError> {
                 match s.parse::<u32>() {
                     Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
@@ -66,7 +70,9 @@ impl PortSpec {
                 }
             };
             if lo > hi {
-                return Err(PortSpecError::Backwards { item: raw.trim().to_string() });
+                return Err(PortSpecError::Backwards {
+                    item: raw.trim().to_string(),
+                });
             }
             ranges.push((lo, hi));
         }
@@ -82,12 +88,16 @@ impl PortSpec {
         if n == 0 || n > list.len() {
             return Err(PortSpecError::TopPortsOutOfRange { n, max: list.len() });
         }
-        Ok(PortSpec::from_ranges(list[..n].iter().map(|&p| (p, p)).collect()))
+        Ok(PortSpec::from_ranges(
+            list[..n].iter().map(|&p| (p, p)).collect(),
+        ))
     }
 
     /// Every port, 1-65535.
     pub fn all() -> PortSpec {
-        PortSpec { ranges: vec![(1, 65535)] }
+        PortSpec {
+            ranges: vec![(1, 65535)],
+        }
     }
 
     fn from_ranges(mut ranges: Vec<(u16, u16)>) -> PortSpec {
@@ -104,7 +114,10 @@ impl PortSpec {
 
     /// Number of ports.
     pub fn len(&self) -> usize {
-        self.ranges.iter().map(|&(lo, hi)| usize::from(hi - lo) + 1).sum()
+        self.ranges
+            .iter()
+            .map(|&(lo, hi)| usize::from(hi - lo) + 1)
+            .sum()
     }
 
     /// Always false for a parsed spec; present for completeness.
@@ -113,7 +126,9 @@ impl PortSpec {
     }
 
     pub fn contains(&self, port: u16) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&port))
     }
 
     /// The `i`-th port in ascending order, for index-space walks.
@@ -205,11 +220,26 @@ mod tests {
     #[test]
     fn refuses_bad_specs_by_name() {
         assert_eq!(PortSpec::parse(""), Err(PortSpecError::Empty));
-        assert!(matches!(PortSpec::parse("0"), Err(PortSpecError::BadNumber { .. })));
-        assert!(matches!(PortSpec::parse("65536"), Err(PortSpecError::BadNumber { .. })));
-        assert!(matches!(PortSpec::parse("80,,81"), Err(PortSpecError::BadNumber { .. })));
-        assert!(matches!(PortSpec::parse("http"), Err(PortSpecError::BadNumber { .. })));
-        assert!(matches!(PortSpec::parse("U:53"), Err(PortSpecError::BadNumber { .. })));
+        assert!(matches!(
+            PortSpec::parse("0"),
+            Err(PortSpecError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            PortSpec::parse("65536"),
+            Err(PortSpecError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            PortSpec::parse("80,,81"),
+            Err(PortSpecError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            PortSpec::parse("http"),
+            Err(PortSpecError::BadNumber { .. })
+        ));
+        assert!(matches!(
+            PortSpec::parse("U:53"),
+            Err(PortSpecError::BadNumber { .. })
+        ));
         let e = PortSpec::parse("100-10").unwrap_err();
         assert_eq!(e.to_string(), "range \"100-10\" runs backwards");
     }

@@ -16,7 +16,11 @@ pub struct RatePolicy {
 
 impl Default for RatePolicy {
     fn default() -> Self {
-        RatePolicy { default_pps: 2_000, min_pps: 100, max_pps: 20_000 }
+        RatePolicy {
+            default_pps: 2_000,
+            min_pps: 100,
+            max_pps: 20_000,
+        }
     }
 }
 
@@ -43,7 +47,9 @@ impl RatePolicy {
     /// bigger sizes proportionally more up to `max_pps`. Burstable families (t*)
     /// are halved: their network credits run out under sustained load.
     pub fn per_target_pps(&self, instance_type: Option<&str>) -> u32 {
-        let Some(ty) = instance_type else { return self.default_pps.clamp(self.min_pps, self.max_pps) };
+        let Some(ty) = instance_type else {
+            return self.default_pps.clamp(self.min_pps, self.max_pps);
+        };
         let (family, size) = ty.split_once('.').unwrap_or((ty, ""));
         let units = size_units(size);
         if units == 0 {

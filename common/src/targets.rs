@@ -16,7 +16,9 @@ pub enum TargetError {
     Unparsable { spec: String },
     #[error("range {spec:?} runs backwards")]
     Backwards { spec: String },
-    #[error("targets expand to {count} addresses, more than the limit of {limit} (raise it with --max-targets)")]
+    #[error(
+        "targets expand to {count} addresses, more than the limit of {limit} (raise it with --max-targets)"
+    )]
     TooMany { count: u128, limit: u64 },
 }
 
@@ -33,13 +35,18 @@ impl TargetSpec {
     /// [`TargetError`] naming the spec.
     pub fn parse(spec: &str) -> Result<TargetSpec, TargetError> {
         let s = spec.trim();
-        let bad = || TargetError::Unparsable { spec: spec.to_string() };
+        let bad = || TargetError::Unparsable {
+            spec: spec.to_string(),
+        };
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(TargetSpec::Ip(ip));
         }
         if s.contains('/') {
             // Accept host bits set (10.0.0.5/24) as nmap does: scan the whole block.
-            return s.parse::<IpNet>().map(|n| TargetSpec::Net(n.trunc())).map_err(|_| bad());
+            return s
+                .parse::<IpNet>()
+                .map(|n| TargetSpec::Net(n.trunc()))
+                .map_err(|_| bad());
         }
         if let Some((a, b)) = s.split_once('-') {
             let start: Ipv4Addr = a.parse().map_err(|_| bad())?;
@@ -51,7 +58,9 @@ impl TargetSpec {
                 Ipv4Addr::new(o[0], o[1], o[2], last)
             };
             if u32::from(start) > u32::from(end) {
-                return Err(TargetError::Backwards { spec: spec.to_string() });
+                return Err(TargetError::Backwards {
+                    spec: spec.to_string(),
+                });
             }
             return Ok(TargetSpec::Range(start, end));
         }
@@ -65,7 +74,11 @@ impl TargetSpec {
             TargetSpec::Net(IpNet::V4(n)) => 1u128 << (32 - n.prefix_len()),
             TargetSpec::Net(IpNet::V6(n)) => {
                 let bits = 128 - u32::from(n.prefix_len());
-                if bits >= 128 { u128::MAX } else { 1u128 << bits }
+                if bits >= 128 {
+                    u128::MAX
+                } else {
+                    1u128 << bits
+                }
             }
             TargetSpec::Range(a, b) => u128::from(u32::from(*b) - u32::from(*a)) + 1,
         }
@@ -106,10 +119,19 @@ impl HostsOrAll for IpNet {
 /// # Errors
 /// [`TargetError`] for the first bad spec, or when the total exceeds `limit`.
 pub fn expand(specs: &[String], limit: u64) -> Result<Vec<IpAddr>, TargetError> {
-    let parsed = specs.iter().map(|s| TargetSpec::parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let total: u128 = parsed.iter().map(TargetSpec::count).fold(0u128, u128::saturating_add);
+    let parsed = specs
+        .iter()
+        .map(|s| TargetSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: u128 = parsed
+        .iter()
+        .map(TargetSpec::count)
+        .fold(0u128, u128::saturating_add);
     if total > u128::from(limit) {
-        return Err(TargetError::TooMany { count: total, limit });
+        return Err(TargetError::TooMany {
+            count: total,
+            limit,
+        });
     }
     let mut out = Vec::with_capacity(total as usize);
     for p in &parsed {
@@ -133,16 +155,29 @@ mod tests {
     fn parses_ip_cidr_and_ranges() {
         assert_eq!(expand(&s(&["127.0.0.1"]), 10).unwrap().len(), 1);
         assert_eq!(expand(&s(&["10.9.0.0/30"]), 10).unwrap().len(), 4);
-        assert_eq!(expand(&s(&["10.9.0.5/30"]), 10).unwrap()[0].to_string(), "10.9.0.4");
+        assert_eq!(
+            expand(&s(&["10.9.0.5/30"]), 10).unwrap()[0].to_string(),
+            "10.9.0.4"
+        );
         assert_eq!(expand(&s(&["10.9.0.1-5"]), 10).unwrap().len(), 5);
         assert_eq!(expand(&s(&["10.9.0.250-10.9.1.4"]), 100).unwrap().len(), 11);
         assert_eq!(expand(&s(&["::1"]), 10).unwrap().len(), 1);
-        assert_eq!(expand(&s(&["10.9.0.1", "10.9.0.1-2"]), 10).unwrap().len(), 2);
+        assert_eq!(
+            expand(&s(&["10.9.0.1", "10.9.0.1-2"]), 10).unwrap().len(),
+            2
+        );
     }
 
     #[test]
     fn refuses_bad_targets_by_name() {
-        for bad in ["example", "10.0.0.300", "10.0.0.1/33", "10.0.0.5-1", "10.0.0.1-300", ""] {
+        for bad in [
+            "example",
+            "10.0.0.300",
+            "10.0.0.1/33",
+            "10.0.0.5-1",
+            "10.0.0.1-300",
+            "",
+        ] {
             let e = expand(&s(&[bad]), 10).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
@@ -151,9 +186,18 @@ mod tests {
     #[test]
     fn size_limit_is_checked_before_expansion() {
         let e = expand(&s(&["10.0.0.0/8"]), DEFAULT_MAX_TARGETS).unwrap_err();
-        assert_eq!(e, TargetError::TooMany { count: 1 << 24, limit: DEFAULT_MAX_TARGETS });
+        assert_eq!(
+            e,
+            TargetError::TooMany {
+                count: 1 << 24,
+                limit: DEFAULT_MAX_TARGETS
+            }
+        );
         assert!(expand(&s(&["::/0"]), DEFAULT_MAX_TARGETS).is_err());
-        assert_eq!(expand(&s(&["10.0.0.0/16"]), 1 << 16).unwrap().len(), 1 << 16);
+        assert_eq!(
+            expand(&s(&["10.0.0.0/16"]), 1 << 16).unwrap().len(),
+            1 << 16
+        );
     }
 
     proptest! {

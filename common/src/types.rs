@@ -208,7 +208,9 @@ impl std::str::FromStr for ScanMode {
             "auto" => Ok(ScanMode::Auto),
             "syn" => Ok(ScanMode::Syn),
             "connect" => Ok(ScanMode::Connect),
-            other => Err(format!("unknown scan mode {other:?}: expected syn, connect or auto")),
+            other => Err(format!(
+                "unknown scan mode {other:?}: expected syn, connect or auto"
+            )),
         }
     }
 }
@@ -276,7 +278,9 @@ impl PortState {
 }
 
 /// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]

@@ -21,7 +21,9 @@ pub fn options(args: &AwsArgs) -> Result<AwsDiscoveryOptions, CliError> {
     let accounts = if args.org {
         AccountSource::Organization
     } else if let Some(path) = &args.accounts {
-        AccountSource::List(aws::load_accounts(path).map_err(|e| CliError::Input(format!("--accounts: {e}")))?)
+        AccountSource::List(
+            aws::load_accounts(path).map_err(|e| CliError::Input(format!("--accounts: {e}")))?,
+        )
     } else {
         AccountSource::Caller
     };
@@ -34,7 +36,8 @@ pub fn options(args: &AwsArgs) -> Result<AwsDiscoveryOptions, CliError> {
         concurrency: args.aws_concurrency,
         ..AwsDiscoveryOptions::default()
     };
-    opts.validate().map_err(|e| CliError::Input(e.to_string()))?;
+    opts.validate()
+        .map_err(|e| CliError::Input(e.to_string()))?;
     Ok(opts)
 }
 
@@ -44,7 +47,9 @@ pub fn options(args: &AwsArgs) -> Result<AwsDiscoveryOptions, CliError> {
 /// [`CliError::Input`] for bad options, [`CliError::Runtime`] when discovery cannot run at all.
 pub async fn discover(args: &AwsArgs) -> Result<(Discovery, Vec<Zone>), CliError> {
     let opts = options(args)?;
-    let mut d = aws::discover(opts).await.map_err(|e| CliError::Runtime(anyhow::anyhow!("AWS discovery: {e}")))?;
+    let mut d = aws::discover(opts)
+        .await
+        .map_err(|e| CliError::Runtime(anyhow::anyhow!("AWS discovery: {e}")))?;
     let zones = zones::compute(&d);
     zones::assign(&mut d.assets, &zones);
     for f in &d.failures {
@@ -54,7 +59,12 @@ pub async fn discover(args: &AwsArgs) -> Result<(Discovery, Vec<Zone>), CliError
 }
 
 /// The at-a-glance summary of a discovery under a scope policy, on stderr.
-pub fn print_summary(d: &Discovery, zones: &[Zone], policy: &ScopePolicy, rate: &scanfleet_common::rate::RatePolicy) {
+pub fn print_summary(
+    d: &Discovery,
+    zones: &[Zone],
+    policy: &ScopePolicy,
+    rate: &scanfleet_common::rate::RatePolicy,
+) {
     let (targets, skipped) = scope::apply(&d.assets, policy, rate);
     eprint!("{}", Summary::new(d, zones, &targets, &skipped));
 }
@@ -65,9 +75,16 @@ pub fn print_summary(d: &Discovery, zones: &[Zone], policy: &ScopePolicy, rate: 
 /// As [`discover`], plus writing the inventory.
 pub async fn discover_cmd(args: DiscoverArgs) -> Result<(), CliError> {
     let (d, zones) = discover(&args.aws_args).await?;
-    print_summary(&d, &zones, &ScopePolicy::aws_preauthorized(), &Default::default());
+    print_summary(
+        &d,
+        &zones,
+        &ScopePolicy::aws_preauthorized(),
+        &Default::default(),
+    );
     match &args.output {
-        Some(path) => d.write_inventory(path).map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?,
+        Some(path) => d
+            .write_inventory(path)
+            .map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?,
         None => print!("{}", d.inventory_json()),
     }
     Ok(())
@@ -80,7 +97,8 @@ pub async fn discover_cmd(args: DiscoverArgs) -> Result<(), CliError> {
 pub async fn zones_cmd(args: ZonesArgs) -> Result<(), CliError> {
     match &args.inventory {
         Some(path) => {
-            let assets = scanfleet_common::inventory::load(path).map_err(|e| CliError::Input(e.to_string()))?;
+            let assets = scanfleet_common::inventory::load(path)
+                .map_err(|e| CliError::Input(e.to_string()))?;
             print!("{}", inventory_zones(&assets));
         }
         None => {
@@ -95,7 +113,9 @@ pub async fn zones_cmd(args: ZonesArgs) -> Result<(), CliError> {
 fn inventory_zones(assets: &[Asset]) -> String {
     let mut by_zone: BTreeMap<&str, (std::collections::BTreeSet<&str>, usize)> = BTreeMap::new();
     for a in assets {
-        let e = by_zone.entry(a.zone.as_deref().unwrap_or("default")).or_default();
+        let e = by_zone
+            .entry(a.zone.as_deref().unwrap_or("default"))
+            .or_default();
         if let Some(v) = a.vpc_id.as_deref() {
             e.0.insert(v);
         }
@@ -104,7 +124,14 @@ fn inventory_zones(assets: &[Asset]) -> String {
     let mut out = String::new();
     for (zone, (vpcs, n)) in by_zone {
         let vpcs: Vec<&str> = vpcs.into_iter().collect();
-        out.push_str(&format!("{zone}: {n} asset(s), VPCs {}\n", if vpcs.is_empty() { "-".into() } else { vpcs.join(", ") }));
+        out.push_str(&format!(
+            "{zone}: {n} asset(s), VPCs {}\n",
+            if vpcs.is_empty() {
+                "-".into()
+            } else {
+                vpcs.join(", ")
+            }
+        ));
     }
     out
 }

@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scan targets. Without --queue, workers run in this process (the embedded mode).
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// Progress of a fleet scan, from Redis.
     Status(StatusArgs),
     /// Results of a fleet scan, from Redis.
@@ -90,7 +90,11 @@ pub struct StatusArgs {
     /// The scan id `scanfleet scan` printed.
     pub scan_id: String,
     /// Result store URL.
-    #[arg(long, env = "SCANFLEET_REDIS", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "SCANFLEET_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis: String,
     /// Print JSON instead of a line of text.
     #[arg(long)]
@@ -103,7 +107,11 @@ pub struct ResultsArgs {
     /// The scan id `scanfleet scan` printed.
     pub scan_id: String,
     /// Result store URL.
-    #[arg(long, env = "SCANFLEET_REDIS", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "SCANFLEET_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis: String,
     #[arg(short = 'f', long, value_enum, default_value = "table")]
     pub format: Format,
@@ -189,7 +197,13 @@ pub struct ScanArgs {
     pub exclude_vpc: Vec<String>,
 
     /// Ports in nmap syntax: 22,80,8000-8100; `-` for all 65535.
-    #[arg(short = 'p', long = "ports", value_name = "PORTS", allow_hyphen_values = true, conflicts_with = "top_ports")]
+    #[arg(
+        short = 'p',
+        long = "ports",
+        value_name = "PORTS",
+        allow_hyphen_values = true,
+        conflicts_with = "top_ports"
+    )]
     pub ports: Option<String>,
 
     /// The N most common ports from scanfleet's frequency list (default 100).

@@ -59,7 +59,8 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, CliError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CliError::Input(format!("config {}: cannot read: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| CliError::Input(format!("config {}: {e}", path.display())))
+        toml::from_str(&text)
+            .map_err(|e| CliError::Input(format!("config {}: {e}", path.display())))
     }
 }
 
@@ -140,46 +141,81 @@ impl ScanSettings {
         };
         let d = ProbeProfile::default();
 
-        let workers = args.workers.or(env("SCANFLEET_WORKERS")?).or(file.scan.workers).unwrap_or(2);
+        let workers = args
+            .workers
+            .or(env("SCANFLEET_WORKERS")?)
+            .or(file.scan.workers)
+            .unwrap_or(2);
         if workers == 0 || workers > MAX_WORKERS {
-            return Err(CliError::Input(format!("--workers {workers}: expected 1 to {MAX_WORKERS}")));
+            return Err(CliError::Input(format!(
+                "--workers {workers}: expected 1 to {MAX_WORKERS}"
+            )));
         }
-        let rate = args.rate_pps.or(env("SCANFLEET_RATE_PPS")?).or(file.scan.rate_pps).unwrap_or(d.global_rate_pps);
+        let rate = args
+            .rate_pps
+            .or(env("SCANFLEET_RATE_PPS")?)
+            .or(file.scan.rate_pps)
+            .unwrap_or(d.global_rate_pps);
         if rate == 0 {
-            return Err(CliError::Input("--rate 0: the rate must be at least 1 packet per second".into()));
+            return Err(CliError::Input(
+                "--rate 0: the rate must be at least 1 packet per second".into(),
+            ));
         }
-        let timeout_ms = args.timeout_ms.or(file.scan.timeout_ms).unwrap_or(d.timeout_ms);
+        let timeout_ms = args
+            .timeout_ms
+            .or(file.scan.timeout_ms)
+            .unwrap_or(d.timeout_ms);
         if !(1..=60_000).contains(&timeout_ms) {
-            return Err(CliError::Input(format!("--timeout-ms {timeout_ms}: expected 1 to 60000")));
+            return Err(CliError::Input(format!(
+                "--timeout-ms {timeout_ms}: expected 1 to 60000"
+            )));
         }
         let retries = args.retries.or(file.scan.retries).unwrap_or(d.retries);
         if retries > 10 {
-            return Err(CliError::Input(format!("--retries {retries}: expected 0 to 10")));
+            return Err(CliError::Input(format!(
+                "--retries {retries}: expected 0 to 10"
+            )));
         }
-        let mode = args.mode.or(env("SCANFLEET_MODE")?).or(file.scan.mode).unwrap_or_default();
+        let mode = args
+            .mode
+            .or(env("SCANFLEET_MODE")?)
+            .or(file.scan.mode)
+            .unwrap_or_default();
 
-        let ports = match (&args.ports, args.top_ports, &file.scan.ports, file.scan.top_ports) {
-            (Some(p), _, _, _) => PortSpec::parse(p).map_err(|e| CliError::Input(format!("-p {p:?}: {e}")))?,
-            (None, Some(n), _, _) => PortSpec::top(n).map_err(|e| CliError::Input(e.to_string()))?,
-            (None, None, Some(p), _) => {
-                PortSpec::parse(p).map_err(|e| CliError::Input(format!("config scan.ports {p:?}: {e}")))?
+        let ports = match (
+            &args.ports,
+            args.top_ports,
+            &file.scan.ports,
+            file.scan.top_ports,
+        ) {
+            (Some(p), _, _, _) => {
+                PortSpec::parse(p).map_err(|e| CliError::Input(format!("-p {p:?}: {e}")))?
             }
-            (None, None, None, Some(n)) => {
-                PortSpec::top(n).map_err(|e| CliError::Input(format!("config scan.top_ports: {e}")))?
+            (None, Some(n), _, _) => {
+                PortSpec::top(n).map_err(|e| CliError::Input(e.to_string()))?
             }
-            (None, None, None, None) => PortSpec::top(100).map_err(|e| CliError::Input(e.to_string()))?,
+            (None, None, Some(p), _) => PortSpec::parse(p)
+                .map_err(|e| CliError::Input(format!("config scan.ports {p:?}: {e}")))?,
+            (None, None, None, Some(n)) => PortSpec::top(n)
+                .map_err(|e| CliError::Input(format!("config scan.top_ports: {e}")))?,
+            (None, None, None, None) => {
+                PortSpec::top(100).map_err(|e| CliError::Input(e.to_string()))?
+            }
         };
 
         let mut scope = ScopePolicy::default();
         for c in &file.scope.exclude_cidrs {
-            scope.exclude_cidrs.push(parse_cidr(c, "config scope.exclude_cidrs entry")?);
+            scope
+                .exclude_cidrs
+                .push(parse_cidr(c, "config scope.exclude_cidrs entry")?);
         }
         for c in &args.exclude {
             scope.exclude_cidrs.push(parse_cidr(c, "--exclude")?);
         }
         scope.private_only = args.private_only || file.scope.private_only.unwrap_or(false);
         let tag = |t: &String, flag: &str| {
-            t.parse().map_err(|e| CliError::Input(format!("{flag} {t:?}: {e}")))
+            t.parse()
+                .map_err(|e| CliError::Input(format!("{flag} {t:?}: {e}")))
         };
         for t in &args.include_tag {
             scope.include_tags.push(tag(t, "--include-tag")?);
@@ -187,7 +223,9 @@ impl ScanSettings {
         for t in &args.exclude_tag {
             scope.exclude_tags.push(tag(t, "--exclude-tag")?);
         }
-        scope.exclude_accounts.extend(args.exclude_account.iter().cloned());
+        scope
+            .exclude_accounts
+            .extend(args.exclude_account.iter().cloned());
         scope.exclude_vpcs.extend(args.exclude_vpc.iter().cloned());
         if args.discover.is_some() {
             // AWS pre-authorized mode: only private IPs of running instances that
@@ -206,17 +244,28 @@ impl ScanSettings {
             )));
         }
 
-        let max_targets = args.max_targets.or(file.scan.max_targets).unwrap_or(DEFAULT_MAX_TARGETS);
+        let max_targets = args
+            .max_targets
+            .or(file.scan.max_targets)
+            .unwrap_or(DEFAULT_MAX_TARGETS);
         let (assets, source) = match &args.inventory {
             None if args.discover.is_some() => (Vec::new(), Source::Aws(args.aws.clone())),
-            Some(path) => (inventory::load(path).map_err(|e| CliError::Input(e.to_string()))?, Source::Inventory(path.clone())),
+            Some(path) => (
+                inventory::load(path).map_err(|e| CliError::Input(e.to_string()))?,
+                Source::Inventory(path.clone()),
+            ),
             None => {
                 if args.targets.is_empty() {
-                    return Err(CliError::Input("no targets: give --target SPEC or --inventory FILE".into()));
+                    return Err(CliError::Input(
+                        "no targets: give --target SPEC or --inventory FILE".into(),
+                    ));
                 }
                 let ips = targets::expand(&args.targets, max_targets)
                     .map_err(|e| CliError::Input(format!("--target: {e}")))?;
-                (ips.into_iter().map(Asset::from_ip).collect(), Source::Specs(args.targets.clone()))
+                (
+                    ips.into_iter().map(Asset::from_ip).collect(),
+                    Source::Specs(args.targets.clone()),
+                )
             }
         };
         if assets.len() as u64 > max_targets {
@@ -228,7 +277,9 @@ impl ScanSettings {
 
         let shard_size = args.shard_size.unwrap_or(256);
         if shard_size == 0 {
-            return Err(CliError::Input("--shard-size 0: expected at least 1".into()));
+            return Err(CliError::Input(
+                "--shard-size 0: expected at least 1".into(),
+            ));
         }
         let fleet = match &args.queue {
             None => None,
@@ -242,7 +293,10 @@ impl ScanSettings {
                 }
                 Some(FleetSettings {
                     queue_url: q.clone(),
-                    redis_url: args.redis.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                    redis_url: args
+                        .redis
+                        .clone()
+                        .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
                     secret: secret.into_bytes(),
                     detach: args.detach,
                 })
@@ -260,7 +314,8 @@ impl ScanSettings {
                 timeout_ms,
                 retries,
                 global_rate_pps: rate,
-                service_detection: !args.no_service_detection && file.scan.service_detection.unwrap_or(true),
+                service_detection: !args.no_service_detection
+                    && file.scan.service_detection.unwrap_or(true),
                 host_discovery: !args.no_ping && file.scan.host_discovery.unwrap_or(true),
                 all_states: args.all_states,
             },
@@ -281,8 +336,11 @@ mod tests {
     use clap::Parser;
 
     fn settings(argv: &[&str]) -> Result<ScanSettings, CliError> {
-        let cli = Cli::try_parse_from(std::iter::once("scanfleet").chain(argv.iter().copied())).unwrap();
-        let Command::Scan(args) = cli.command else { panic!("not a scan command") };
+        let cli =
+            Cli::try_parse_from(std::iter::once("scanfleet").chain(argv.iter().copied())).unwrap();
+        let Command::Scan(args) = cli.command else {
+            panic!("not a scan command")
+        };
         ScanSettings::from_args(&args)
     }
 
@@ -300,8 +358,26 @@ mod tests {
         assert_eq!(s.assets.len(), 1);
         assert_eq!(s.format, Format::Table);
         assert!(s.profile.host_discovery && s.profile.service_detection);
-        let s = settings(&["scan", "-t", "127.0.0.1,127.0.0.2", "--top-ports", "10", "--Pn", "--rate", "50"]).unwrap();
-        assert_eq!((s.assets.len(), s.ports.len(), s.profile.host_discovery, s.profile.global_rate_pps), (2, 10, false, 50));
+        let s = settings(&[
+            "scan",
+            "-t",
+            "127.0.0.1,127.0.0.2",
+            "--top-ports",
+            "10",
+            "--Pn",
+            "--rate",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                s.assets.len(),
+                s.ports.len(),
+                s.profile.host_discovery,
+                s.profile.global_rate_pps
+            ),
+            (2, 10, false, 50)
+        );
     }
 
     #[test]
@@ -312,18 +388,34 @@ mod tests {
         assert!(input_err(&["scan", "-t", "10.0.0.0/8"]).contains("--max-targets"));
         assert!(input_err(&["scan", "-i", "/nonexistent.json"]).contains("/nonexistent.json"));
         assert!(input_err(&["scan", "-t", "127.0.0.1", "--workers", "0"]).contains("--workers 0"));
-        assert!(input_err(&["scan", "-t", "127.0.0.1", "--exclude", "10.0.0/8"]).contains("--exclude"));
-        assert!(input_err(&["scan", "-t", "127.0.0.1", "--top-ports", "100000"]).contains("--top-ports 100000"));
+        assert!(
+            input_err(&["scan", "-t", "127.0.0.1", "--exclude", "10.0.0/8"]).contains("--exclude")
+        );
+        assert!(
+            input_err(&["scan", "-t", "127.0.0.1", "--top-ports", "100000"])
+                .contains("--top-ports 100000")
+        );
     }
 
     #[test]
     fn config_file_is_layered_under_flags() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sf.toml");
-        std::fs::write(&p, "[scan]\nports = \"22,80\"\nworkers = 3\n[scope]\nexclude_cidrs = [\"10.9.0.0/16\"]\n").unwrap();
+        std::fs::write(
+            &p,
+            "[scan]\nports = \"22,80\"\nworkers = 3\n[scope]\nexclude_cidrs = [\"10.9.0.0/16\"]\n",
+        )
+        .unwrap();
         let ps = p.to_str().unwrap();
         let s = settings(&["scan", "-t", "127.0.0.1", "-c", ps]).unwrap();
-        assert_eq!((s.ports.to_string().as_str(), s.workers, s.scope.exclude_cidrs.len()), ("22,80", 3, 1));
+        assert_eq!(
+            (
+                s.ports.to_string().as_str(),
+                s.workers,
+                s.scope.exclude_cidrs.len()
+            ),
+            ("22,80", 3, 1)
+        );
         let s = settings(&["scan", "-t", "127.0.0.1", "-c", ps, "-p", "443", "-w", "1"]).unwrap();
         assert_eq!((s.ports.to_string().as_str(), s.workers), ("443", 1));
         std::fs::write(&p, "[scan]\nprots = \"22\"\n").unwrap();

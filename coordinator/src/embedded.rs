@@ -42,8 +42,9 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
 
     // Choose the engine once up front, so that `--mode syn` without privileges
     // fails before anything is sent and an `auto` fallback is said exactly once.
-    let selected = probe::select(settings.profile.mode, SynConfig::default())
-        .map_err(|e| CliError::Input(format!("--mode {}: {e}", mode_name(settings.profile.mode))))?;
+    let selected = probe::select(settings.profile.mode, SynConfig::default()).map_err(|e| {
+        CliError::Input(format!("--mode {}: {e}", mode_name(settings.profile.mode)))
+    })?;
     let engine = selected.prober.name().to_string();
     let mut notes: Vec<String> = selected.fallback_note.iter().cloned().collect();
     for n in &notes {
@@ -51,18 +52,32 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     }
     // Workers use the engine that was found to work, not a second guess.
     let mut profile = settings.profile.clone();
-    profile.mode = if engine == "syn" { ScanMode::Syn } else { ScanMode::Connect };
+    profile.mode = if engine == "syn" {
+        ScanMode::Syn
+    } else {
+        ScanMode::Connect
+    };
     drop(selected);
 
     // One process reaches whatever it reaches: the embedded mode puts every target in one zone.
-    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &profile, settings.workers, false);
+    let Planned {
+        targets,
+        skipped,
+        jobs,
+    } = prepare(&settings, &scan_id, &profile, settings.workers, false);
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(600), 3));
     let store = Arc::new(MemoryStore::new());
-    store.begin_scan(&scan_id, jobs.len() as u64).await.context("registering the scan")?;
+    store
+        .begin_scan(&scan_id, jobs.len() as u64)
+        .await
+        .context("registering the scan")?;
     let deadline = now_unix_ms() + JOB_TTL.as_millis() as u64;
     for job in &jobs {
         let env = JobEnvelope::seal(job, 1, deadline, None);
-        queue.publish(&job.zone, &env.to_bytes()).await.context("publishing a shard")?;
+        queue
+            .publish(&job.zone, &env.to_bytes())
+            .await
+            .context("publishing a shard")?;
     }
 
     let stop_workers = CancellationToken::new();
@@ -84,14 +99,20 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
             ))
         })
         .collect();
-    let handles: Vec<_> = workers.iter().map(|w| tokio::spawn(w.clone().run(stop_workers.clone()))).collect();
+    let handles: Vec<_> = workers
+        .iter()
+        .map(|w| tokio::spawn(w.clone().run(stop_workers.clone())))
+        .collect();
 
     let total_probes = (targets.len() as u64) * settings.ports.len() as u64;
     let bar = Progress::new(settings.progress, total_probes);
     let interrupted = loop {
         let p = store.progress(&scan_id).await.context("reading progress")?;
         let dead = queue.dead_letters().len() as u64;
-        let sent: u64 = workers.iter().map(|w| w.stats.probes_sent.load(Ordering::Relaxed)).sum();
+        let sent: u64 = workers
+            .iter()
+            .map(|w| w.stats.probes_sent.load(Ordering::Relaxed))
+            .sum();
         bar.update(sent, format!("{}/{} shards", p.shards_done, p.shards_total));
         if jobs.is_empty() || p.shards_done + p.shards_failed.max(dead) >= p.shards_total {
             break false;
@@ -131,19 +152,32 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         targets: targets.len(),
         hosts_up: None,
         ports_per_target: settings.ports.len(),
-        open_ports: results.iter().filter(|r| r.state == PortState::Open).count(),
+        open_ports: results
+            .iter()
+            .filter(|r| r.state == PortState::Open)
+            .count(),
         shards_total: jobs.len() as u64,
         shards_failed: dead.len() as u64,
         skipped,
         notes,
     };
     emit(&settings.output, settings.format, &summary, &visible)?;
-    print_summary_line(&summary, started, if interrupted { "interrupted" } else { "done" });
+    print_summary_line(
+        &summary,
+        started,
+        if interrupted { "interrupted" } else { "done" },
+    );
     if interrupted {
-        return Err(CliError::Runtime(anyhow::anyhow!("scan interrupted; the results above are partial")));
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "scan interrupted; the results above are partial"
+        )));
     }
     if !dead.is_empty() {
-        return Err(CliError::Runtime(anyhow::anyhow!("{} of {} shard(s) failed", dead.len(), jobs.len())));
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "{} of {} shard(s) failed",
+            dead.len(),
+            jobs.len()
+        )));
     }
     Ok(())
 }
@@ -176,9 +210,17 @@ pub(crate) fn prepare(
         },
         &settings.ports,
         profile,
-        ShardLimits { min_shards, max_targets: settings.shard_size, ..ShardLimits::default() },
+        ShardLimits {
+            min_shards,
+            max_targets: settings.shard_size,
+            ..ShardLimits::default()
+        },
     );
-    Planned { targets, skipped, jobs }
+    Planned {
+        targets,
+        skipped,
+        jobs,
+    }
 }
 
 /// Write the report to the output file or stdout.
@@ -190,13 +232,16 @@ pub(crate) fn emit(
 ) -> Result<(), CliError> {
     match output {
         Some(path) => {
-            let mut f = std::fs::File::create(path).with_context(|| format!("creating output file {}", path.display()))?;
-            report::write(&mut f, format, summary, visible).with_context(|| format!("writing {}", path.display()))?;
+            let mut f = std::fs::File::create(path)
+                .with_context(|| format!("creating output file {}", path.display()))?;
+            report::write(&mut f, format, summary, visible)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            report::write(&mut lock, format, summary, visible).context("writing results to stdout")?;
+            report::write(&mut lock, format, summary, visible)
+                .context("writing results to stdout")?;
             lock.flush().ok();
         }
     }

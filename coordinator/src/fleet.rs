@@ -34,26 +34,52 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     let started = Instant::now();
     let started_ms = now_unix_ms();
     let scan_id = plan::new_scan_id();
-    let Planned { targets, skipped, jobs } = prepare(&settings, &scan_id, &settings.profile, 1, true);
+    let Planned {
+        targets,
+        skipped,
+        jobs,
+    } = prepare(&settings, &scan_id, &settings.profile, 1, true);
 
     let queue = FleetQueue::connect(&fleet_cfg.queue_url, &QueueOptions::default())
         .await
-        .with_context(|| format!("connecting to the queue {}", scanfleet_worker::process::redact(&fleet_cfg.queue_url)))?;
-    let store = fleet::connect_store(&fleet_cfg.redis_url).await.context("connecting to Redis")?;
+        .with_context(|| {
+            format!(
+                "connecting to the queue {}",
+                scanfleet_worker::process::redact(&fleet_cfg.queue_url)
+            )
+        })?;
+    let store = fleet::connect_store(&fleet_cfg.redis_url)
+        .await
+        .context("connecting to Redis")?;
     let mut by_zone: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let deadline = now_unix_ms() + JOB_TTL.as_millis() as u64;
     for job in &jobs {
         let env = JobEnvelope::seal(job, 1, deadline, Some(&fleet_cfg.secret));
-        by_zone.entry(job.zone.clone()).or_default().push(env.to_bytes());
+        by_zone
+            .entry(job.zone.clone())
+            .or_default()
+            .push(env.to_bytes());
     }
     let zones: Vec<String> = by_zone.keys().cloned().collect();
-    queue.init(&zones).await.context("declaring the zones' queues")?;
-    store.begin_scan(&scan_id, jobs.len() as u64).await.context("registering the scan in Redis")?;
+    queue
+        .init(&zones)
+        .await
+        .context("declaring the zones' queues")?;
+    store
+        .begin_scan(&scan_id, jobs.len() as u64)
+        .await
+        .context("registering the scan in Redis")?;
     let q = queue.dyn_queue();
     for (zone, payloads) in &by_zone {
-        q.publish_batch(zone, payloads).await.with_context(|| format!("publishing the shards of zone {zone}"))?;
+        q.publish_batch(zone, payloads)
+            .await
+            .with_context(|| format!("publishing the shards of zone {zone}"))?;
     }
-    eprintln!("scanfleet: scan {scan_id}: {} shard(s) published for {} target(s)", jobs.len(), targets.len());
+    eprintln!(
+        "scanfleet: scan {scan_id}: {} shard(s) published for {} target(s)",
+        jobs.len(),
+        targets.len()
+    );
     if fleet_cfg.detach {
         println!("{scan_id}");
         return Ok(());
@@ -65,7 +91,10 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     loop {
         match store.progress(&scan_id).await {
             Ok(p) => {
-                bar.update(p.shards_done + p.shards_failed, format!("{} results", p.results));
+                bar.update(
+                    p.shards_done + p.shards_failed,
+                    format!("{} results", p.results),
+                );
                 if p.finished() || jobs.is_empty() {
                     break;
                 }
@@ -86,7 +115,9 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     }
     bar.finish();
     if interrupted {
-        eprintln!("scanfleet: stopped following scan {scan_id}; workers go on. Follow it with `scanfleet status {scan_id}`");
+        eprintln!(
+            "scanfleet: stopped following scan {scan_id}; workers go on. Follow it with `scanfleet status {scan_id}`"
+        );
         return Err(CliError::Runtime(anyhow::anyhow!("interrupted")));
     }
     let progress = store.progress(&scan_id).await.context("reading progress")?;
@@ -100,7 +131,10 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         targets: targets.len(),
         hosts_up: None,
         ports_per_target: settings.ports.len(),
-        open_ports: results.iter().filter(|r| r.state == PortState::Open).count(),
+        open_ports: results
+            .iter()
+            .filter(|r| r.state == PortState::Open)
+            .count(),
         shards_total: progress.shards_total,
         shards_failed: progress.shards_failed,
         skipped,
@@ -123,13 +157,18 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
 /// # Errors
 /// Unknown scan is bad input (exit 2); Redis trouble is a runtime failure.
 pub async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let store = fleet::connect_store(&args.redis).await.map_err(|e| CliError::Runtime(e.into()))?;
+    let store = fleet::connect_store(&args.redis)
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))?;
     let p = store.progress(&args.scan_id).await.map_err(|e| match e {
         scanfleet_common::store::StoreError::UnknownScan(_) => CliError::Input(e.to_string()),
         e => CliError::Runtime(e.into()),
     })?;
     if args.json {
-        println!("{}", serde_json::json!({"scan_id": args.scan_id, "progress": p, "finished": p.finished()}));
+        println!(
+            "{}",
+            serde_json::json!({"scan_id": args.scan_id, "progress": p, "finished": p.finished()})
+        );
     } else {
         println!(
             "{}: {} shard(s): {} done, {} failed, {} pending; {} result(s){}",
@@ -137,7 +176,8 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             p.shards_total,
             p.shards_done,
             p.shards_failed,
-            p.shards_total.saturating_sub(p.shards_done + p.shards_failed),
+            p.shards_total
+                .saturating_sub(p.shards_done + p.shards_failed),
             p.results,
             if p.finished() { "; finished" } else { "" }
         );
@@ -150,7 +190,9 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
 /// # Errors
 /// Unknown scan is bad input (exit 2); Redis trouble is a runtime failure.
 pub async fn results(args: ResultsArgs) -> Result<(), CliError> {
-    let store = fleet::connect_store(&args.redis).await.map_err(|e| CliError::Runtime(e.into()))?;
+    let store = fleet::connect_store(&args.redis)
+        .await
+        .map_err(|e| CliError::Runtime(e.into()))?;
     let map = |e: scanfleet_common::store::StoreError| match e {
         scanfleet_common::store::StoreError::UnknownScan(_) => CliError::Input(e.to_string()),
         e => CliError::Runtime(e.into()),
@@ -163,14 +205,25 @@ pub async fn results(args: ResultsArgs) -> Result<(), CliError> {
         engine: "fleet".into(),
         started_at_unix_ms: 0,
         finished_at_unix_ms: 0,
-        targets: results.iter().map(|r| r.ip).collect::<std::collections::BTreeSet<_>>().len(),
+        targets: results
+            .iter()
+            .map(|r| r.ip)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         hosts_up: None,
         ports_per_target: 0,
-        open_ports: results.iter().filter(|r| r.state == PortState::Open).count(),
+        open_ports: results
+            .iter()
+            .filter(|r| r.state == PortState::Open)
+            .count(),
         shards_total: p.shards_total,
         shards_failed: p.shards_failed,
         skipped: Vec::new(),
-        notes: if p.finished() { Vec::new() } else { vec!["scan not finished; results are partial".into()] },
+        notes: if p.finished() {
+            Vec::new()
+        } else {
+            vec!["scan not finished; results are partial".into()]
+        },
     };
     emit(&args.output, args.format, &summary, &visible)
 }
@@ -183,15 +236,25 @@ pub async fn queues(args: QueuesArgs) -> Result<(), CliError> {
     match args.action {
         QueuesAction::Init { queue, zones } => {
             fleet::queue_kind(&queue).map_err(CliError::Input)?;
-            let q = FleetQueue::connect(&queue, &QueueOptions::default()).await.map_err(|e| CliError::Runtime(e.into()))?;
-            q.init(&zones).await.map_err(|e| CliError::Runtime(e.into()))?;
+            let q = FleetQueue::connect(&queue, &QueueOptions::default())
+                .await
+                .map_err(|e| CliError::Runtime(e.into()))?;
+            q.init(&zones)
+                .await
+                .map_err(|e| CliError::Runtime(e.into()))?;
             eprintln!("scanfleet: queues ready for zone(s) {}", zones.join(", "));
             Ok(())
         }
         QueuesAction::DeadLetters { queue, max } => {
             fleet::queue_kind(&queue).map_err(CliError::Input)?;
-            let q = FleetQueue::connect(&queue, &QueueOptions::default()).await.map_err(|e| CliError::Runtime(e.into()))?;
-            for d in q.take_dead_letters(max).await.map_err(|e| CliError::Runtime(e.into()))? {
+            let q = FleetQueue::connect(&queue, &QueueOptions::default())
+                .await
+                .map_err(|e| CliError::Runtime(e.into()))?;
+            for d in q
+                .take_dead_letters(max)
+                .await
+                .map_err(|e| CliError::Runtime(e.into()))?
+            {
                 let env = JobEnvelope::from_bytes(&d.payload).ok();
                 println!(
                     "{}",

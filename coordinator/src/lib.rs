@@ -3,8 +3,8 @@
 //! reports results. `scanfleet scan` without a broker runs the same pipeline in
 //! one process with in-process workers (the embedded default).
 
-pub mod cli;
 pub mod aws_cmd;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod embedded;
@@ -54,7 +54,10 @@ impl From<anyhow::Error> for CliError {
 ///
 /// # Errors
 /// [`CliError::Input`] for bad input (before any probe), [`CliError::Runtime`] otherwise.
-pub async fn run(cli: cli::Cli, shutdown: tokio_util::sync::CancellationToken) -> Result<(), CliError> {
+pub async fn run(
+    cli: cli::Cli,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), CliError> {
     match cli.command {
         cli::Command::Scan(args) => {
             let mut settings = config::ScanSettings::from_args(&args)?;

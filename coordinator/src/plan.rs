@@ -20,7 +20,11 @@ pub struct ShardLimits {
 
 impl Default for ShardLimits {
     fn default() -> Self {
-        ShardLimits { max_targets: 256, max_probes: 4 * 65_536 * 16, min_shards: 1 }
+        ShardLimits {
+            max_targets: 256,
+            max_probes: 4 * 65_536 * 16,
+            min_shards: 1,
+        }
     }
 }
 
@@ -62,8 +66,14 @@ pub fn plan(
 
 /// A scan id: time-ordered and unique enough for humans and key names.
 pub fn new_scan_id() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("sf-{}-{:06x}", now.as_secs(), rand::random::<u32>() & 0xff_ffff)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "sf-{}-{:06x}",
+        now.as_secs(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 #[cfg(test)]
@@ -73,7 +83,11 @@ mod tests {
 
     fn targets(n: usize) -> Vec<Target> {
         (0..n)
-            .map(|i| Target { ip: format!("10.0.{}.{}", i / 256, i % 256).parse().unwrap(), asset_id: i.to_string(), rate_pps: 100 })
+            .map(|i| Target {
+                ip: format!("10.0.{}.{}", i / 256, i % 256).parse().unwrap(),
+                asset_id: i.to_string(),
+                rate_pps: 100,
+            })
             .collect()
     }
 
@@ -106,8 +120,16 @@ mod tests {
             BTreeMap::from([("a".into(), t), ("b".into(), b)]),
             &PortSpec::parse("80").unwrap(),
             &ProbeProfile::default(),
-            ShardLimits { max_targets: 3, ..ShardLimits::default() },
+            ShardLimits {
+                max_targets: 3,
+                ..ShardLimits::default()
+            },
         );
-        assert_eq!(jobs.iter().map(|j| (j.zone.as_str(), j.targets.len())).collect::<Vec<_>>(), [("a", 2), ("a", 2), ("b", 3), ("b", 3)]);
+        assert_eq!(
+            jobs.iter()
+                .map(|j| (j.zone.as_str(), j.targets.len()))
+                .collect::<Vec<_>>(),
+            [("a", 2), ("a", 2), ("b", 3), ("b", 3)]
+        );
     }
 }

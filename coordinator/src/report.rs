@@ -30,14 +30,22 @@ pub struct ScanSummary {
 
 /// Keep what the user asked to see: open ports, or every state with `all_states`.
 pub fn visible(results: &[ProbeResult], all_states: bool) -> Vec<&ProbeResult> {
-    results.iter().filter(|r| all_states || r.state == PortState::Open).collect()
+    results
+        .iter()
+        .filter(|r| all_states || r.state == PortState::Open)
+        .collect()
 }
 
 /// Write results in a format.
 ///
 /// # Errors
 /// I/O errors of the writer.
-pub fn write(out: &mut dyn Write, format: Format, summary: &ScanSummary, results: &[&ProbeResult]) -> io::Result<()> {
+pub fn write(
+    out: &mut dyn Write,
+    format: Format,
+    summary: &ScanSummary,
+    results: &[&ProbeResult],
+) -> io::Result<()> {
     match format {
         Format::Jsonl => {
             for r in results {
@@ -64,7 +72,11 @@ pub fn write(out: &mut dyn Write, format: Format, summary: &ScanSummary, results
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) || s.starts_with(['=', '+', '-', '@']) {
         // Quote, and defuse spreadsheet formulas in untrusted text.
-        let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+        let s = if s.starts_with(['=', '+', '-', '@']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -72,7 +84,10 @@ fn csv_field(s: &str) -> String {
 }
 
 fn write_csv(out: &mut dyn Write, results: &[&ProbeResult]) -> io::Result<()> {
-    writeln!(out, "scan_id,asset_id,ip,port,protocol,state,reason,service,product,version,cpe,banner")?;
+    writeln!(
+        out,
+        "scan_id,asset_id,ip,port,protocol,state,reason,service,product,version,cpe,banner"
+    )?;
     for r in results {
         let s = r.service.as_ref();
         let cols = [
@@ -102,7 +117,11 @@ fn write_table(out: &mut dyn Write, results: &[&ProbeResult]) -> io::Result<()> 
             let s = r.service.as_ref();
             let version = s
                 .map(|s| {
-                    [s.product.as_deref(), s.version.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")
+                    [s.product.as_deref(), s.version.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 })
                 .unwrap_or_default();
             [
@@ -134,7 +153,11 @@ fn write_table(out: &mut dyn Write, results: &[&ProbeResult]) -> io::Result<()> 
     };
     writeln!(out, "{}", line(head))?;
     for row in &rows {
-        writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4]]))?;
+        writeln!(
+            out,
+            "{}",
+            line([&row[0], &row[1], &row[2], &row[3], &row[4]])
+        )?;
     }
     Ok(())
 }
@@ -153,16 +176,38 @@ mod tests {
             protocol: Protocol::Tcp,
             state,
             reason: "syn-ack".into(),
-            service: Some(ServiceInfo { name: "ssh".into(), product: Some("OpenSSH".into()), version: Some("9.2p1".into()), banner: Some(banner.into()), ..Default::default() }),
+            service: Some(ServiceInfo {
+                name: "ssh".into(),
+                product: Some("OpenSSH".into()),
+                version: Some("9.2p1".into()),
+                banner: Some(banner.into()),
+                ..Default::default()
+            }),
         }
     }
 
     fn summary() -> ScanSummary {
-        ScanSummary { scan_id: "s1".into(), engine: "syn".into(), started_at_unix_ms: 0, finished_at_unix_ms: 1, targets: 1, hosts_up: Some(1), ports_per_target: 2, open_ports: 1, shards_total: 1, shards_failed: 0, skipped: vec![], notes: vec![] }
+        ScanSummary {
+            scan_id: "s1".into(),
+            engine: "syn".into(),
+            started_at_unix_ms: 0,
+            finished_at_unix_ms: 1,
+            targets: 1,
+            hosts_up: Some(1),
+            ports_per_target: 2,
+            open_ports: 1,
+            shards_total: 1,
+            shards_failed: 0,
+            skipped: vec![],
+            notes: vec![],
+        }
     }
 
     fn render(format: Format, all: bool) -> String {
-        let rs = vec![result(22, PortState::Open, "=cmd|\"x\",y"), result(23, PortState::Closed, "")];
+        let rs = vec![
+            result(22, PortState::Open, "=cmd|\"x\",y"),
+            result(23, PortState::Closed, ""),
+        ];
         let mut buf = Vec::new();
         write(&mut buf, format, &summary(), &visible(&rs, all)).unwrap();
         String::from_utf8(buf).unwrap()
@@ -171,13 +216,25 @@ mod tests {
     #[test]
     fn jsonl_has_the_contract_fields() {
         let text = render(Format::Jsonl, false);
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 1);
         let v = &lines[0];
-        for k in ["scan_id", "asset_id", "ip", "port", "protocol", "state", "service"] {
+        for k in [
+            "scan_id", "asset_id", "ip", "port", "protocol", "state", "service",
+        ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
-        assert_eq!((v["protocol"].as_str(), v["state"].as_str(), v["service"]["name"].as_str()), (Some("tcp"), Some("open"), Some("ssh")));
+        assert_eq!(
+            (
+                v["protocol"].as_str(),
+                v["state"].as_str(),
+                v["service"]["name"].as_str()
+            ),
+            (Some("tcp"), Some("open"), Some("ssh"))
+        );
         assert_eq!(render(Format::Jsonl, true).lines().count(), 2);
     }
 

@@ -21,7 +21,8 @@ fn lab_scan_discover_aws_scans_exactly_the_discovered_lab() {
     let t = truth();
     let moto = Moto::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let assets: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
+    let assets: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
     rt.block_on(async {
         let ec2 = Ec2::new(&moto.root("us-east-1").await).await;
         let vpc = ec2.vpc("10.213.0.0/16").await;
@@ -41,12 +42,30 @@ fn lab_scan_discover_aws_scans_exactly_the_discovered_lab() {
         }
     });
     let o = lab_sh(&["relay", &moto.port.to_string()]);
-    assert!(o.status.success(), "relay: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "relay: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     packets(6, true);
     let out = Command::new("ip")
-        .args(["netns", "exec", "sflab-scan", env!("CARGO_BIN_EXE_scanfleet")])
-        .args(["scan", "--discover", "aws", "--caller", "--regions", "us-east-1", "--endpoint-url", &moto.url])
+        .args([
+            "netns",
+            "exec",
+            "sflab-scan",
+            env!("CARGO_BIN_EXE_scanfleet"),
+        ])
+        .args([
+            "scan",
+            "--discover",
+            "aws",
+            "--caller",
+            "--regions",
+            "us-east-1",
+            "--endpoint-url",
+            &moto.url,
+        ])
         .args(["-p", "1-10000", "--format", "jsonl", "--progress", "never"])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -56,9 +75,20 @@ fn lab_scan_discover_aws_scans_exactly_the_discovered_lab() {
         .unwrap();
     let _ = lab_sh(&["relay-stop", &moto.port.to_string()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "scan --discover aws failed: {err}");
-    assert_eq!(parse_open(&out.stdout), t.in_scope(), "results differ from the ground truth; stderr: {err}");
-    assert!(err.contains("t2.nano"), "the t2.nano skip is not reported: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "scan --discover aws failed: {err}"
+    );
+    assert_eq!(
+        parse_open(&out.stdout),
+        t.in_scope(),
+        "results differ from the ground truth; stderr: {err}"
+    );
+    assert!(
+        err.contains("t2.nano"),
+        "the t2.nano skip is not reported: {err}"
+    );
     assert_eq!(packets(6, false), 0, "the t2.nano host received packets");
 }
 
@@ -68,5 +98,10 @@ fn scan_discover_aws_refuses_hand_typed_targets() {
         .args(["scan", "--discover", "aws", "--target", "10.0.0.1"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn scanfleet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scanfleet")).args(args).output().expect("run scanfleet")
+    Command::new(env!("CARGO_BIN_EXE_scanfleet"))
+        .args(args)
+        .output()
+        .expect("run scanfleet")
 }
 
 /// A listener that counts accepted connections and answers like a tiny service.
@@ -36,7 +39,9 @@ fn listener(greeting: &'static [u8]) -> Listener {
                 if let Ok(n) = s.read(&mut buf)
                     && buf[..n].starts_with(b"GET ")
                 {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nServer: test-httpd/2.1\r\nContent-Length: 0\r\n\r\n");
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nServer: test-httpd/2.1\r\nContent-Length: 0\r\n\r\n",
+                    );
                 }
             });
         }
@@ -45,11 +50,18 @@ fn listener(greeting: &'static [u8]) -> Listener {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("jsonl line")).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl line"))
+        .collect()
 }
 
 #[test]
@@ -58,11 +70,25 @@ fn loopback_scan_reports_exactly_our_listeners() {
     let web = listener(b"");
     let closed = free_port();
     let ports = format!("{},{},{}", ssh.port, web.port, closed);
-    let out = scanfleet(&["scan", "-t", "127.0.0.1", "-p", &ports, "--format", "jsonl", "--mode", "connect", "--Pn"]);
+    let out = scanfleet(&[
+        "scan",
+        "-t",
+        "127.0.0.1",
+        "-p",
+        &ports,
+        "--format",
+        "jsonl",
+        "--mode",
+        "connect",
+        "--Pn",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {err}");
     let lines = stdout_lines(&out);
-    let mut open: Vec<u16> = lines.iter().map(|v| v["port"].as_u64().unwrap() as u16).collect();
+    let mut open: Vec<u16> = lines
+        .iter()
+        .map(|v| v["port"].as_u64().unwrap() as u16)
+        .collect();
     open.sort();
     let mut want = vec![ssh.port, web.port];
     want.sort();
@@ -74,7 +100,10 @@ fn loopback_scan_reports_exactly_our_listeners() {
         assert!(v["scan_id"].as_str().unwrap().starts_with("sf-"));
         assert_eq!(v["asset_id"], "127.0.0.1");
     }
-    assert!(err.contains("scanfleet: scan sf-") && err.contains("2 open port(s)"), "summary missing: {err}");
+    assert!(
+        err.contains("scanfleet: scan sf-") && err.contains("2 open port(s)"),
+        "summary missing: {err}"
+    );
 }
 
 #[test]
@@ -85,26 +114,73 @@ fn all_states_adds_closed_ports_and_other_formats_agree() {
     let dir = tempfile::tempdir().unwrap();
     let csv_path = dir.path().join("out.csv");
     let out = scanfleet(&[
-        "scan", "-t", "127.0.0.1", "-p", &ports, "--all-states", "--format", "csv", "-o",
-        csv_path.to_str().unwrap(), "--mode", "connect", "--Pn",
+        "scan",
+        "-t",
+        "127.0.0.1",
+        "-p",
+        &ports,
+        "--all-states",
+        "--format",
+        "csv",
+        "-o",
+        csv_path.to_str().unwrap(),
+        "--mode",
+        "connect",
+        "--Pn",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "-o must keep stdout clean");
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("scan_id,asset_id,ip,port,protocol,state"));
-    assert!(rows.iter().any(|r| r.contains(&format!(",127.0.0.1,{},tcp,open,", web.port))), "{csv}");
-    assert!(rows.iter().any(|r| r.contains(&format!(",127.0.0.1,{closed},tcp,closed,"))), "{csv}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(&format!(",127.0.0.1,{},tcp,open,", web.port))),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(&format!(",127.0.0.1,{closed},tcp,closed,"))),
+        "{csv}"
+    );
 
-    let out = scanfleet(&["scan", "-t", "127.0.0.1", "-p", &ports, "--format", "json", "--mode", "connect", "--Pn"]);
+    let out = scanfleet(&[
+        "scan",
+        "-t",
+        "127.0.0.1",
+        "-p",
+        &ports,
+        "--format",
+        "json",
+        "--mode",
+        "connect",
+        "--Pn",
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["results"].as_array().unwrap().len(), 1);
     assert_eq!(doc["engine"], "connect");
     assert_eq!(doc["targets"], 1);
 
-    let out = scanfleet(&["scan", "-t", "127.0.0.1", "-p", &ports, "--mode", "connect", "--Pn"]);
+    let out = scanfleet(&[
+        "scan",
+        "-t",
+        "127.0.0.1",
+        "-p",
+        &ports,
+        "--mode",
+        "connect",
+        "--Pn",
+    ]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.starts_with("HOST") && table.contains(&format!("{}/tcp", web.port)), "{table}");
+    assert!(
+        table.starts_with("HOST") && table.contains(&format!("{}/tcp", web.port)),
+        "{table}"
+    );
 }
 
 #[test]
@@ -119,15 +195,25 @@ fn inventory_scan_skips_prohibited_instance_types() {
     )
     .unwrap();
     let out = scanfleet(&[
-        "scan", "--inventory", inv.to_str().unwrap(), "-p", &web.port.to_string(), "--format", "jsonl",
-        "--mode", "connect",
+        "scan",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "-p",
+        &web.port.to_string(),
+        "--format",
+        "jsonl",
+        "--mode",
+        "connect",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["asset_id"], "i-ok");
-    assert!(err.contains("skipped i-nano (127.0.0.2): instance type t2.nano may not be scanned"), "{err}");
+    assert!(
+        err.contains("skipped i-nano (127.0.0.2): instance type t2.nano may not be scanned"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,20 +222,103 @@ fn bad_input_exits_2_naming_the_input_before_any_probe() {
     let p = watched.port.to_string();
     let dir = tempfile::tempdir().unwrap();
     let malformed = dir.path().join("bad.json");
-    std::fs::write(&malformed, r#"[{"private_ip":"127.0.0.1"},{"private_ip":"not-an-ip"}]"#).unwrap();
+    std::fs::write(
+        &malformed,
+        r#"[{"private_ip":"127.0.0.1"},{"private_ip":"not-an-ip"}]"#,
+    )
+    .unwrap();
     let truncated = dir.path().join("trunc.json");
     std::fs::write(&truncated, r#"[{"private_ip":"127.0.0.1"}"#).unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["-t".into(), "127.0.0.1".into(), "-p".into(), format!("{p},70000")], "\"70000\""),
-        (vec!["-t".into(), "127.0.0.1".into(), "-p".into(), format!("{p},90-80")], "\"90-80\""),
-        (vec!["-t".into(), "127.0.0.1".into(), "-p".into(), format!("{p},ssh")], "\"ssh\""),
-        (vec!["-t".into(), "127.0.0.1,127.0.0.300".into(), "-p".into(), p.clone()], "\"127.0.0.300\""),
-        (vec!["-t".into(), "127.0.0.0/4".into(), "-p".into(), p.clone()], "--max-targets"),
-        (vec!["-i".into(), "/nonexistent/inventory.json".into(), "-p".into(), p.clone()], "/nonexistent/inventory.json"),
-        (vec!["-i".into(), malformed.to_str().unwrap().into(), "-p".into(), p.clone()], "asset #1"),
-        (vec!["-i".into(), truncated.to_str().unwrap().into(), "-p".into(), p.clone()], "trunc.json: not valid JSON"),
-        (vec!["-t".into(), "127.0.0.1".into(), "-p".into(), p.clone(), "--format".into(), "xml".into()], "xml"),
-        (vec!["-t".into(), "127.0.0.1".into(), "-p".into(), p.clone(), "--rate".into(), "0".into()], "--rate 0"),
+        (
+            vec![
+                "-t".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                format!("{p},70000"),
+            ],
+            "\"70000\"",
+        ),
+        (
+            vec![
+                "-t".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                format!("{p},90-80"),
+            ],
+            "\"90-80\"",
+        ),
+        (
+            vec![
+                "-t".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                format!("{p},ssh"),
+            ],
+            "\"ssh\"",
+        ),
+        (
+            vec![
+                "-t".into(),
+                "127.0.0.1,127.0.0.300".into(),
+                "-p".into(),
+                p.clone(),
+            ],
+            "\"127.0.0.300\"",
+        ),
+        (
+            vec!["-t".into(), "127.0.0.0/4".into(), "-p".into(), p.clone()],
+            "--max-targets",
+        ),
+        (
+            vec![
+                "-i".into(),
+                "/nonexistent/inventory.json".into(),
+                "-p".into(),
+                p.clone(),
+            ],
+            "/nonexistent/inventory.json",
+        ),
+        (
+            vec![
+                "-i".into(),
+                malformed.to_str().unwrap().into(),
+                "-p".into(),
+                p.clone(),
+            ],
+            "asset #1",
+        ),
+        (
+            vec![
+                "-i".into(),
+                truncated.to_str().unwrap().into(),
+                "-p".into(),
+                p.clone(),
+            ],
+            "trunc.json: not valid JSON",
+        ),
+        (
+            vec![
+                "-t".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                p.clone(),
+                "--format".into(),
+                "xml".into(),
+            ],
+            "xml",
+        ),
+        (
+            vec![
+                "-t".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                p.clone(),
+                "--rate".into(),
+                "0".into(),
+            ],
+            "--rate 0",
+        ),
     ];
     for (args, needle) in cases {
         let mut argv = vec!["scan".to_string()];
@@ -158,11 +327,18 @@ fn bad_input_exits_2_naming_the_input_before_any_probe() {
         let out = scanfleet(&refs);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: stderr does not name {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr does not name {needle:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}: printed results");
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(watched.accepted.load(Ordering::SeqCst), 0, "a refused scan still probed");
+    assert_eq!(
+        watched.accepted.load(Ordering::SeqCst),
+        0,
+        "a refused scan still probed"
+    );
 
     let out = scanfleet(&["scan"]);
     assert_eq!(out.status.code(), Some(2));

@@ -18,13 +18,21 @@ const PORTS: &str = "1-10000";
 
 fn worker_bin() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_scanfleet")).with_file_name("scanfleet-worker");
-    assert!(p.exists(), "{} missing: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
 fn relay(port: u16) {
     let o = lab_sh(&["relay", &port.to_string()]);
-    assert!(o.status.success(), "lab.sh relay {port}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "lab.sh relay {port}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A RabbitMQ vhost of its own, so that queue names never collide between tests.
@@ -34,8 +42,15 @@ impl Vhost {
     fn new(tag: &str) -> Vhost {
         let name = format!("sftest-{}-{tag}", std::process::id());
         let ok = |args: &[&str]| {
-            let o = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
-            assert!(o.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            let o = Command::new("rabbitmqctl")
+                .args(args)
+                .output()
+                .expect("rabbitmqctl");
+            assert!(
+                o.status.success(),
+                "rabbitmqctl {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         };
         ok(&["add_vhost", &name]);
         ok(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
@@ -49,7 +64,9 @@ impl Vhost {
 
 impl Drop for Vhost {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.0]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.0])
+            .output();
     }
 }
 
@@ -61,7 +78,16 @@ impl WorkerProc {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", "sflab-scan"])
             .arg(worker_bin())
-            .args(["--queue", queue, "--redis", "redis://127.0.0.1:6379", "--lease-secs", "10", "--grace-secs", "20"])
+            .args([
+                "--queue",
+                queue,
+                "--redis",
+                "redis://127.0.0.1:6379",
+                "--lease-secs",
+                "10",
+                "--grace-secs",
+                "20",
+            ])
             .args(extra)
             .env("SCANFLEET_JOB_SECRET", SECRET)
             .env("SCANFLEET_LOG", "warn")
@@ -74,13 +100,17 @@ impl WorkerProc {
     }
 
     fn kill9(&mut self) {
-        let _ = Command::new("kill").args(["-9", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 
     /// SIGTERM, then the exit code within `limit`.
     fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(s)) = self.0.try_wait() {
@@ -100,13 +130,35 @@ impl Drop for WorkerProc {
 }
 
 /// Run the coordinator in fleet mode; `during` runs once shards are in flight.
-fn fleet_scan(queue: &str, env: &[(&str, &str)], inventory: &str, during: impl FnOnce()) -> std::process::Output {
+fn fleet_scan(
+    queue: &str,
+    env: &[(&str, &str)],
+    inventory: &str,
+    during: impl FnOnce(),
+) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanfleet"));
-    cmd.args(["scan", "--inventory", inventory, "-p", PORTS, "--queue", queue, "--redis", "redis://127.0.0.1:6379"])
-        .args(["--shard-size", "1", "--format", "jsonl", "--progress", "never"])
-        .env("SCANFLEET_JOB_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "scan",
+        "--inventory",
+        inventory,
+        "-p",
+        PORTS,
+        "--queue",
+        queue,
+        "--redis",
+        "redis://127.0.0.1:6379",
+    ])
+    .args([
+        "--shard-size",
+        "1",
+        "--format",
+        "jsonl",
+        "--progress",
+        "never",
+    ])
+    .env("SCANFLEET_JOB_SECRET", SECRET)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -127,7 +179,11 @@ fn assert_exact(out: &std::process::Output, t: &support::Truth) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "fleet scan failed: {err}");
     let got = parse_open(&out.stdout);
-    assert_eq!(got, t.in_scope(), "results differ from the ground truth; stderr: {err}");
+    assert_eq!(
+        got,
+        t.in_scope(),
+        "results differ from the ground truth; stderr: {err}"
+    );
 }
 
 #[test]
@@ -143,11 +199,17 @@ fn lab_fleet_amqp_survives_a_killed_worker() {
     let q = vhost.url();
     let mut workers: Vec<WorkerProc> = (0..3).map(|_| WorkerProc::spawn(&q, &[], &[])).collect();
     packets(6, true);
-    let out = fleet_scan(&q, &[], t.inventory.to_str().unwrap(), || workers[0].kill9());
+    let out = fleet_scan(&q, &[], t.inventory.to_str().unwrap(), || {
+        workers[0].kill9()
+    });
     assert_exact(&out, &t);
     assert_eq!(packets(6, false), 0, "the t2.nano host received packets");
     for w in workers.iter_mut().skip(1) {
-        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+        assert_eq!(
+            w.terminate(Duration::from_secs(30)),
+            Some(0),
+            "a worker did not drain and exit 0 on SIGTERM"
+        );
     }
 }
 
@@ -159,7 +221,11 @@ struct Moto {
 
 impl Moto {
     fn start() -> Option<Moto> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -171,7 +237,10 @@ impl Moto {
         };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto_server did not start"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         Some(Moto { child, port })
@@ -179,7 +248,10 @@ impl Moto {
 
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
@@ -213,9 +285,15 @@ fn lab_fleet_sqs_survives_a_killed_worker() {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(init.status.success(), "queues init: {}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "queues init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let mut workers: Vec<WorkerProc> = (0..3).map(|_| WorkerProc::spawn(&q, &env, &[])).collect();
-    let out = fleet_scan(&q, &env, t.inventory.to_str().unwrap(), || workers[0].kill9());
+    let out = fleet_scan(&q, &env, t.inventory.to_str().unwrap(), || {
+        workers[0].kill9()
+    });
     assert_exact(&out, &t);
 }
 
@@ -234,20 +312,31 @@ fn lab_fleet_forged_job_is_dead_lettered_and_its_target_gets_no_packet() {
         scan_id: format!("sf-forged-{}", std::process::id()),
         shard_id: 0,
         zone: "default".into(),
-        targets: vec![scanfleet_common::Target { ip: "10.213.0.11".parse().unwrap(), asset_id: "lab-t1".into(), rate_pps: 1000 }],
+        targets: vec![scanfleet_common::Target {
+            ip: "10.213.0.11".parse().unwrap(),
+            asset_id: "lab-t1".into(),
+            rate_pps: 1000,
+        }],
         ports: scanfleet_common::PortSpec::parse("1-1000").unwrap(),
-        profile: scanfleet_common::ProbeProfile { host_discovery: true, ..Default::default() },
+        profile: scanfleet_common::ProbeProfile {
+            host_discovery: true,
+            ..Default::default()
+        },
     };
     let far = scanfleet_common::envelope::now_unix_ms() + 3_600_000;
     let forged = scanfleet_common::JobEnvelope::seal(&job, 1, far, Some(b"an attacker's secret"));
     let expired = scanfleet_common::JobEnvelope::seal(&job, 1, 1_000, Some(SECRET.as_bytes()));
     let queue = rt.block_on(async {
-        let fq = scanfleet_common::fleet::FleetQueue::connect(&q, &Default::default()).await.unwrap();
+        let fq = scanfleet_common::fleet::FleetQueue::connect(&q, &Default::default())
+            .await
+            .unwrap();
         fq.init(&["default".to_string()]).await.unwrap();
         let dq = fq.dyn_queue();
         dq.publish("default", &forged.to_bytes()).await.unwrap();
         dq.publish("default", &expired.to_bytes()).await.unwrap();
-        dq.publish("default", b"\xff not an envelope").await.unwrap();
+        dq.publish("default", b"\xff not an envelope")
+            .await
+            .unwrap();
         fq
     });
     packets(1, true);
@@ -261,19 +350,50 @@ fn lab_fleet_forged_job_is_dead_lettered_and_its_target_gets_no_packet() {
     let mut reasons: Vec<String> = dead.iter().map(|d| d.reason.clone()).collect();
     reasons.sort();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("signature does not verify")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("deadline passed")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("not a valid envelope")), "{reasons:?}");
-    assert_eq!(packets(1, false), 0, "a refused job sent packets to its target");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("signature does not verify")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("deadline passed")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not a valid envelope")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        packets(1, false),
+        0,
+        "a refused job sent packets to its target"
+    );
 
     let scrape = Command::new("ip")
-        .args(["netns", "exec", "sflab-scan", "curl", "-s", "http://127.0.0.1:19464/metrics"])
+        .args([
+            "netns",
+            "exec",
+            "sflab-scan",
+            "curl",
+            "-s",
+            "http://127.0.0.1:19464/metrics",
+        ])
         .output()
         .expect("curl (scripts/setup.sh installs it)");
     let text = String::from_utf8_lossy(&scrape.stdout);
-    assert!(text.contains("scanfleet_jobs_dead_lettered_total{reason=\"signature\"} 1"), "{text}");
-    assert!(text.contains("scanfleet_jobs_dead_lettered_total{reason=\"expired\"} 1"), "{text}");
-    assert!(text.contains("scanfleet_jobs_dead_lettered_total{reason=\"malformed\"} 1"), "{text}");
+    assert!(
+        text.contains("scanfleet_jobs_dead_lettered_total{reason=\"signature\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("scanfleet_jobs_dead_lettered_total{reason=\"expired\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("scanfleet_jobs_dead_lettered_total{reason=\"malformed\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("scanfleet_jobs_received_total 3"), "{text}");
     assert_eq!(w.terminate(Duration::from_secs(30)), Some(0));
 }

@@ -28,8 +28,8 @@ use scanfleet_common::store::redis::{RedisConfig, RedisStore};
 use scanfleet_common::store::{ResultStore, StoreError};
 use scanfleet_common::{JobEnvelope, PortSpec, ProbeProfile, Progress, ScanJob, Target};
 use support::{
-    LAB, Moto, PrivateRabbit, PrivateRedis, Relay, Truth, Vhost, lab_ready, lab_sh, metric, parse_open, scrape_scan_ns,
-    truth,
+    LAB, Moto, PrivateRabbit, PrivateRedis, Relay, Truth, Vhost, lab_ready, lab_sh, metric,
+    parse_open, scrape_scan_ns, truth,
 };
 
 const SECRET: &str = "fleet-test-secret";
@@ -39,7 +39,11 @@ const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
 fn worker_bin() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_scanfleet")).with_file_name("scanfleet-worker");
-    assert!(p.exists(), "{} missing: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
@@ -47,7 +51,11 @@ fn worker_bin() -> PathBuf {
 /// fleet tests leave it, since they all use it.
 fn shared_relay(port: u16) {
     let o = lab_sh(&["relay", &port.to_string()]);
-    assert!(o.status.success(), "lab.sh relay {port}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "lab.sh relay {port}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Poll `cond` every 200 ms for at most `within`; whether it came true.
@@ -65,7 +73,11 @@ fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// A worker process in the scanner namespace serving `/metrics` there; killed on drop.
@@ -75,7 +87,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(queue: &str, redis: &str, metrics_port: u16, lease_secs: u64, env: &[(&str, String)], extra: &[&str]) -> Worker {
+    fn spawn(
+        queue: &str,
+        redis: &str,
+        metrics_port: u16,
+        lease_secs: u64,
+        env: &[(&str, String)],
+        extra: &[&str],
+    ) -> Worker {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", "sflab-scan"])
             .arg(worker_bin())
@@ -90,7 +109,10 @@ impl Worker {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Worker { child: cmd.spawn().expect("spawn scanfleet-worker"), metrics_port }
+        Worker {
+            child: cmd.spawn().expect("spawn scanfleet-worker"),
+            metrics_port,
+        }
     }
 
     fn metrics(&self) -> String {
@@ -100,7 +122,10 @@ impl Worker {
     /// `/metrics` answers only once the queue and the store are connected.
     fn wait_ready(&mut self, within: Duration) {
         let ready = wait_until(within, || {
-            assert!(matches!(self.child.try_wait(), Ok(None)), "scanfleet-worker exited at start");
+            assert!(
+                matches!(self.child.try_wait(), Ok(None)),
+                "scanfleet-worker exited at start"
+            );
             !self.metrics().is_empty()
         });
         assert!(ready, "scanfleet-worker did not come up within {within:?}");
@@ -112,7 +137,9 @@ impl Worker {
 
     /// SIGTERM, then the exit code within `limit`.
     fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let mut code = None;
         wait_until(limit, || match self.child.try_wait() {
             Ok(Some(s)) => {
@@ -134,7 +161,10 @@ impl Drop for Worker {
 
 /// Sum of one metric over the workers.
 fn total(workers: &[Worker], name: &str, labels: &[(&str, &str)]) -> f64 {
-    workers.iter().map(|w| metric(&w.metrics(), name, labels)).sum()
+    workers
+        .iter()
+        .map(|w| metric(&w.metrics(), name, labels))
+        .sum()
 }
 
 /// `scanfleet scan` in fleet mode, its output collected as it comes; killed on drop.
@@ -151,7 +181,14 @@ impl Coordinator {
         cmd.arg("scan")
             .args(args)
             .args(["--queue", queue, "--redis", redis])
-            .args(["--shard-size", "1", "--format", "jsonl", "--progress", "never"])
+            .args([
+                "--shard-size",
+                "1",
+                "--format",
+                "jsonl",
+                "--progress",
+                "never",
+            ])
             .env("SCANFLEET_JOB_SECRET", SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -175,10 +212,17 @@ impl Coordinator {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
         });
-        Coordinator { child, stdout: Some(stdout), stderr, stderr_thread: Some(stderr_thread) }
+        Coordinator {
+            child,
+            stdout: Some(stdout),
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        }
     }
 
     fn stderr(&self) -> String {
@@ -196,7 +240,12 @@ impl Coordinator {
             });
             id.is_some() || !self.running()
         });
-        id.unwrap_or_else(|| panic!("no scan published (found: {found}); stderr: {}", self.stderr()))
+        id.unwrap_or_else(|| {
+            panic!(
+                "no scan published (found: {found}); stderr: {}",
+                self.stderr()
+            )
+        })
     }
 
     fn running(&mut self) -> bool {
@@ -218,7 +267,11 @@ impl Coordinator {
         });
         let stdout = self.stdout.take().unwrap().join().unwrap_or_default();
         let _ = self.stderr_thread.take().unwrap().join();
-        Output { status, stdout, stderr: self.stderr().into_bytes() }
+        Output {
+            status,
+            stdout,
+            stderr: self.stderr().into_bytes(),
+        }
     }
 }
 
@@ -235,8 +288,12 @@ struct ForgetScan(String);
 
 impl Drop for ForgetScan {
     fn drop(&mut self) {
-        let keys = ["meta", "results", "shards", "stream"].map(|k| format!("scanfleet:{{{}}}:{k}", self.0));
-        let _ = Command::new("redis-cli").args(["-p", "6379", "DEL"]).args(&keys).output();
+        let keys = ["meta", "results", "shards", "stream"]
+            .map(|k| format!("scanfleet:{{{}}}:{k}", self.0));
+        let _ = Command::new("redis-cli")
+            .args(["-p", "6379", "DEL"])
+            .args(&keys)
+            .output();
     }
 }
 
@@ -245,35 +302,59 @@ fn assert_exact(out: &Output, want: &BTreeMap<(String, u16), Option<String>>) {
     assert_eq!(out.status.code(), Some(0), "fleet scan failed: {err}");
     assert!(!want.is_empty());
     let got = parse_open(&out.stdout);
-    assert_eq!(&got, want, "results differ from the ground truth; stderr: {err}");
+    assert_eq!(
+        &got, want,
+        "results differ from the ground truth; stderr: {err}"
+    );
 }
 
 /// The lab's first six hosts (web, cache, edge, noping, lossy and the t2.nano that
 /// scope skips): every kind of host the lab has. Other tests may have grown the
 /// lab (`lab.sh up 20` adds plain hosts); these tests keep to the six so that their
 /// run time does not grow with it.
-const HOSTS: [&str; 6] = ["10.213.0.11", "10.213.0.12", "10.213.0.13", "10.213.0.14", "10.213.0.15", "10.213.0.16"];
+const HOSTS: [&str; 6] = [
+    "10.213.0.11",
+    "10.213.0.12",
+    "10.213.0.13",
+    "10.213.0.14",
+    "10.213.0.15",
+    "10.213.0.16",
+];
 
 /// The lab inventory of `hosts`, written next to the full one.
 fn inventory_of(t: &Truth, hosts: &[&str]) -> PathBuf {
-    let assets: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
-    let some: Vec<&serde_json::Value> =
-        assets.iter().filter(|a| hosts.contains(&a["private_ip"].as_str().unwrap_or(""))).collect();
-    assert_eq!(some.len(), hosts.len(), "the lab lacks some of {hosts:?}: is it up with at least 6 hosts?");
-    let path = t._dir.path().join(format!("lab-{}-hosts.json", hosts.len()));
+    let assets: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
+    let some: Vec<&serde_json::Value> = assets
+        .iter()
+        .filter(|a| hosts.contains(&a["private_ip"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        some.len(),
+        hosts.len(),
+        "the lab lacks some of {hosts:?}: is it up with at least 6 hosts?"
+    );
+    let path = t
+        ._dir
+        .path()
+        .join(format!("lab-{}-hosts.json", hosts.len()));
     std::fs::write(&path, serde_json::to_vec(&some).unwrap()).unwrap();
     path
 }
 
 /// The ground truth of the in-scope ones among `hosts`.
 fn expected(t: &Truth, hosts: &[&str]) -> BTreeMap<(String, u16), Option<String>> {
-    t.in_scope().into_iter().filter(|((ip, _), _)| hosts.contains(&ip.as_str())).collect()
+    t.in_scope()
+        .into_iter()
+        .filter(|((ip, _), _)| hosts.contains(&ip.as_str()))
+        .collect()
 }
 
 /// The in-scope ones among the six hosts as job targets, with the rate budget of
 /// their instance type.
 fn in_scope_targets(t: &Truth) -> Vec<Target> {
-    let assets: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
+    let assets: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
     assets
         .iter()
         .filter(|a| HOSTS.contains(&a["private_ip"].as_str().unwrap()))
@@ -295,15 +376,25 @@ fn signed_job(scan_id: &str, targets: Vec<Target>, ports: &str) -> Vec<u8> {
         zone: "default".into(),
         targets,
         ports: PortSpec::parse(ports).unwrap(),
-        profile: ProbeProfile { host_discovery: true, ..Default::default() },
+        profile: ProbeProfile {
+            host_discovery: true,
+            ..Default::default()
+        },
     };
     JobEnvelope::seal(&job, 1, now_unix_ms() + 3_600_000, Some(SECRET.as_bytes())).to_bytes()
 }
 
 /// A scan's stored results as (ip, port) -> service, failing on a duplicate.
-fn stored_open(rt: &tokio::runtime::Runtime, store: &RedisStore, scan_id: &str) -> BTreeMap<(String, u16), Option<String>> {
+fn stored_open(
+    rt: &tokio::runtime::Runtime,
+    store: &RedisStore,
+    scan_id: &str,
+) -> BTreeMap<(String, u16), Option<String>> {
     let results = rt.block_on(store.results(scan_id)).unwrap();
-    let jsonl: String = results.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+    let jsonl: String = results
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
     parse_open(jsonl.as_bytes())
 }
 
@@ -326,13 +417,24 @@ fn lab_fleet_rabbitmq_restart_mid_scan() {
     let _relay = Relay::new(rabbit.port);
     shared_relay(6379);
     let q = rabbit.url();
-    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::spawn(&q, SHARED_REDIS, 19481 + i, 10, &[], &[])).collect();
-    workers.iter_mut().for_each(|w| w.wait_ready(Duration::from_secs(30)));
-    let mut coord = Coordinator::scan(&q, SHARED_REDIS, &["--inventory", inventory.to_str().unwrap(), "-p", PORTS], &[]);
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|i| Worker::spawn(&q, SHARED_REDIS, 19481 + i, 10, &[], &[]))
+        .collect();
+    workers
+        .iter_mut()
+        .for_each(|w| w.wait_ready(Duration::from_secs(30)));
+    let mut coord = Coordinator::scan(
+        &q,
+        SHARED_REDIS,
+        &["--inventory", inventory.to_str().unwrap(), "-p", PORTS],
+        &[],
+    );
     let scan_id = coord.scan_id(Duration::from_secs(30));
     let _forget = ForgetScan(scan_id.clone());
     let rt = rt();
-    let store = rt.block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default())).unwrap();
+    let store = rt
+        .block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default()))
+        .unwrap();
 
     // Stop the broker while shards are held by workers and others still wait in the queue.
     let in_flight = wait_until(Duration::from_secs(20), || {
@@ -340,12 +442,19 @@ fn lab_fleet_rabbitmq_restart_mid_scan() {
     });
     assert!(in_flight, "no shard in flight; stderr: {}", coord.stderr());
     let before = rt.block_on(store.progress(&scan_id)).unwrap();
-    assert!(!before.finished(), "the scan finished before the broker went down: {before:?}");
+    assert!(
+        !before.finished(),
+        "the scan finished before the broker went down: {before:?}"
+    );
     let t_stop = Instant::now();
     rabbit.stop();
     let stopped = t_stop.elapsed();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(coord.running(), "the coordinator gave up while the broker was down: {}", coord.stderr());
+    assert!(
+        coord.running(),
+        "the coordinator gave up while the broker was down: {}",
+        coord.stderr()
+    );
     let t_start = Instant::now();
     rabbit.start();
     let reboot = t_start.elapsed();
@@ -354,10 +463,17 @@ fn lab_fleet_rabbitmq_restart_mid_scan() {
     assert_exact(&out, &expected(&t, &HOSTS));
 
     let receive_errors = total(&workers, "scanfleet_errors_total", &[("stage", "receive")]);
-    assert!(receive_errors >= 1.0, "the workers never saw the broker go away");
+    assert!(
+        receive_errors >= 1.0,
+        "the workers never saw the broker go away"
+    );
     for w in workers.iter_mut() {
         assert!(w.alive(), "a worker died during the broker restart");
-        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+        assert_eq!(
+            w.terminate(Duration::from_secs(30)),
+            Some(0),
+            "a worker did not drain and exit 0 on SIGTERM"
+        );
     }
     eprintln!(
         "rabbitmq restart: first boot {first_boot:?}, {before:?} at stop, stop took {stopped:?}, \
@@ -384,27 +500,53 @@ fn lab_fleet_redis_restart_mid_scan() {
     let vhost = Vhost::new("redis-restart");
     let q = vhost.url();
     let r = redis.url();
-    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::spawn(&q, &r, 19491 + i, 10, &[], &[])).collect();
-    workers.iter_mut().for_each(|w| w.wait_ready(Duration::from_secs(30)));
-    let mut coord = Coordinator::scan(&q, &r, &["--inventory", inventory.to_str().unwrap(), "-p", PORTS], &[]);
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|i| Worker::spawn(&q, &r, 19491 + i, 10, &[], &[]))
+        .collect();
+    workers
+        .iter_mut()
+        .for_each(|w| w.wait_ready(Duration::from_secs(30)));
+    let mut coord = Coordinator::scan(
+        &q,
+        &r,
+        &["--inventory", inventory.to_str().unwrap(), "-p", PORTS],
+        &[],
+    );
     let _ = coord.scan_id(Duration::from_secs(30));
 
     let in_flight = wait_until(Duration::from_secs(20), || {
         total(&workers, "scanfleet_shards_in_flight", &[]) >= 1.0
     });
     assert!(in_flight, "no shard in flight; stderr: {}", coord.stderr());
-    let done_before = total(&workers, "scanfleet_jobs_completed_total", &[("outcome", "done")]);
+    let done_before = total(
+        &workers,
+        "scanfleet_jobs_completed_total",
+        &[("outcome", "done")],
+    );
     redis.kill();
     let t_kill = Instant::now();
     // Down until a worker that finished probing has failed to store its results,
     // and a little longer: the shards in hand hold their results meanwhile.
-    let store_errors = |w: &[Worker]| total(w, "scanfleet_errors_total", &[("stage", "store"), ("kind", "transient")]);
+    let store_errors = |w: &[Worker]| {
+        total(
+            w,
+            "scanfleet_errors_total",
+            &[("stage", "store"), ("kind", "transient")],
+        )
+    };
     let felt = wait_until(Duration::from_secs(40), || store_errors(&workers) >= 1.0);
     assert!(felt, "no worker tried to write while Redis was down");
     std::thread::sleep(Duration::from_secs(3));
     let outage = t_kill.elapsed();
-    assert!(coord.running(), "the coordinator gave up while Redis was down: {}", coord.stderr());
-    assert!(workers.iter_mut().all(|w| w.alive()), "a worker died while Redis was down");
+    assert!(
+        coord.running(),
+        "the coordinator gave up while Redis was down: {}",
+        coord.stderr()
+    );
+    assert!(
+        workers.iter_mut().all(|w| w.alive()),
+        "a worker died while Redis was down"
+    );
     let held = total(&workers, "scanfleet_shards_in_flight", &[]);
     let t_start = Instant::now();
     redis.start();
@@ -418,7 +560,11 @@ fn lab_fleet_redis_restart_mid_scan() {
     );
     let store_errors = store_errors(&workers);
     for w in workers.iter_mut() {
-        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+        assert_eq!(
+            w.terminate(Duration::from_secs(30)),
+            Some(0),
+            "a worker did not drain and exit 0 on SIGTERM"
+        );
     }
     eprintln!(
         "redis restart: {done_before} shard(s) done at the kill, {held} held during the outage, \
@@ -442,11 +588,15 @@ fn lab_fleet_same_message_twice_counts_once() {
     let rt = rt();
     let scan_id = unique_scan_id("twice");
     let _forget = ForgetScan(scan_id.clone());
-    let store = rt.block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default())).unwrap();
+    let store = rt
+        .block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default()))
+        .unwrap();
     rt.block_on(store.begin_scan(&scan_id, 1)).unwrap();
     let payload = signed_job(&scan_id, in_scope_targets(&t), PORTS);
     let queue = rt.block_on(async {
-        let fq = FleetQueue::connect(&q, &QueueOptions::default()).await.unwrap();
+        let fq = FleetQueue::connect(&q, &QueueOptions::default())
+            .await
+            .unwrap();
         fq.init(&["default".to_string()]).await.unwrap();
         let dq = fq.dyn_queue();
         dq.publish("default", &payload).await.unwrap();
@@ -460,17 +610,33 @@ fn lab_fleet_same_message_twice_counts_once() {
     let m = w.metrics();
     assert!(both, "the two deliveries were not both settled: {m}");
     assert_eq!(metric(&m, "scanfleet_jobs_received_total", &[]), 2.0, "{m}");
-    assert_eq!(metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "done")]), 2.0, "{m}");
+    assert_eq!(
+        metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "done")]),
+        2.0,
+        "{m}"
+    );
 
     let expected = expected(&t, &HOSTS);
     let p = rt.block_on(store.progress(&scan_id)).unwrap();
     assert_eq!(
         p,
-        Progress { shards_total: 1, shards_done: 1, shards_failed: 0, results: expected.len() as u64 },
+        Progress {
+            shards_total: 1,
+            shards_done: 1,
+            shards_failed: 0,
+            results: expected.len() as u64
+        },
         "the shard counts once"
     );
-    assert_eq!(stored_open(&rt, &store, &scan_id), expected, "results differ from the ground truth");
-    assert!(rt.block_on(queue.take_dead_letters(10)).unwrap().is_empty(), "a duplicate was dead-lettered");
+    assert_eq!(
+        stored_open(&rt, &store, &scan_id),
+        expected,
+        "results differ from the ground truth"
+    );
+    assert!(
+        rt.block_on(queue.take_dead_letters(10)).unwrap().is_empty(),
+        "a duplicate was dead-lettered"
+    );
     assert_eq!(w.terminate(Duration::from_secs(30)), Some(0));
     eprintln!("same message twice: {:?}", t0.elapsed());
 }
@@ -489,7 +655,9 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
     let vhost = Vhost::new("poison");
     let q = vhost.url();
     let rt = rt();
-    let store = rt.block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default())).unwrap();
+    let store = rt
+        .block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default()))
+        .unwrap();
     let good_id = unique_scan_id("good");
     let _forget = ForgetScan(good_id.clone());
     rt.block_on(store.begin_scan(&good_id, 1)).unwrap();
@@ -500,7 +668,10 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
     let targets = in_scope_targets(&t);
     let poison = signed_job(&poison_id, targets[..1].to_vec(), "1-1000");
     let good = signed_job(&good_id, targets, PORTS);
-    let opts = QueueOptions { delivery_limit: LIMIT, ..QueueOptions::default() };
+    let opts = QueueOptions {
+        delivery_limit: LIMIT,
+        ..QueueOptions::default()
+    };
     let queue = rt.block_on(async {
         let fq = FleetQueue::connect(&q, &opts).await.unwrap();
         fq.init(&["default".to_string()]).await.unwrap();
@@ -510,7 +681,14 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
         fq
     });
     let limit = LIMIT.to_string();
-    let mut w = Worker::spawn(&q, SHARED_REDIS, 19511, 10, &[], &["--delivery-limit", &limit, "--concurrency", "2"]);
+    let mut w = Worker::spawn(
+        &q,
+        SHARED_REDIS,
+        19511,
+        10,
+        &[],
+        &["--delivery-limit", &limit, "--concurrency", "2"],
+    );
 
     let mut dead = Vec::new();
     let mut good_done = false;
@@ -519,33 +697,70 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
         good_done = good_done || rt.block_on(store.progress(&good_id)).unwrap().finished();
         !dead.is_empty() && good_done
     });
-    assert!(settled, "dead letters {:?}, good job done: {good_done}; metrics: {}", dead.len(), w.metrics());
+    assert!(
+        settled,
+        "dead letters {:?}, good job done: {good_done}; metrics: {}",
+        dead.len(),
+        w.metrics()
+    );
     assert!(w.alive(), "the worker died");
     assert_eq!(dead.len(), 1, "only the poison job is dead-lettered");
-    assert_eq!(dead[0].payload, poison, "the dead letter is the poison job, unchanged");
-    assert!(dead[0].reason.contains("delivery limit"), "reason: {:?}", dead[0].reason);
+    assert_eq!(
+        dead[0].payload, poison,
+        "the dead letter is the poison job, unchanged"
+    );
+    assert!(
+        dead[0].reason.contains("delivery limit"),
+        "reason: {:?}",
+        dead[0].reason
+    );
 
     // Exactly LIMIT deliveries of the poison job, each retried, and one of the good job.
     let mut m = String::new();
     let counted = wait_until(Duration::from_secs(5), || {
         m = w.metrics();
         metric(&m, "scanfleet_jobs_received_total", &[]) == f64::from(LIMIT) + 1.0
-            && metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "retried")]) == f64::from(LIMIT)
+            && metric(
+                &m,
+                "scanfleet_jobs_completed_total",
+                &[("outcome", "retried")],
+            ) == f64::from(LIMIT)
             && metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "done")]) == 1.0
     });
-    assert!(counted, "expected {LIMIT} retried deliveries and 1 done: {m}");
-    assert_eq!(metric(&m, "scanfleet_jobs_dead_lettered_total", &[]), 0.0, "the broker dead-letters, not the worker: {m}");
+    assert!(
+        counted,
+        "expected {LIMIT} retried deliveries and 1 done: {m}"
+    );
+    assert_eq!(
+        metric(&m, "scanfleet_jobs_dead_lettered_total", &[]),
+        0.0,
+        "the broker dead-letters, not the worker: {m}"
+    );
 
     let p = rt.block_on(store.progress(&good_id)).unwrap();
-    assert_eq!((p.shards_total, p.shards_done, p.shards_failed), (1, 1, 0), "{p:?}");
-    assert_eq!(stored_open(&rt, &store, &good_id), expected(&t, &HOSTS), "results differ from the ground truth");
+    assert_eq!(
+        (p.shards_total, p.shards_done, p.shards_failed),
+        (1, 1, 0),
+        "{p:?}"
+    );
+    assert_eq!(
+        stored_open(&rt, &store, &good_id),
+        expected(&t, &HOSTS),
+        "results differ from the ground truth"
+    );
     assert!(
-        matches!(rt.block_on(store.progress(&poison_id)), Err(StoreError::UnknownScan(_))),
+        matches!(
+            rt.block_on(store.progress(&poison_id)),
+            Err(StoreError::UnknownScan(_))
+        ),
         "the poison job left data behind"
     );
     // Nothing comes back after the dead letter.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(metric(&w.metrics(), "scanfleet_jobs_received_total", &[]), f64::from(LIMIT) + 1.0);
+    assert_eq!(
+        metric(&w.metrics(), "scanfleet_jobs_received_total", &[]),
+        f64::from(LIMIT) + 1.0
+    );
     assert_eq!(w.terminate(Duration::from_secs(30)), Some(0));
     eprintln!("poison job: {:?}", t0.elapsed());
 }
@@ -568,12 +783,23 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
     let inventory = inventory_of(&t, &[host]);
     let env = moto.env();
     let q = format!("sqs://sftest-lease-{}", std::process::id());
-    let mut workers: Vec<Worker> = (0..2).map(|i| Worker::spawn(&q, SHARED_REDIS, 19521 + i, LEASE_SECS, &env, &[])).collect();
-    workers.iter_mut().for_each(|w| w.wait_ready(Duration::from_secs(30)));
+    let mut workers: Vec<Worker> = (0..2)
+        .map(|i| Worker::spawn(&q, SHARED_REDIS, 19521 + i, LEASE_SECS, &env, &[]))
+        .collect();
+    workers
+        .iter_mut()
+        .for_each(|w| w.wait_ready(Duration::from_secs(30)));
     let mut coord = Coordinator::scan(
         &q,
         SHARED_REDIS,
-        &["--inventory", inventory.to_str().unwrap(), "-p", PORTS, "--rate", "800"],
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "-p",
+            PORTS,
+            "--rate",
+            "800",
+        ],
         &env,
     );
     let scan_id = coord.scan_id(Duration::from_secs(30));
@@ -588,10 +814,27 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
     let took = total(&workers, "scanfleet_job_duration_seconds_sum", &[]);
     assert_eq!(received, 1.0, "the shard was received {received} times");
     assert!(extensions >= 1.0, "no lease extension");
-    assert!(took > 2.0 * LEASE_SECS as f64, "the shard took {took} s, not clearly longer than the {LEASE_SECS} s lease");
-    assert_eq!(total(&workers, "scanfleet_jobs_completed_total", &[("outcome", "done")]), 1.0);
+    assert!(
+        took > 2.0 * LEASE_SECS as f64,
+        "the shard took {took} s, not clearly longer than the {LEASE_SECS} s lease"
+    );
+    assert_eq!(
+        total(
+            &workers,
+            "scanfleet_jobs_completed_total",
+            &[("outcome", "done")]
+        ),
+        1.0
+    );
     for w in workers.iter_mut() {
-        assert_eq!(w.terminate(Duration::from_secs(30)), Some(0), "a worker did not drain and exit 0 on SIGTERM");
+        assert_eq!(
+            w.terminate(Duration::from_secs(30)),
+            Some(0),
+            "a worker did not drain and exit 0 on SIGTERM"
+        );
     }
-    eprintln!("long shard: {took:.1} s under a {LEASE_SECS} s lease, {extensions} extensions, total {:?}", t0.elapsed());
+    eprintln!(
+        "long shard: {took:.1} s under a {LEASE_SECS} s lease, {extensions} extensions, total {:?}",
+        t0.elapsed()
+    );
 }

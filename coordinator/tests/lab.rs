@@ -12,8 +12,15 @@ use support::{LAB, lab_ready, lab_sh, packets, parse_open, truth};
 
 fn scan_in_lab(args: &[&str]) -> Output {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", "sflab-scan", env!("CARGO_BIN_EXE_scanfleet")]).args(args);
-    cmd.output().expect("run scanfleet in the scanner namespace")
+    cmd.args([
+        "netns",
+        "exec",
+        "sflab-scan",
+        env!("CARGO_BIN_EXE_scanfleet"),
+    ])
+    .args(args);
+    cmd.output()
+        .expect("run scanfleet in the scanner namespace")
 }
 
 fn full_sweep_matches_truth(mode: &str) {
@@ -23,22 +30,43 @@ fn full_sweep_matches_truth(mode: &str) {
     }
     let t = truth();
     packets(6, true);
-    let out = scan_in_lab(&["scan", "--inventory", t.inventory.to_str().unwrap(), "-p-", "--format", "jsonl", "--mode", mode]);
+    let out = scan_in_lab(&[
+        "scan",
+        "--inventory",
+        t.inventory.to_str().unwrap(),
+        "-p-",
+        "--format",
+        "jsonl",
+        "--mode",
+        mode,
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "scan failed: {err}");
-    assert!(err.contains(&format!("engine {mode}")), "engine not {mode}: {err}");
+    assert!(
+        err.contains(&format!("engine {mode}")),
+        "engine not {mode}: {err}"
+    );
 
     let got = parse_open(&out.stdout);
     let want = t.in_scope();
     let got_ports: BTreeSet<_> = got.keys().collect();
     let want_ports: BTreeSet<_> = want.keys().collect();
-    assert_eq!(got_ports, want_ports, "open ports differ from the ground truth\nstderr: {err}");
+    assert_eq!(
+        got_ports, want_ports,
+        "open ports differ from the ground truth\nstderr: {err}"
+    );
     for (k, name) in &want {
         assert_eq!(&got[k], name, "service on {k:?}");
     }
-    assert!(!t.prohibited.is_empty(), "the lab should have a t2.nano host");
+    assert!(
+        !t.prohibited.is_empty(),
+        "the lab should have a t2.nano host"
+    );
     for ip in &t.prohibited {
-        assert!(err.contains(&format!("({ip}): instance type")), "skip of {ip} not reported: {err}");
+        assert!(
+            err.contains(&format!("({ip}): instance type")),
+            "skip of {ip} not reported: {err}"
+        );
     }
     assert_eq!(packets(6, false), 0, "the t2.nano host received packets");
 }
@@ -65,20 +93,49 @@ fn lab_states_of_firewalled_ports() {
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
             let state = v["state"].as_str().unwrap_or("open").to_string();
-            Some(((v["ip"].as_str()?.to_string(), v["port"].as_u64()? as u16), state))
+            Some((
+                (v["ip"].as_str()?.to_string(), v["port"].as_u64()? as u16),
+                state,
+            ))
         })
         .filter(|((ip, _), _)| ip == "10.213.0.13")
         .collect();
-    assert!(want.values().any(|s| s == "filtered") && want.values().any(|s| s == "closed"), "{want:?}");
+    assert!(
+        want.values().any(|s| s == "filtered") && want.values().any(|s| s == "closed"),
+        "{want:?}"
+    );
     let ports: Vec<String> = want.keys().map(|(_, p)| p.to_string()).collect();
     for mode in ["connect", "syn"] {
-        let out = scan_in_lab(&["scan", "-t", "10.213.0.13", "-p", &ports.join(","), "--all-states", "--format", "jsonl", "--mode", mode, "--no-service-detection"]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = scan_in_lab(&[
+            "scan",
+            "-t",
+            "10.213.0.13",
+            "-p",
+            &ports.join(","),
+            "--all-states",
+            "--format",
+            "jsonl",
+            "--mode",
+            mode,
+            "--no-service-detection",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got: BTreeMap<(String, u16), String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                ((v["ip"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap() as u16), v["state"].as_str().unwrap().to_string())
+                (
+                    (
+                        v["ip"].as_str().unwrap().to_string(),
+                        v["port"].as_u64().unwrap() as u16,
+                    ),
+                    v["state"].as_str().unwrap().to_string(),
+                )
             })
             .collect();
         assert_eq!(got, want, "mode {mode}");

@@ -13,7 +13,9 @@ use scanfleet_common::envelope::now_unix_ms;
 use scanfleet_common::queue::{Delivery, JobQueue, Nack};
 use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::store::{ResultStore, StoreError};
-use scanfleet_common::{EnvelopeError, JobEnvelope, PortState, ProbeResult, Protocol, ScanJob, ScanMode, ShardOutcome};
+use scanfleet_common::{
+    EnvelopeError, JobEnvelope, PortState, ProbeResult, Protocol, ScanJob, ScanMode, ShardOutcome,
+};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +104,10 @@ impl From<ProbeError> for ShardError {
         match e {
             ProbeError::Cancelled => ShardError::Cancelled,
             e if e.is_transient() => ShardError::Transient(e.to_string()),
-            e => ShardError::Permanent { class: "probe", reason: e.to_string() },
+            e => ShardError::Permanent {
+                class: "probe",
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -123,7 +128,11 @@ pub struct Worker {
 
 impl Worker {
     /// A worker with metrics of its own.
-    pub fn new(queue: Arc<dyn JobQueue>, store: Arc<dyn ResultStore>, config: WorkerConfig) -> Self {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        store: Arc<dyn ResultStore>,
+        config: WorkerConfig,
+    ) -> Self {
         Self::with_metrics(queue, store, config, WorkerMetrics::new())
     }
 
@@ -167,7 +176,10 @@ impl Worker {
     ///
     /// # Errors
     /// Only a permanent queue error ends the loop early.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), scanfleet_common::queue::QueueError> {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<(), scanfleet_common::queue::QueueError> {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let abort = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -196,7 +208,10 @@ impl Worker {
                 // The broker answered: the next failure starts a fresh back-off.
                 Ok(None) => backoff = Duration::from_millis(100),
                 Err(e) if e.is_transient() => {
-                    self.metrics.errors.with_label_values(&["receive", "transient"]).inc();
+                    self.metrics
+                        .errors
+                        .with_label_values(&["receive", "transient"])
+                        .inc();
                     tracing::warn!(error = %e, "queue receive failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -205,16 +220,25 @@ impl Worker {
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => {
-                    self.metrics.errors.with_label_values(&["receive", "permanent"]).inc();
+                    self.metrics
+                        .errors
+                        .with_label_values(&["receive", "permanent"])
+                        .inc();
                     failure = Some(e);
                     break;
                 }
             }
         }
         // Drain: finish what is in hand within the grace period, release the rest.
-        let drained = tokio::time::timeout(self.config.grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(self.config.grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
-            tracing::warn!(in_flight = tasks.len(), "grace period over; releasing unfinished shards to the queue");
+            tracing::warn!(
+                in_flight = tasks.len(),
+                "grace period over; releasing unfinished shards to the queue"
+            );
             abort.cancel();
             while tasks.join_next().await.is_some() {}
         }
@@ -264,9 +288,12 @@ impl Worker {
         // whoever follows the scan sees it end. Unverified messages name no shard we trust.
         let last_try = delivery.deliveries >= self.config.delivery_limit;
         if let (Some((scan_id, shard_id)), Err(e)) = (&verified, &outcome)
-            && (matches!(e, ShardError::Permanent { .. }) || (matches!(e, ShardError::Transient(_)) && last_try))
+            && (matches!(e, ShardError::Permanent { .. })
+                || (matches!(e, ShardError::Transient(_)) && last_try))
         {
-            let failed = ShardOutcome::Failed { reason: e.to_string() };
+            let failed = ShardOutcome::Failed {
+                reason: e.to_string(),
+            };
             if let Err(err) = self.store.finish_shard(scan_id, *shard_id, &failed).await {
                 tracing::warn!(error = %err, "could not record the failed shard");
             }
@@ -280,23 +307,43 @@ impl Worker {
             }
             Err(ShardError::Permanent { class, reason }) => {
                 tracing::warn!(%reason, "job dead-lettered");
-                self.stats.jobs_dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .jobs_dead_lettered
+                    .fetch_add(1, Ordering::Relaxed);
                 self.metrics.dead_lettered.with_label_values(&[class]).inc();
-                self.metrics.errors.with_label_values(&[stage_of(class), "permanent"]).inc();
-                ("dead_lettered", self.queue.nack(&delivery, Nack::DeadLetter { reason }).await)
+                self.metrics
+                    .errors
+                    .with_label_values(&[stage_of(class), "permanent"])
+                    .inc();
+                (
+                    "dead_lettered",
+                    self.queue
+                        .nack(&delivery, Nack::DeadLetter { reason })
+                        .await,
+                )
             }
             Err(ShardError::Transient(reason)) => {
                 tracing::warn!(%reason, "job failed; it will be retried");
                 self.stats.jobs_retried.fetch_add(1, Ordering::Relaxed);
                 ("retried", self.queue.nack(&delivery, Nack::Retry).await)
             }
-            Err(ShardError::Cancelled) => ("released", self.queue.nack(&delivery, Nack::Retry).await),
+            Err(ShardError::Cancelled) => {
+                ("released", self.queue.nack(&delivery, Nack::Retry).await)
+            }
         };
-        self.metrics.jobs_completed.with_label_values(&[label]).inc();
-        self.metrics.job_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .jobs_completed
+            .with_label_values(&[label])
+            .inc();
+        self.metrics
+            .job_duration
+            .observe(started.elapsed().as_secs_f64());
         self.metrics.shards_in_flight.dec();
         if let Err(e) = settle {
-            self.metrics.errors.with_label_values(&["settle", kind(e.is_transient())]).inc();
+            self.metrics
+                .errors
+                .with_label_values(&["settle", kind(e.is_transient())])
+                .inc();
             tracing::warn!(error = %e, "could not settle delivery; its lease will lapse and it will be redelivered");
         }
     }
@@ -307,21 +354,32 @@ impl Worker {
         cancel: &CancellationToken,
         verified: &mut Option<(String, u32)>,
     ) -> Result<(), ShardError> {
-        let env = JobEnvelope::from_bytes(&delivery.payload)
-            .map_err(|e| ShardError::Permanent { class: "malformed", reason: e.to_string() })?;
-        let job = env.open(self.config.secret.as_deref(), now_unix_ms()).map_err(|e| {
-            let class = match e {
-                EnvelopeError::Expired(_) => "expired",
-                EnvelopeError::BadSignature | EnvelopeError::Unsigned => "signature",
-                _ => "malformed",
-            };
-            ShardError::Permanent { class, reason: e.to_string() }
-        })?;
+        let env =
+            JobEnvelope::from_bytes(&delivery.payload).map_err(|e| ShardError::Permanent {
+                class: "malformed",
+                reason: e.to_string(),
+            })?;
+        let job = env
+            .open(self.config.secret.as_deref(), now_unix_ms())
+            .map_err(|e| {
+                let class = match e {
+                    EnvelopeError::Expired(_) => "expired",
+                    EnvelopeError::BadSignature | EnvelopeError::Unsigned => "signature",
+                    _ => "malformed",
+                };
+                ShardError::Permanent {
+                    class,
+                    reason: e.to_string(),
+                }
+            })?;
         *verified = Some((job.scan_id.clone(), job.shard_id));
         if job.zone != self.config.zone {
             return Err(ShardError::Permanent {
                 class: "scope",
-                reason: format!("job is for zone {:?} but this worker serves {:?}", job.zone, self.config.zone),
+                reason: format!(
+                    "job is for zone {:?} but this worker serves {:?}",
+                    job.zone, self.config.zone
+                ),
             });
         }
         if let Some(t) = job.targets.iter().find(|t| !self.config.scope.allows(t)) {
@@ -331,8 +389,11 @@ impl Worker {
             });
         }
         self.run_shard(&job, cancel).await?;
-        self.with_store_retry(cancel, || self.store.finish_shard(&job.scan_id, job.shard_id, &ShardOutcome::Done))
-            .await?;
+        self.with_store_retry(cancel, || {
+            self.store
+                .finish_shard(&job.scan_id, job.shard_id, &ShardOutcome::Done)
+        })
+        .await?;
         Ok(())
     }
 
@@ -353,7 +414,11 @@ impl Worker {
 
     /// Write to the store, retrying transient failures with backoff for as long as
     /// the shard is not cancelled: the shard is held (not acked) meanwhile.
-    async fn with_store_retry<T, F, Fut>(&self, cancel: &CancellationToken, mut op: F) -> Result<T, ShardError>
+    async fn with_store_retry<T, F, Fut>(
+        &self,
+        cancel: &CancellationToken,
+        mut op: F,
+    ) -> Result<T, ShardError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -363,7 +428,10 @@ impl Worker {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() => {
-                    self.metrics.errors.with_label_values(&["store", "transient"]).inc();
+                    self.metrics
+                        .errors
+                        .with_label_values(&["store", "transient"])
+                        .inc();
                     tracing::warn!(error = %e, "result store write failed; retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return Err(ShardError::Cancelled),
@@ -372,29 +440,48 @@ impl Worker {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    self.metrics.errors.with_label_values(&["store", "permanent"]).inc();
+                    self.metrics
+                        .errors
+                        .with_label_values(&["store", "permanent"])
+                        .inc();
                     return Err(ShardError::Transient(e.to_string()));
                 }
             }
         }
     }
 
-    async fn write(&self, cancel: &CancellationToken, scan_id: &str, batch: &[ProbeResult]) -> Result<(), ShardError> {
+    async fn write(
+        &self,
+        cancel: &CancellationToken,
+        scan_id: &str,
+        batch: &[ProbeResult],
+    ) -> Result<(), ShardError> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.with_store_retry(cancel, || self.store.write_results(scan_id, batch)).await?;
-        self.stats.results_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.with_store_retry(cancel, || self.store.write_results(scan_id, batch))
+            .await?;
+        self.stats
+            .results_written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.metrics.results_written.inc_by(batch.len() as u64);
         Ok(())
     }
 
     async fn run_shard(&self, job: &ScanJob, cancel: &CancellationToken) -> Result<(), ShardError> {
-        let asset_of: HashMap<IpAddr, String> = job.targets.iter().map(|t| (t.ip, t.asset_id.clone())).collect();
+        let asset_of: HashMap<IpAddr, String> = job
+            .targets
+            .iter()
+            .map(|t| (t.ip, t.asset_id.clone()))
+            .collect();
         let mut targets = job.targets.clone();
         if job.profile.host_discovery {
             let ips: Vec<IpAddr> = targets.iter().map(|t| t.ip).collect();
-            let found = discovery::discover(&ips, Duration::from_millis(job.profile.timeout_ms.max(200) * 2)).await;
+            let found = discovery::discover(
+                &ips,
+                Duration::from_millis(job.profile.timeout_ms.max(200) * 2),
+            )
+            .await;
             for n in found.notes {
                 self.note(n);
             }
@@ -413,7 +500,10 @@ impl Worker {
         let (tx, mut rx) = mpsc::channel::<PortObservation>(4096);
         let result = |o: &PortObservation| ProbeResult {
             scan_id: job.scan_id.clone(),
-            asset_id: asset_of.get(&o.ip).cloned().unwrap_or_else(|| o.ip.to_string()),
+            asset_id: asset_of
+                .get(&o.ip)
+                .cloned()
+                .unwrap_or_else(|| o.ip.to_string()),
             ip: o.ip,
             port: o.port,
             protocol: Protocol::Tcp,
@@ -426,7 +516,10 @@ impl Worker {
             let mut open = Vec::new();
             let mut batch = Vec::new();
             while let Some(o) = rx.recv().await {
-                self.metrics.ports.with_label_values(&[o.state.as_str()]).inc();
+                self.metrics
+                    .ports
+                    .with_label_values(&[o.state.as_str()])
+                    .inc();
                 if o.state == PortState::Open {
                     open.push(result(&o));
                 } else if job.profile.all_states {
@@ -443,8 +536,13 @@ impl Worker {
         let (stats, open) = tokio::join!(scan, collect);
         let stats = stats?;
         let mut open = open?;
-        self.stats.probes_sent.fetch_add(stats.probes_sent, Ordering::Relaxed);
-        self.metrics.probes_sent.with_label_values(&[prober.name()]).inc_by(stats.probes_sent);
+        self.stats
+            .probes_sent
+            .fetch_add(stats.probes_sent, Ordering::Relaxed);
+        self.metrics
+            .probes_sent
+            .with_label_values(&[prober.name()])
+            .inc_by(stats.probes_sent);
 
         if job.profile.service_detection && !open.is_empty() && !self.config.synthetic_probes {
             let window = Arc::new(Semaphore::new(self.config.detect_window.max(1)));

@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 use scanfleet_common::metrics as names;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -32,13 +35,15 @@ impl Default for WorkerMetrics {
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|e| unreachable!("valid metric {name}: {e}"));
+    let c = IntCounter::with_opts(Opts::new(name, help))
+        .unwrap_or_else(|e| unreachable!("valid metric {name}: {e}"));
     let _ = r.register(Box::new(c.clone()));
     c
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("valid metric {name}: {e}"));
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("valid metric {name}: {e}"));
     let _ = r.register(Box::new(c.clone()));
     c
 }
@@ -49,8 +54,13 @@ impl WorkerMetrics {
     pub fn new() -> Self {
         let r = Registry::new();
         let job_duration = Histogram::with_opts(
-            HistogramOpts::new(names::JOB_DURATION_SECONDS, "Wall time of one shard, from receive to settle")
-                .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0]),
+            HistogramOpts::new(
+                names::JOB_DURATION_SECONDS,
+                "Wall time of one shard, from receive to settle",
+            )
+            .buckets(vec![
+                0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
+            ]),
         )
         .unwrap_or_else(|e| unreachable!("valid histogram: {e}"));
         let _ = r.register(Box::new(job_duration.clone()));
@@ -58,16 +68,53 @@ impl WorkerMetrics {
             .unwrap_or_else(|e| unreachable!("valid gauge: {e}"));
         let _ = r.register(Box::new(shards_in_flight.clone()));
         let m = WorkerMetrics {
-            jobs_received: counter(&r, names::JOBS_RECEIVED_TOTAL, "Job messages received from the queue"),
-            jobs_completed: counter_vec(&r, names::JOBS_COMPLETED_TOTAL, "Jobs settled, by outcome", &["outcome"]),
+            jobs_received: counter(
+                &r,
+                names::JOBS_RECEIVED_TOTAL,
+                "Job messages received from the queue",
+            ),
+            jobs_completed: counter_vec(
+                &r,
+                names::JOBS_COMPLETED_TOTAL,
+                "Jobs settled, by outcome",
+                &["outcome"],
+            ),
             job_duration,
-            probes_sent: counter_vec(&r, names::PROBES_SENT_TOTAL, "Probes sent, retransmits included", &["engine"]),
-            results_written: counter(&r, names::RESULTS_WRITTEN_TOTAL, "Port results written to the result store"),
-            lease_extensions: counter(&r, names::LEASE_EXTENSIONS_TOTAL, "Lease extensions (heartbeats) sent"),
-            errors: counter_vec(&r, names::ERRORS_TOTAL, "Errors by stage and kind", &["stage", "kind"]),
+            probes_sent: counter_vec(
+                &r,
+                names::PROBES_SENT_TOTAL,
+                "Probes sent, retransmits included",
+                &["engine"],
+            ),
+            results_written: counter(
+                &r,
+                names::RESULTS_WRITTEN_TOTAL,
+                "Port results written to the result store",
+            ),
+            lease_extensions: counter(
+                &r,
+                names::LEASE_EXTENSIONS_TOTAL,
+                "Lease extensions (heartbeats) sent",
+            ),
+            errors: counter_vec(
+                &r,
+                names::ERRORS_TOTAL,
+                "Errors by stage and kind",
+                &["stage", "kind"],
+            ),
             shards_in_flight,
-            dead_lettered: counter_vec(&r, names::JOBS_DEAD_LETTERED_TOTAL, "Jobs sent to the dead-letter queue", &["reason"]),
-            ports: counter_vec(&r, names::PORTS_TOTAL, "Ports classified, by state", &["state"]),
+            dead_lettered: counter_vec(
+                &r,
+                names::JOBS_DEAD_LETTERED_TOTAL,
+                "Jobs sent to the dead-letter queue",
+                &["reason"],
+            ),
+            ports: counter_vec(
+                &r,
+                names::PORTS_TOTAL,
+                "Ports classified, by state",
+                &["state"],
+            ),
             registry: r,
         };
         for o in names::OUTCOMES {
@@ -91,7 +138,11 @@ impl WorkerMetrics {
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve(addr: SocketAddr, metrics: WorkerMetrics, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: WorkerMetrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -103,16 +154,22 @@ pub async fn serve(addr: SocketAddr, metrics: WorkerMetrics, shutdown: Cancellat
             let m = metrics.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
-                let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await {
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sock.read(&mut buf),
+                )
+                .await
+                {
                     Ok(Ok(n)) => n,
                     _ => return,
                 };
                 let head = &buf[..n];
-                let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
-                    ("200 OK", m.render())
-                } else {
-                    ("404 Not Found", "not found\n".to_string())
-                };
+                let (status, body) =
+                    if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
+                        ("200 OK", m.render())
+                    } else {
+                        ("404 Not Found", "not found\n".to_string())
+                    };
                 let resp = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -140,9 +197,13 @@ mod tests {
         m.jobs_received.inc();
         m.job_duration.observe(0.2);
         let stop = CancellationToken::new();
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone(), stop.clone()).await.unwrap();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone(), stop.clone())
+            .await
+            .unwrap();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).await.unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK"));

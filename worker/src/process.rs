@@ -63,7 +63,9 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
     queue
         .init(std::slice::from_ref(&config.zone))
         .await
-        .map_err(|e| ProcessError::Runtime(format!("declaring the queues of zone {}: {e}", config.zone)))?;
+        .map_err(|e| {
+            ProcessError::Runtime(format!("declaring the queues of zone {}: {e}", config.zone))
+        })?;
     let store = fleet::connect_store(&config.redis_url)
         .await
         .map_err(|e| ProcessError::Runtime(format!("redis {}: {e}", redact(&config.redis_url))))?;
@@ -93,10 +95,15 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
         metrics,
     ));
     if config.synthetic_probes {
-        tracing::warn!("--synthetic-probes: LOAD TEST MODE, no probe is sent and every result is made up");
+        tracing::warn!(
+            "--synthetic-probes: LOAD TEST MODE, no probe is sent and every result is made up"
+        );
     }
     tracing::info!(zone = %config.zone, queue = %redact(&config.queue_url), "worker started");
-    worker.run(shutdown).await.map_err(|e| ProcessError::Runtime(format!("queue: {e}")))?;
+    worker
+        .run(shutdown)
+        .await
+        .map_err(|e| ProcessError::Runtime(format!("queue: {e}")))?;
     tracing::info!("worker drained; exiting");
     Ok(())
 }
@@ -121,7 +128,10 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_logs() {
-        assert_eq!(redact("amqp://guest:s3cret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(
+            redact("amqp://guest:s3cret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -20,7 +20,12 @@ impl TokenBucket {
     pub fn new(rate_pps: u32, burst: u32) -> Self {
         let rate = f64::from(rate_pps.max(1));
         let burst = f64::from(burst.max(1));
-        TokenBucket { rate, burst, tokens: burst, last: Instant::now() }
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
     }
 
     /// A bucket whose burst is a 1/50 s worth of tokens (at least 1): smooth pacing.
@@ -49,7 +54,11 @@ impl TokenBucket {
     pub fn wait_for(&mut self, n: u32, now: Instant) -> Duration {
         self.refill(now);
         let missing = f64::from(n) - self.tokens;
-        if missing <= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(missing / self.rate) }
+        if missing <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(missing / self.rate)
+        }
     }
 
     /// Wait until `n` tokens are available, then take them.
@@ -77,7 +86,10 @@ mod tests {
         }
         // 10 from the burst, 100 more at 100/s.
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(990) && took <= Duration::from_millis(1100), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(990) && took <= Duration::from_millis(1100),
+            "{took:?}"
+        );
     }
 
     #[test]

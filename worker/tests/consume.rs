@@ -46,7 +46,11 @@ fn job(scan: &str, shard: u32, port: u16) -> ScanJob {
         scan_id: scan.into(),
         shard_id: shard,
         zone: "default".into(),
-        targets: vec![Target { ip: "127.0.0.1".parse().unwrap(), asset_id: "lo".into(), rate_pps: 1000 }],
+        targets: vec![Target {
+            ip: "127.0.0.1".parse().unwrap(),
+            asset_id: "lo".into(),
+            rate_pps: 1000,
+        }],
         ports: PortSpec::parse(&port.to_string()).unwrap(),
         profile: ProbeProfile {
             mode: ScanMode::Connect,
@@ -73,8 +77,16 @@ fn rig(scope: ScopePolicy) -> Rig {
         receive_wait: Duration::from_millis(50),
         ..WorkerConfig::default()
     };
-    let worker = Arc::new(Worker::new(queue.clone() as Arc<dyn JobQueue>, store.clone() as Arc<dyn ResultStore>, config));
-    Rig { queue, store, worker }
+    let worker = Arc::new(Worker::new(
+        queue.clone() as Arc<dyn JobQueue>,
+        store.clone() as Arc<dyn ResultStore>,
+        config,
+    ));
+    Rig {
+        queue,
+        store,
+        worker,
+    }
 }
 
 impl Rig {
@@ -99,30 +111,57 @@ async fn good_job_is_stored_then_acked_and_redelivery_never_double_counts() {
     let target = counted_listener();
     let r = rig(ScopePolicy::default());
     r.store.begin_scan("s1", 1).await.unwrap();
-    let env = JobEnvelope::seal(&job("s1", 0, target.port), 1, now_unix_ms() + 60_000, Some(SECRET));
+    let env = JobEnvelope::seal(
+        &job("s1", 0, target.port),
+        1,
+        now_unix_ms() + 60_000,
+        Some(SECRET),
+    );
     r.queue.publish("default", &env.to_bytes()).await.unwrap();
     r.queue.publish("default", &env.to_bytes()).await.unwrap(); // delivered twice
     r.drain().await;
 
     let results = r.store.results("s1").await.unwrap();
     assert_eq!(results.len(), 1, "{results:?}");
-    assert_eq!((results[0].port, results[0].state), (target.port, PortState::Open));
+    assert_eq!(
+        (results[0].port, results[0].state),
+        (target.port, PortState::Open)
+    );
     let p = r.store.progress("s1").await.unwrap();
     assert_eq!((p.shards_done, p.results), (1, 1));
     assert!(r.queue.dead_letters().is_empty());
     let text = r.worker.metrics.render();
-    assert!(text.contains("scanfleet_jobs_completed_total{outcome=\"done\"} 2"), "{text}");
-    assert!(text.contains("scanfleet_ports_total{state=\"open\"} 2"), "{text}");
+    assert!(
+        text.contains("scanfleet_jobs_completed_total{outcome=\"done\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("scanfleet_ports_total{state=\"open\"} 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn forged_expired_malformed_and_out_of_scope_jobs_are_dead_lettered_unprobed() {
     let target = counted_listener();
-    let r = rig(ScopePolicy { exclude_cidrs: vec!["127.0.0.0/8".parse().unwrap()], ..ScopePolicy::default() });
+    let r = rig(ScopePolicy {
+        exclude_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        ..ScopePolicy::default()
+    });
     r.store.begin_scan("s2", 4).await.unwrap();
     let later = now_unix_ms() + 60_000;
-    let forged = JobEnvelope::seal(&job("s2", 0, target.port), 1, later, Some(b"not-the-fleet-secret"));
-    let expired = JobEnvelope::seal(&job("s2", 1, target.port), 1, now_unix_ms() - 1, Some(SECRET));
+    let forged = JobEnvelope::seal(
+        &job("s2", 0, target.port),
+        1,
+        later,
+        Some(b"not-the-fleet-secret"),
+    );
+    let expired = JobEnvelope::seal(
+        &job("s2", 1, target.port),
+        1,
+        now_unix_ms() - 1,
+        Some(SECRET),
+    );
     let out_of_scope = JobEnvelope::seal(&job("s2", 2, target.port), 1, later, Some(SECRET));
     let mut tampered = JobEnvelope::seal(&job("s2", 3, target.port), 1, later, Some(SECRET));
     tampered.body = tampered.body.replace("\"lo\"", "\"evil\"");
@@ -132,18 +171,41 @@ async fn forged_expired_malformed_and_out_of_scope_jobs_are_dead_lettered_unprob
     r.queue.publish("default", b"{not json").await.unwrap();
     r.drain().await;
 
-    let reasons: Vec<String> = r.queue.dead_letters().into_iter().map(|d| d.reason).collect();
+    let reasons: Vec<String> = r
+        .queue
+        .dead_letters()
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
     assert_eq!(reasons.len(), 5, "{reasons:?}");
-    assert!(reasons[0].contains("signature does not verify"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("signature does not verify"),
+        "{reasons:?}"
+    );
     assert!(reasons[1].contains("deadline passed"), "{reasons:?}");
-    assert!(reasons[2].contains("out of this worker's scope"), "{reasons:?}");
-    assert!(reasons[3].contains("signature does not verify"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("out of this worker's scope"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].contains("signature does not verify"),
+        "{reasons:?}"
+    );
     assert!(reasons[4].contains("not a valid envelope"), "{reasons:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(target.accepted.load(Ordering::SeqCst), 0, "a refused job was probed");
+    assert_eq!(
+        target.accepted.load(Ordering::SeqCst),
+        0,
+        "a refused job was probed"
+    );
     assert!(r.store.results("s2").await.unwrap().is_empty());
     let text = r.worker.metrics.render();
-    for (reason, n) in [("signature", 2), ("expired", 1), ("scope", 1), ("malformed", 1)] {
+    for (reason, n) in [
+        ("signature", 2),
+        ("expired", 1),
+        ("scope", 1),
+        ("malformed", 1),
+    ] {
         let line = format!("scanfleet_jobs_dead_lettered_total{{reason=\"{reason}\"}} {n}");
         assert!(text.contains(&line), "missing {line}: {text}");
     }

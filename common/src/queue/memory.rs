@@ -45,7 +45,12 @@ impl MemoryQueue {
     /// `lease`: how long a receiver holds a message without extending it;
     /// `max_deliveries`: after this many deliveries a retried message is dead-lettered.
     pub fn new(lease: Duration, max_deliveries: u32) -> Self {
-        MemoryQueue { state: Mutex::new(State::default()), notify: Notify::new(), lease, max_deliveries }
+        MemoryQueue {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            lease,
+            max_deliveries,
+        }
     }
 
     /// Messages that were dead-lettered, with their reasons.
@@ -66,10 +71,19 @@ impl MemoryQueue {
 
     /// Put lapsed leases back at the front of their queues.
     fn reclaim(state: &mut State, now: Instant) {
-        let lapsed: Vec<String> = state.leased.iter().filter(|(_, (_, t))| *t <= now).map(|(k, _)| k.clone()).collect();
+        let lapsed: Vec<String> = state
+            .leased
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in lapsed {
             if let Some((msg, _)) = state.leased.remove(&k) {
-                state.ready.entry(msg.zone.clone()).or_default().push_front(msg);
+                state
+                    .ready
+                    .entry(msg.zone.clone())
+                    .or_default()
+                    .push_front(msg);
             }
         }
     }
@@ -82,7 +96,12 @@ impl MemoryQueue {
         msg.deliveries += 1;
         s.next_id += 1;
         let handle = s.next_id.to_string();
-        let d = Delivery { handle: handle.clone(), zone: msg.zone.clone(), payload: msg.payload.clone(), deliveries: msg.deliveries };
+        let d = Delivery {
+            handle: handle.clone(),
+            zone: msg.zone.clone(),
+            payload: msg.payload.clone(),
+            deliveries: msg.deliveries,
+        };
         s.leased.insert(handle, (msg, now + self.lease));
         Some(d)
     }
@@ -91,11 +110,15 @@ impl MemoryQueue {
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn publish(&self, zone: &str, payload: &[u8]) -> Result<(), QueueError> {
-        self.lock().ready.entry(zone.to_string()).or_default().push_back(Msg {
-            zone: zone.to_string(),
-            payload: payload.to_vec(),
-            deliveries: 0,
-        });
+        self.lock()
+            .ready
+            .entry(zone.to_string())
+            .or_default()
+            .push_back(Msg {
+                zone: zone.to_string(),
+                payload: payload.to_vec(),
+                deliveries: 0,
+            });
         self.notify.notify_waiters();
         Ok(())
     }
@@ -120,14 +143,20 @@ impl JobQueue for MemoryQueue {
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         match self.lock().leased.remove(&delivery.handle) {
             Some(_) => Ok(()),
-            None => Err(QueueError::Permanent(format!("ack of unknown or lapsed delivery {}", delivery.handle))),
+            None => Err(QueueError::Permanent(format!(
+                "ack of unknown or lapsed delivery {}",
+                delivery.handle
+            ))),
         }
     }
 
     async fn nack(&self, delivery: &Delivery, what: Nack) -> Result<(), QueueError> {
         let mut s = self.lock();
         let Some((msg, _)) = s.leased.remove(&delivery.handle) else {
-            return Err(QueueError::Permanent(format!("nack of unknown or lapsed delivery {}", delivery.handle)));
+            return Err(QueueError::Permanent(format!(
+                "nack of unknown or lapsed delivery {}",
+                delivery.handle
+            )));
         };
         let reason = match what {
             Nack::DeadLetter { reason } => Some(reason),
@@ -137,7 +166,11 @@ impl JobQueue for MemoryQueue {
             Nack::Retry => None,
         };
         match reason {
-            Some(reason) => s.dead.push(DeadLetter { zone: msg.zone, payload: msg.payload, reason }),
+            Some(reason) => s.dead.push(DeadLetter {
+                zone: msg.zone,
+                payload: msg.payload,
+                reason,
+            }),
             None => s.ready.entry(msg.zone.clone()).or_default().push_back(msg),
         }
         drop(s);
@@ -151,7 +184,10 @@ impl JobQueue for MemoryQueue {
                 *until = Instant::now() + by;
                 Ok(())
             }
-            None => Err(QueueError::Permanent(format!("lease of delivery {} already lapsed", delivery.handle))),
+            None => Err(QueueError::Permanent(format!(
+                "lease of delivery {} already lapsed",
+                delivery.handle
+            ))),
         }
     }
 }
@@ -164,20 +200,42 @@ mod tests {
     async fn lease_retry_deadletter_cycle() {
         let q = MemoryQueue::new(Duration::from_secs(30), 2);
         q.publish("z", b"a").await.unwrap();
-        assert_eq!(q.receive("other", Duration::from_millis(5)).await.unwrap(), None);
+        assert_eq!(
+            q.receive("other", Duration::from_millis(5)).await.unwrap(),
+            None
+        );
 
-        let d1 = q.receive("z", Duration::from_secs(1)).await.unwrap().unwrap();
+        let d1 = q
+            .receive("z", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((d1.payload.as_slice(), d1.deliveries), (&b"a"[..], 1));
         q.nack(&d1, Nack::Retry).await.unwrap();
-        let d2 = q.receive("z", Duration::from_secs(1)).await.unwrap().unwrap();
+        let d2 = q
+            .receive("z", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(d2.deliveries, 2);
         q.nack(&d2, Nack::Retry).await.unwrap();
         assert_eq!(q.pending(), 0);
         assert_eq!(q.dead_letters()[0].reason, "delivery limit of 2 reached");
 
         q.publish("z", b"b").await.unwrap();
-        let d = q.receive("z", Duration::from_secs(1)).await.unwrap().unwrap();
-        q.nack(&d, Nack::DeadLetter { reason: "bad signature".into() }).await.unwrap();
+        let d = q
+            .receive("z", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        q.nack(
+            &d,
+            Nack::DeadLetter {
+                reason: "bad signature".into(),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(q.dead_letters()[1].reason, "bad signature");
         assert!(q.ack(&d).await.is_err());
     }
@@ -192,8 +250,15 @@ mod tests {
         tokio::time::advance(Duration::from_secs(20)).await;
         q.extend_lease(&b, Duration::from_secs(60)).await.unwrap();
         tokio::time::advance(Duration::from_secs(20)).await;
-        let again = q.receive("z", Duration::from_secs(1)).await.unwrap().unwrap();
-        assert_eq!((again.payload.clone(), again.deliveries), (a.payload.clone(), 2));
+        let again = q
+            .receive("z", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.payload.clone(), again.deliveries),
+            (a.payload.clone(), 2)
+        );
         assert!(q.ack(&a).await.is_err(), "a lapsed lease cannot be acked");
         q.ack(&b).await.unwrap();
         q.ack(&again).await.unwrap();

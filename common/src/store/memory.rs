@@ -29,7 +29,10 @@ impl MemoryStore {
 
     fn with_scan<T>(&self, scan_id: &str, f: impl FnOnce(&mut Scan) -> T) -> Result<T, StoreError> {
         let mut scans = self.scans.lock().unwrap_or_else(|p| p.into_inner());
-        scans.get_mut(scan_id).map(f).ok_or_else(|| StoreError::UnknownScan(scan_id.to_string()))
+        scans
+            .get_mut(scan_id)
+            .map(f)
+            .ok_or_else(|| StoreError::UnknownScan(scan_id.to_string()))
     }
 }
 
@@ -41,7 +44,11 @@ impl ResultStore for MemoryStore {
         Ok(())
     }
 
-    async fn write_results(&self, scan_id: &str, results: &[ProbeResult]) -> Result<(), StoreError> {
+    async fn write_results(
+        &self,
+        scan_id: &str,
+        results: &[ProbeResult],
+    ) -> Result<(), StoreError> {
         self.with_scan(scan_id, |s| {
             for r in results {
                 s.results.insert(r.key(), r.clone());
@@ -49,7 +56,12 @@ impl ResultStore for MemoryStore {
         })
     }
 
-    async fn finish_shard(&self, scan_id: &str, shard_id: u32, outcome: &ShardOutcome) -> Result<bool, StoreError> {
+    async fn finish_shard(
+        &self,
+        scan_id: &str,
+        shard_id: u32,
+        outcome: &ShardOutcome,
+    ) -> Result<bool, StoreError> {
         self.with_scan(scan_id, |s| match (s.shards.get(&shard_id), outcome) {
             (Some(ShardOutcome::Done), _) => false,
             (Some(ShardOutcome::Failed { .. }), ShardOutcome::Failed { .. }) => false,
@@ -63,8 +75,16 @@ impl ResultStore for MemoryStore {
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError> {
         self.with_scan(scan_id, |s| Progress {
             shards_total: s.shards_total,
-            shards_done: s.shards.values().filter(|o| matches!(o, ShardOutcome::Done)).count() as u64,
-            shards_failed: s.shards.values().filter(|o| matches!(o, ShardOutcome::Failed { .. })).count() as u64,
+            shards_done: s
+                .shards
+                .values()
+                .filter(|o| matches!(o, ShardOutcome::Done))
+                .count() as u64,
+            shards_failed: s
+                .shards
+                .values()
+                .filter(|o| matches!(o, ShardOutcome::Failed { .. }))
+                .count() as u64,
             results: s.results.len() as u64,
         })
     }
@@ -95,18 +115,47 @@ mod tests {
     #[tokio::test]
     async fn rewrites_never_double_count_and_shards_are_idempotent() {
         let st = MemoryStore::new();
-        assert!(matches!(st.progress("s").await, Err(StoreError::UnknownScan(_))));
+        assert!(matches!(
+            st.progress("s").await,
+            Err(StoreError::UnknownScan(_))
+        ));
         st.begin_scan("s", 2).await.unwrap();
-        st.write_results("s", &[r(80, PortState::Open), r(22, PortState::Open)]).await.unwrap();
-        st.write_results("s", &[r(80, PortState::Open)]).await.unwrap();
-        assert!(!st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "x".into() }).await.unwrap());
+        st.write_results("s", &[r(80, PortState::Open), r(22, PortState::Open)])
+            .await
+            .unwrap();
+        st.write_results("s", &[r(80, PortState::Open)])
+            .await
+            .unwrap();
+        assert!(
+            !st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "x".into() })
+                .await
+                .unwrap()
+        );
         assert!(st.finish_shard("s", 0, &ShardOutcome::Done).await.unwrap());
         assert!(!st.finish_shard("s", 0, &ShardOutcome::Done).await.unwrap());
-        assert!(!st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "y".into() }).await.unwrap());
+        assert!(
+            !st.finish_shard("s", 0, &ShardOutcome::Failed { reason: "y".into() })
+                .await
+                .unwrap()
+        );
         let p = st.progress("s").await.unwrap();
-        assert_eq!(p, Progress { shards_total: 2, shards_done: 1, shards_failed: 0, results: 2 });
+        assert_eq!(
+            p,
+            Progress {
+                shards_total: 2,
+                shards_done: 1,
+                shards_failed: 0,
+                results: 2
+            }
+        );
         assert!(!p.finished());
-        let ports: Vec<u16> = st.results("s").await.unwrap().iter().map(|r| r.port).collect();
+        let ports: Vec<u16> = st
+            .results("s")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.port)
+            .collect();
         assert_eq!(ports, [22, 80]);
     }
 }

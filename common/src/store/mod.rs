@@ -33,10 +33,16 @@ pub trait ResultStore: Send + Sync {
     async fn begin_scan(&self, scan_id: &str, shards_total: u64) -> Result<(), StoreError>;
     /// Store results; a result with the same (ip, port, protocol) replaces the old
     /// one, so a redelivered shard never double counts. Durable when this returns.
-    async fn write_results(&self, scan_id: &str, results: &[ProbeResult]) -> Result<(), StoreError>;
+    async fn write_results(&self, scan_id: &str, results: &[ProbeResult])
+    -> Result<(), StoreError>;
     /// Record a shard's outcome. Idempotent: returns true only the first time the
     /// shard is recorded as done; `Done` overrides an earlier `Failed`, never the reverse.
-    async fn finish_shard(&self, scan_id: &str, shard_id: u32, outcome: &ShardOutcome) -> Result<bool, StoreError>;
+    async fn finish_shard(
+        &self,
+        scan_id: &str,
+        shard_id: u32,
+        outcome: &ShardOutcome,
+    ) -> Result<bool, StoreError>;
     /// Shards and results counted so far.
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError>;
     /// All stored results of a scan, ordered by ip then port.

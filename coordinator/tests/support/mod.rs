@@ -12,11 +12,17 @@ use std::sync::Mutex;
 pub static LAB: Mutex<()> = Mutex::new(());
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn lab_sh(args: &[&str]) -> Output {
-    Command::new(repo().join("loadtest/lab.sh")).args(args).output().expect("run loadtest/lab.sh")
+    Command::new(repo().join("loadtest/lab.sh"))
+        .args(args)
+        .output()
+        .expect("run loadtest/lab.sh")
 }
 
 unsafe extern "C" {
@@ -38,7 +44,11 @@ pub fn lab_ready() -> bool {
         Ok(o) if String::from_utf8_lossy(&o.stdout).contains("sflab-scan") => true,
         Ok(_) => {
             let o = lab_sh(&["up", "6"]);
-            assert!(o.status.success(), "lab.sh up 6 failed: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "lab.sh up 6 failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             true
         }
         Err(e) => {
@@ -62,7 +72,11 @@ pub struct Truth {
 impl Truth {
     /// Open ports scope allows to be scanned.
     pub fn in_scope(&self) -> BTreeMap<(String, u16), Option<String>> {
-        self.open.iter().filter(|((ip, _), _)| !self.prohibited.contains(ip)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.open
+            .iter()
+            .filter(|((ip, _), _)| !self.prohibited.contains(ip))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -75,7 +89,9 @@ pub fn truth() -> Truth {
     let assets: Vec<serde_json::Value> = serde_json::from_slice(&inv.stdout).unwrap();
     let prohibited = assets
         .iter()
-        .filter(|a| ["t2.nano", "t1.micro", "m1.small"].contains(&a["instance_type"].as_str().unwrap_or("")))
+        .filter(|a| {
+            ["t2.nano", "t1.micro", "m1.small"].contains(&a["instance_type"].as_str().unwrap_or(""))
+        })
         .map(|a| a["private_ip"].as_str().unwrap().to_string())
         .collect();
     let t = lab_sh(&["truth"]);
@@ -85,12 +101,20 @@ pub fn truth() -> Truth {
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             (
-                (v["ip"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap() as u16),
+                (
+                    v["ip"].as_str().unwrap().to_string(),
+                    v["port"].as_u64().unwrap() as u16,
+                ),
                 v["service"].as_str().map(str::to_string),
             )
         })
         .collect();
-    Truth { open, prohibited, inventory, _dir: dir }
+    Truth {
+        open,
+        prohibited,
+        inventory,
+        _dir: dir,
+    }
 }
 
 /// Parse JSON-lines results into (ip, port) -> service name, failing on duplicates.
@@ -99,9 +123,15 @@ pub fn parse_open(stdout: &[u8]) -> BTreeMap<(String, u16), Option<String>> {
     for line in String::from_utf8_lossy(stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("jsonl");
         assert_eq!(v["state"], "open");
-        let key = (v["ip"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap() as u16);
+        let key = (
+            v["ip"].as_str().unwrap().to_string(),
+            v["port"].as_u64().unwrap() as u16,
+        );
         let svc = v["service"]["name"].as_str().map(str::to_string);
-        assert!(got.insert(key.clone(), svc).is_none(), "{key:?} reported twice");
+        assert!(
+            got.insert(key.clone(), svc).is_none(),
+            "{key:?} reported twice"
+        );
     }
     got
 }
@@ -109,8 +139,15 @@ pub fn parse_open(stdout: &[u8]) -> BTreeMap<(String, u16), Option<String>> {
 /// Packets lab host `i` received from the scanner (optionally resetting the counter).
 pub fn packets(host: usize, reset: bool) -> u64 {
     let h = host.to_string();
-    let o = if reset { lab_sh(&["packets", &h, "--reset"]) } else { lab_sh(&["packets", &h]) };
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(u64::MAX)
+    let o = if reset {
+        lab_sh(&["packets", &h, "--reset"])
+    } else {
+        lab_sh(&["packets", &h])
+    };
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX)
 }
 
 // ---------------------------------------------------------------------------
@@ -119,7 +156,11 @@ pub fn packets(host: usize, reset: bool) -> u64 {
 
 /// A TCP port nothing listens on now on the host's loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Wait until something accepts TCP on the host's 127.0.0.1:`port`.
@@ -141,7 +182,11 @@ pub struct Relay(pub u16);
 impl Relay {
     pub fn new(port: u16) -> Relay {
         let o = lab_sh(&["relay", &port.to_string()]);
-        assert!(o.status.success(), "lab.sh relay {port}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "lab.sh relay {port}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         Relay(port)
     }
 }
@@ -156,7 +201,15 @@ impl Drop for Relay {
 /// on 127.0.0.1:`port` there; empty when it does not answer.
 pub fn scrape_scan_ns(port: u16) -> String {
     Command::new("ip")
-        .args(["netns", "exec", "sflab-scan", "curl", "-s", "--max-time", "5"])
+        .args([
+            "netns",
+            "exec",
+            "sflab-scan",
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+        ])
         .arg(format!("http://127.0.0.1:{port}/metrics"))
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -174,8 +227,15 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 Some((n, rest)) => (n, rest.trim_end_matches('}')),
                 None => (series, ""),
             };
-            let wanted = n == name && labels.iter().all(|(k, v)| lbl.split(',').any(|p| p == format!("{k}=\"{v}\"")));
-            if wanted { value.parse::<f64>().ok() } else { None }
+            let wanted = n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| lbl.split(',').any(|p| p == format!("{k}=\"{v}\"")));
+            if wanted {
+                value.parse::<f64>().ok()
+            } else {
+                None
+            }
         })
         .sum()
 }
@@ -201,14 +261,20 @@ impl Moto {
             return None;
         };
         let moto = Moto { child, port };
-        assert!(wait_listening(port, std::time::Duration::from_secs(30)), "moto_server did not start");
+        assert!(
+            wait_listening(port, std::time::Duration::from_secs(30)),
+            "moto_server did not start"
+        );
         Some(moto)
     }
 
     /// Environment for AWS SDK clients (coordinator and workers) to use this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
@@ -243,9 +309,21 @@ impl PrivateRabbit {
         std::fs::create_dir_all(dir.join("mnesia")).unwrap();
         std::fs::create_dir_all(dir.join("log")).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
-        std::fs::write(dir.join("rabbitmq.conf"), format!("listeners.tcp.local = 127.0.0.1:{port}\n")).unwrap();
-        let ok = Command::new("chown").arg("-R").arg("rabbitmq:rabbitmq").arg(&dir).status().unwrap();
-        assert!(ok.success(), "chown to the rabbitmq user (tests run as root)");
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg("rabbitmq:rabbitmq")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "chown to the rabbitmq user (tests run as root)"
+        );
         PrivateRabbit { node, port, dir }
     }
 
@@ -262,7 +340,10 @@ impl PrivateRabbit {
             .arg("-detached")
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", (u32::from(self.port) + 20000).to_string())
+            .env(
+                "RABBITMQ_DIST_PORT",
+                (u32::from(self.port) + 20000).to_string(),
+            )
             .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
             .env("RABBITMQ_LOG_BASE", d("log"))
             .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
@@ -272,12 +353,18 @@ impl PrivateRabbit {
             .status()
             .expect("rabbitmq-server");
         assert!(status.success(), "rabbitmq-server -detached failed");
-        assert!(wait_listening(self.port, std::time::Duration::from_secs(60)), "private RabbitMQ node {} did not boot", self.node);
+        assert!(
+            wait_listening(self.port, std::time::Duration::from_secs(60)),
+            "private RabbitMQ node {} did not boot",
+            self.node
+        );
     }
 
     /// A clean stop of the node (connections are closed by the broker).
     pub fn stop(&self) {
-        let _ = Command::new("rabbitmqctl").args(["-n", &self.node, "stop"]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .output();
     }
 }
 
@@ -314,8 +401,22 @@ impl PrivateRedis {
 
     pub fn start(&self) {
         let status = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--daemonize", "yes"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--pidfile")
@@ -325,15 +426,22 @@ impl PrivateRedis {
             .status()
             .expect("redis-server");
         assert!(status.success(), "redis-server failed to start");
-        assert!(wait_listening(self.port, std::time::Duration::from_secs(20)), "private redis did not start");
+        assert!(
+            wait_listening(self.port, std::time::Duration::from_secs(20)),
+            "private redis did not start"
+        );
     }
 
     /// SIGKILL: a crash, not a clean shutdown. Returns once the port is closed.
     pub fn kill(&self) {
-        let Ok(pid) = std::fs::read_to_string(self.pidfile()) else { return };
+        let Ok(pid) = std::fs::read_to_string(self.pidfile()) else {
+            return;
+        };
         let _ = Command::new("kill").args(["-9", pid.trim()]).status();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && std::time::Instant::now() < until {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && std::time::Instant::now() < until
+        {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = std::fs::remove_file(self.pidfile());
@@ -355,8 +463,15 @@ impl Vhost {
     pub fn new(tag: &str) -> Vhost {
         let name = format!("sftest-{}-{tag}", std::process::id());
         let ok = |args: &[&str]| {
-            let o = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
-            assert!(o.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            let o = Command::new("rabbitmqctl")
+                .args(args)
+                .output()
+                .expect("rabbitmqctl");
+            assert!(
+                o.status.success(),
+                "rabbitmqctl {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         };
         ok(&["add_vhost", &name]);
         ok(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
@@ -370,6 +485,8 @@ impl Vhost {
 
 impl Drop for Vhost {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.0]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.0])
+            .output();
     }
 }

@@ -18,7 +18,11 @@ struct Args {
     #[arg(long, env = "SCANFLEET_QUEUE")]
     queue: String,
     /// Result store: redis://host:port.
-    #[arg(long, env = "SCANFLEET_REDIS", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "SCANFLEET_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis: String,
     /// Network zone whose queue this worker serves.
     #[arg(long, env = "SCANFLEET_ZONE", default_value = "default")]
@@ -50,12 +54,20 @@ struct Args {
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SCANFLEET_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SCANFLEET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let secret = std::env::var("SCANFLEET_JOB_SECRET").unwrap_or_default().into_bytes();
+    let secret = std::env::var("SCANFLEET_JOB_SECRET")
+        .unwrap_or_default()
+        .into_bytes();
     if args.lease_secs < 3 || args.lease_secs > 12 * 3600 {
-        eprintln!("scanfleet-worker: error: --lease-secs {}: expected 3 to 43200", args.lease_secs);
+        eprintln!(
+            "scanfleet-worker: error: --lease-secs {}: expected 3 to 43200",
+            args.lease_secs
+        );
         std::process::exit(2);
     }
     let config = ProcessConfig {
@@ -68,10 +80,16 @@ fn main() {
         lease: Duration::from_secs(args.lease_secs),
         grace: Duration::from_secs(args.grace_secs),
         delivery_limit: args.delivery_limit,
-        scope: ScopePolicy { exclude_cidrs: args.exclude, ..ScopePolicy::default() },
+        scope: ScopePolicy {
+            exclude_cidrs: args.exclude,
+            ..ScopePolicy::default()
+        },
         synthetic_probes: args.synthetic_probes,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scanfleet-worker: error: cannot start the runtime: {e}");
@@ -82,10 +100,11 @@ fn main() {
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
         tokio::spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

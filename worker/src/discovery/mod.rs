@@ -29,8 +29,18 @@ pub struct DiscoveryOutcome {
 
 /// Open ICMP clients for v4 and v6, or explain why not.
 fn icmp_clients() -> (Option<Client>, Option<Client>, Option<String>) {
-    let v4 = Client::new(&Config::builder().kind(ICMP::V4).sock_type_hint(socket2::Type::RAW).build());
-    let v6 = Client::new(&Config::builder().kind(ICMP::V6).sock_type_hint(socket2::Type::RAW).build());
+    let v4 = Client::new(
+        &Config::builder()
+            .kind(ICMP::V4)
+            .sock_type_hint(socket2::Type::RAW)
+            .build(),
+    );
+    let v6 = Client::new(
+        &Config::builder()
+            .kind(ICMP::V6)
+            .sock_type_hint(socket2::Type::RAW)
+            .build(),
+    );
     let note = match &v4 {
         Err(e) => Some(format!(
             "ICMP host discovery needs root or CAP_NET_RAW ({e}); hosts were discovered with TCP pings only"
@@ -56,7 +66,8 @@ async fn tcp_up(ip: IpAddr, timeout: Duration) -> bool {
     let mut set = JoinSet::new();
     for port in TCP_PING_PORTS {
         set.spawn(async move {
-            match tokio::time::timeout(timeout, TcpStream::connect(SocketAddr::new(ip, port))).await {
+            match tokio::time::timeout(timeout, TcpStream::connect(SocketAddr::new(ip, port))).await
+            {
                 Ok(Ok(s)) => s.local_addr().ok() != Some(SocketAddr::new(ip, port)),
                 Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
                 Err(_) => false,
@@ -91,10 +102,17 @@ pub async fn discover(ips: &[IpAddr], timeout: Duration) -> DiscoveryOutcome {
             (ip, up)
         });
     }
-    let mut out = DiscoveryOutcome { notes: note.into_iter().collect(), ..Default::default() };
+    let mut out = DiscoveryOutcome {
+        notes: note.into_iter().collect(),
+        ..Default::default()
+    };
     while let Some(r) = set.join_next().await {
         if let Ok((ip, up)) = r {
-            if up { out.up.push(ip) } else { out.down.push(ip) }
+            if up {
+                out.up.push(ip)
+            } else {
+                out.down.push(ip)
+            }
         }
     }
     out.up.sort();

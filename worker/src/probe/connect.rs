@@ -40,14 +40,20 @@ impl Default for ConnectProber {
 
 /// Raise the soft fd limit to the hard limit and size the window from it.
 pub fn window_from_fd_limit() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 256;
         }
         if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 lim.rlim_cur = lim.rlim_max;
             }
@@ -67,7 +73,11 @@ enum Attempt {
 }
 
 async fn attempt(addr: SocketAddr, timeout: Duration) -> Attempt {
-    let sock = match if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {
+    let sock = match if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    } {
         Ok(s) => s,
         Err(_) => return Attempt::Local,
     };
@@ -98,14 +108,21 @@ fn classify_error(e: &io::Error) -> Attempt {
         io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => Attempt::Local,
         _ => match e.raw_os_error() {
             Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) => Attempt::Local,
-            Some(libc::EACCES) | Some(libc::EPERM) => Attempt::Final(PortState::Filtered, "admin-prohibited"),
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                Attempt::Final(PortState::Filtered, "admin-prohibited")
+            }
             _ => Attempt::Final(PortState::Filtered, "error"),
         },
     }
 }
 
 /// Probe one port to a final state with up to `retries` extra attempts.
-async fn probe_port(addr: SocketAddr, timeout: Duration, retries: u8, sent: &std::sync::atomic::AtomicU64) -> (PortState, &'static str, u64) {
+async fn probe_port(
+    addr: SocketAddr,
+    timeout: Duration,
+    retries: u8,
+    sent: &std::sync::atomic::AtomicU64,
+) -> (PortState, &'static str, u64) {
     let mut tries = 0u64;
     let mut local_failures = 0u32;
     loop {
@@ -126,12 +143,16 @@ async fn probe_port(addr: SocketAddr, timeout: Duration, retries: u8, sent: &std
 impl ConnectProber {
     /// A prober with its window sized from the fd limit.
     pub fn new() -> Self {
-        ConnectProber { window: window_from_fd_limit() }
+        ConnectProber {
+            window: window_from_fd_limit(),
+        }
     }
 
     /// A prober with an explicit window (tests, small machines).
     pub fn with_window(window: usize) -> Self {
-        ConnectProber { window: window.max(1) }
+        ConnectProber {
+            window: window.max(1),
+        }
     }
 
     /// Sockets in flight at most.
@@ -171,9 +192,13 @@ impl Prober for ConnectProber {
 
         for idx in perm.iter() {
             let t = (idx % nt) as usize;
-            let Some(port) = req.ports.nth((idx / nt) as usize) else { continue };
+            let Some(port) = req.ports.nth((idx / nt) as usize) else {
+                continue;
+            };
             let target = &req.targets[t];
-            let bucket = per_target.entry(t).or_insert_with(|| TokenBucket::smooth(target.rate_pps));
+            let bucket = per_target
+                .entry(t)
+                .or_insert_with(|| TokenBucket::smooth(target.rate_pps));
             tokio::select! {
                 _ = cancel.cancelled() => { tasks.abort_all(); return Err(ProbeError::Cancelled) }
                 _ = async { bucket.take(1).await; global.take(1).await; } => {}
@@ -186,9 +211,17 @@ impl Prober for ConnectProber {
             let out = out.clone();
             let sent = sent.clone();
             tasks.spawn(async move {
-                let (state, reason, retries_used) = probe_port(SocketAddr::new(ip, port), timeout, retries, &sent).await;
+                let (state, reason, retries_used) =
+                    probe_port(SocketAddr::new(ip, port), timeout, retries, &sent).await;
                 drop(permit);
-                let _ = out.send(PortObservation { ip, port, state, reason }).await;
+                let _ = out
+                    .send(PortObservation {
+                        ip,
+                        port,
+                        state,
+                        reason,
+                    })
+                    .await;
                 retries_used
             });
             // Reap finished tasks as we go so the set stays window-sized.
@@ -205,7 +238,10 @@ impl Prober for ConnectProber {
                 },
             }
         }
-        Ok(ProbeStats { probes_sent: sent.load(std::sync::atomic::Ordering::Relaxed), retransmits })
+        Ok(ProbeStats {
+            probes_sent: sent.load(std::sync::atomic::Ordering::Relaxed),
+            retransmits,
+        })
     }
 }
 
@@ -221,26 +257,43 @@ mod tests {
         // machine has, so assert only on ours and on the count.
         let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let b = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
         let free = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let spec = PortSpec::parse(&format!("{pa},{pb},{free}")).unwrap();
         let req = ProbeRequest {
-            targets: vec![Target { ip: "127.0.0.1".parse().unwrap(), asset_id: "lo".into(), rate_pps: 1000 }],
+            targets: vec![Target {
+                ip: "127.0.0.1".parse().unwrap(),
+                asset_id: "lo".into(),
+                rate_pps: 1000,
+            }],
             ports: spec,
-            profile: ProbeProfile { timeout_ms: 500, ..ProbeProfile::default() },
+            profile: ProbeProfile {
+                timeout_ms: 500,
+                ..ProbeProfile::default()
+            },
             seed: 1,
         };
         let (tx, mut rx) = mpsc::channel(16);
-        let stats = ConnectProber::with_window(8).scan(&req, tx, CancellationToken::new()).await.unwrap();
+        let stats = ConnectProber::with_window(8)
+            .scan(&req, tx, CancellationToken::new())
+            .await
+            .unwrap();
         let mut got = Vec::new();
         while let Some(o) = rx.recv().await {
             got.push((o.port, o.state));
         }
         got.sort();
-        let mut want = vec![(pa, PortState::Open), (pb, PortState::Open), (free, PortState::Closed)];
+        let mut want = vec![
+            (pa, PortState::Open),
+            (pb, PortState::Open),
+            (free, PortState::Closed),
+        ];
         want.sort();
         assert_eq!(got, want);
         assert!(stats.probes_sent >= 3);

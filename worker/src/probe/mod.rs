@@ -3,8 +3,8 @@
 
 pub mod connect;
 pub mod order;
-pub mod synthetic;
 pub mod syn;
+pub mod synthetic;
 
 use std::net::IpAddr;
 
@@ -93,17 +93,31 @@ pub struct Selected {
 ///
 /// # Errors
 /// [`ProbeError::Permission`] when `syn` is asked for and raw sockets are not allowed.
-pub fn select(mode: scanfleet_common::ScanMode, syn: syn::SynConfig) -> Result<Selected, ProbeError> {
+pub fn select(
+    mode: scanfleet_common::ScanMode,
+    syn: syn::SynConfig,
+) -> Result<Selected, ProbeError> {
     use scanfleet_common::ScanMode;
     use std::sync::Arc;
     match mode {
-        ScanMode::Connect => Ok(Selected { prober: Arc::new(connect::ConnectProber::new()), fallback_note: None }),
-        ScanMode::Syn => Ok(Selected { prober: Arc::new(syn::SynProber::new(syn)?), fallback_note: None }),
+        ScanMode::Connect => Ok(Selected {
+            prober: Arc::new(connect::ConnectProber::new()),
+            fallback_note: None,
+        }),
+        ScanMode::Syn => Ok(Selected {
+            prober: Arc::new(syn::SynProber::new(syn)?),
+            fallback_note: None,
+        }),
         ScanMode::Auto => match syn::SynProber::new(syn) {
-            Ok(p) => Ok(Selected { prober: Arc::new(p), fallback_note: None }),
+            Ok(p) => Ok(Selected {
+                prober: Arc::new(p),
+                fallback_note: None,
+            }),
             Err(e) => Ok(Selected {
                 prober: Arc::new(connect::ConnectProber::new()),
-                fallback_note: Some(format!("SYN scan unavailable ({e}); using TCP connect scan")),
+                fallback_note: Some(format!(
+                    "SYN scan unavailable ({e}); using TCP connect scan"
+                )),
             }),
         },
     }

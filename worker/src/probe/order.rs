@@ -25,7 +25,12 @@ impl Permutation {
             h.write_u64(i);
             h.finish()
         });
-        Permutation { n, half_bits, mask: (1u64 << half_bits) - 1, keys }
+        Permutation {
+            n,
+            half_bits,
+            mask: (1u64 << half_bits) - 1,
+            keys,
+        }
     }
 
     pub fn len(&self) -> u64 {

@@ -48,12 +48,20 @@ impl Prober for SyntheticProber {
                     return Err(ProbeError::Cancelled);
                 }
                 let state = synthetic_state(t.ip, port);
-                out.send(PortObservation { ip: t.ip, port, state, reason: "synthetic" })
-                    .await
-                    .map_err(|_| ProbeError::Cancelled)?;
+                out.send(PortObservation {
+                    ip: t.ip,
+                    port,
+                    state,
+                    reason: "synthetic",
+                })
+                .await
+                .map_err(|_| ProbeError::Cancelled)?;
                 sent += 1;
             }
         }
-        Ok(ProbeStats { probes_sent: sent, retransmits: 0 })
+        Ok(ProbeStats {
+            probes_sent: sent,
+            retransmits: 0,
+        })
     }
 }

@@ -156,9 +156,7 @@ impl SynProber {
     /// [`ProbeError::Permission`] without CAP_NET_RAW; [`ProbeError::Config`] for
     /// a bad [`SynConfig`]; [`ProbeError::Io`] for another socket error.
     pub fn new(config: SynConfig) -> Result<Self, ProbeError> {
-        config
-            .validate()
-            .map_err(ProbeError::Config)?;
+        config.validate().map_err(ProbeError::Config)?;
         match sock::raw_socket(Family::V4, libc::IPPROTO_RAW) {
             Ok(_) => {}
             Err(e) if is_permission(&e) => return Err(permission_error(&e)),
