@@ -19,6 +19,11 @@ pub const JOBS_DEAD_LETTERED_TOTAL: &str = "scanfleet_jobs_dead_lettered_total";
 /// Label `state`: open, closed, filtered.
 pub const PORTS_TOTAL: &str = "scanfleet_ports_total";
 
+/// Coordinator: shards of the scan it follows. Label `state`: total, done, failed.
+pub const SCAN_SHARDS: &str = "scanfleet_scan_shards";
+/// Coordinator: distinct port results stored for the scan it follows.
+pub const SCAN_RESULTS: &str = "scanfleet_scan_results";
+
 pub const OUTCOMES: [&str; 4] = ["done", "retried", "dead_lettered", "released"];
 pub const STAGES: [&str; 5] = ["receive", "verify", "probe", "store", "settle"];
 pub const DEAD_LETTER_REASONS: [&str; 5] = ["malformed", "signature", "expired", "scope", "probe"];

@@ -279,6 +279,10 @@ pub struct ScanArgs {
     #[arg(long, requires = "queue")]
     pub detach: bool,
 
+    /// Serve Prometheus metrics (scan progress; in-process workers' counters) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// Targets per shard at most (default 256; smaller shards spread over more workers).
     #[arg(long, value_name = "N")]
     pub shard_size: Option<usize>,

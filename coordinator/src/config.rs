@@ -88,6 +88,8 @@ pub struct ScanSettings {
     pub progress: ProgressWhen,
     /// Targets per shard at most.
     pub shard_size: usize,
+    /// Where to serve `/metrics` while the scan runs.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Fleet mode: where to publish and where results are.
     pub fleet: Option<FleetSettings>,
 }
@@ -304,6 +306,7 @@ impl ScanSettings {
         };
 
         Ok(ScanSettings {
+            metrics_addr: args.metrics_addr,
             shard_size,
             fleet,
             assets,

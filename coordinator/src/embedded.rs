@@ -82,6 +82,12 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
 
     let stop_workers = CancellationToken::new();
     let metrics = scanfleet_worker::metrics::WorkerMetrics::new();
+    let scan_metrics = crate::metrics::ScanMetrics::new(&metrics.registry);
+    if let Some(addr) = settings.metrics_addr {
+        scanfleet_worker::metrics::serve(addr, metrics.registry.clone(), stop_workers.clone())
+            .await
+            .map_err(|e| CliError::Input(format!("--metrics-addr {addr}: {e}")))?;
+    }
     let workers: Vec<Arc<Worker>> = (0..settings.workers.min(jobs.len().max(1)))
         .map(|_| {
             let config = WorkerConfig {
@@ -108,6 +114,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     let bar = Progress::new(settings.progress, total_probes);
     let interrupted = loop {
         let p = store.progress(&scan_id).await.context("reading progress")?;
+        scan_metrics.set(&p);
         let dead = queue.dead_letters().len() as u64;
         let sent: u64 = workers
             .iter()

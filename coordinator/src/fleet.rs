@@ -85,12 +85,20 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         return Ok(());
     }
 
+    let registry = prometheus::Registry::new();
+    let scan_metrics = crate::metrics::ScanMetrics::new(&registry);
+    if let Some(addr) = settings.metrics_addr {
+        scanfleet_worker::metrics::serve(addr, registry.clone(), shutdown.clone())
+            .await
+            .map_err(|e| CliError::Input(format!("--metrics-addr {addr}: {e}")))?;
+    }
     let bar = Progress::new(settings.progress, jobs.len() as u64);
     let mut interrupted = false;
     let mut last_err = None;
     loop {
         match store.progress(&scan_id).await {
             Ok(p) => {
+                scan_metrics.set(&p);
                 bar.update(
                     p.shards_done + p.shards_failed,
                     format!("{} results", p.results),

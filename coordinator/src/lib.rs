@@ -9,6 +9,7 @@ pub mod config;
 pub mod discovery;
 pub mod embedded;
 pub mod fleet;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod reachability;

@@ -128,10 +128,15 @@ impl WorkerMetrics {
 
     /// The registry in the prometheus text format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        render(&self.registry)
     }
+}
+
+/// A registry in the prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// Serve `GET /metrics` on `addr` until `shutdown`. Anything else gets 404.
@@ -140,7 +145,7 @@ impl WorkerMetrics {
 /// When the address cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: WorkerMetrics,
+    registry: Registry,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -151,7 +156,7 @@ pub async fn serve(
                 _ = shutdown.cancelled() => return,
                 a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
             };
-            let m = metrics.clone();
+            let m = registry.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let n = match tokio::time::timeout(
@@ -166,7 +171,7 @@ pub async fn serve(
                 let head = &buf[..n];
                 let (status, body) =
                     if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
-                        ("200 OK", m.render())
+                        ("200 OK", render(&m))
                     } else {
                         ("404 Not Found", "not found\n".to_string())
                     };
@@ -197,9 +202,13 @@ mod tests {
         m.jobs_received.inc();
         m.job_duration.observe(0.2);
         let stop = CancellationToken::new();
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone(), stop.clone())
-            .await
-            .unwrap();
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            m.registry.clone(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .await

@@ -72,7 +72,7 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
 
     let metrics = WorkerMetrics::new();
     if let Some(addr) = config.metrics_addr {
-        let bound = metrics::serve(addr, metrics.clone(), shutdown.clone())
+        let bound = metrics::serve(addr, metrics.registry.clone(), shutdown.clone())
             .await
             .map_err(|e| ProcessError::Config(format!("--metrics-addr {addr}: {e}")))?;
         tracing::info!(%bound, "serving /metrics");
