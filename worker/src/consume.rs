@@ -217,7 +217,9 @@ impl Worker {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    // Short cap: the queue backends back off their reconnects themselves,
+                    // and a second long back-off here would stack on theirs.
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => {
                     self.metrics

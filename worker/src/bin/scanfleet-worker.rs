@@ -56,7 +56,9 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCANFLEET_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // lapin logs a broker outage at ERROR; the worker itself says it at
+                // WARN and recovers, and ERROR is kept for lost data.
+                .unwrap_or_else(|_| "info,lapin=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
