@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{LAB, lab_ready, lab_sh, packets, parse_open, truth};
+use support::{LAB, Moto, Vhost, lab_ready, lab_sh, packets, parse_open, truth};
 
 const SECRET: &str = "fleet-test-secret";
 /// Ports wide enough for every open port of the lab, small enough for a quick shard.
@@ -33,41 +33,6 @@ fn relay(port: u16) {
         "lab.sh relay {port}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// A RabbitMQ vhost of its own, so that queue names never collide between tests.
-struct Vhost(String);
-
-impl Vhost {
-    fn new(tag: &str) -> Vhost {
-        let name = format!("sftest-{}-{tag}", std::process::id());
-        let ok = |args: &[&str]| {
-            let o = Command::new("rabbitmqctl")
-                .args(args)
-                .output()
-                .expect("rabbitmqctl");
-            assert!(
-                o.status.success(),
-                "rabbitmqctl {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        ok(&["add_vhost", &name]);
-        ok(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        Vhost(name)
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.0])
-            .output();
-    }
 }
 
 /// A worker process in the scanner namespace; killed on drop.
@@ -210,60 +175,6 @@ fn lab_fleet_amqp_survives_a_killed_worker() {
             Some(0),
             "a worker did not drain and exit 0 on SIGTERM"
         );
-    }
-}
-
-/// moto's server on a free port of the host, relayed into the scanner namespace.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Option<Moto> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            eprintln!("skipped: moto_server not installed (scripts/setup.sh installs it)");
-            return None;
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Some(Moto { child, port })
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_REGION", "us-east-1".into()),
-        ]
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = lab_sh(&["relay-stop", &self.port.to_string()]);
     }
 }
 
