@@ -27,6 +27,37 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// List the network zones (VPCs joined by active peering) of an estate.
     Zones(ZonesArgs),
+    /// Follow EC2 state-change events (EventBridge -> SQS) and queue a scan of each newly
+    /// running instance; rediscover the estate on a schedule and report new and gone assets.
+    Watch(Box<WatchArgs>),
+}
+
+/// Arguments of `scanfleet watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The SQS queue URL EventBridge delivers EC2 instance state-change events to.
+    #[arg(long, value_name = "URL")]
+    pub events_queue: String,
+    #[command(flatten)]
+    pub aws_args: AwsArgs,
+    /// Rediscover the whole estate this often, in seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 6 * 3600)]
+    pub rediscover_every_secs: u64,
+    /// Queue the scans of new instances here (amqp://..., sqs://NAME); without it, only report.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+    /// Result store of the queued scans.
+    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// Ports to scan on new instances (nmap syntax).
+    #[arg(
+        short = 'p',
+        long = "ports",
+        value_name = "PORTS",
+        default_value = "1-65535",
+        allow_hyphen_values = true
+    )]
+    pub ports: String,
 }
 
 /// Where and how to discover AWS assets; shared by `discover`, `zones` and `scan --discover aws`.

@@ -77,5 +77,6 @@ pub async fn run(
         cli::Command::Queues(args) => fleet::queues(args).await,
         cli::Command::Discover(args) => aws_cmd::discover_cmd(args).await,
         cli::Command::Zones(args) => aws_cmd::zones_cmd(args).await,
+        cli::Command::Watch(args) => aws_cmd::watch_cmd(*args, shutdown).await,
     }
 }
