@@ -213,10 +213,10 @@ async fn main() -> anyhow::Result<()> {
                     }
                     match index_of(&d.payload).and_then(|i| seen.get(i)) {
                         Some(s) => {
-                            if s.fetch_add(1, Ordering::AcqRel) == 0 {
-                                if acked.fetch_add(1, Ordering::AcqRel) + 1 == total {
-                                    let _ = last_ack.set(Instant::now());
-                                }
+                            if s.fetch_add(1, Ordering::AcqRel) == 0
+                                && acked.fetch_add(1, Ordering::AcqRel) + 1 == total
+                            {
+                                let _ = last_ack.set(Instant::now());
                             }
                         }
                         None => {
