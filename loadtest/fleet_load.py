@@ -2,14 +2,20 @@
 """Driver of loadtest/fleet_load.sh: the fleet load test.
 
 For each backend given as --backend NAME=QUEUE_URL it runs, in this order:
-  1. the plain queue baseline (coordinator example `queue_baseline`): publish N
-     small messages, consume + ack them with the fleet's consumer shape;
+  1. the plain queue baseline (coordinator example `queue_baseline`), R times:
+     publish N small messages, consume + ack them with the fleet's consumer shape
+     (W connections x C loops);
   2. the fleet: W `scanfleet-worker --concurrency C --synthetic-probes` processes,
-     one `scanfleet scan --detach --all-states` of S shards, `scanfleet status
-     --json` polled until finished; peak RSS (VmHWM) and CPU of every worker read
-     just before they are stopped, /metrics scraped, then SIGTERM;
-  3. correctness: every (ip, port) of the scan in Redis exactly once, no failed
-     shard, the dead-letter queue empty.
+     then R scans through them, one after the other: `scanfleet scan --detach
+     --all-states` of S shards, `scanfleet status --json` polled until finished,
+     CPU of workers, Redis, the broker and the rest of the machine over the scan;
+  3. correctness of each scan: the fields of the results hash in Redis are
+     exactly targets x ports, no failed shard; the first scan is also read back
+     through `scanfleet results` (every record once, synthetic, of this scan);
+  4. peak RSS (VmHWM) and CPU of every worker read just before they are stopped,
+     /metrics scraped (redeliveries, retries, errors), SIGTERM, exit codes; the
+     dead-letter queue must be empty.
+The table shows the median of the R scans and of the R baselines.
 `redis-benchmark -t set,hset` runs before the first and after the last backend.
 Prints a table and writes loadtest/out/fleet-load-<time>.{md,json}.
 
@@ -24,6 +30,7 @@ import ipaddress
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -96,18 +103,28 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def pids_named(name):
-    """PIDs whose command (comm) is `name`: read-only, for CPU accounting."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/comm") as f:
-                    if f.read().strip() == name:
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
+def listener_pids(port):
+    """PIDs listening on 127.0.0.1:port or *:port (the broker): read-only, for CPU accounting."""
+    out = run(["ss", "-Hltnp", f"sport = :{port}"], 30, check=False).stdout
+    return sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def redis_memory():
+    """Redis used_memory in bytes (shared server: other users' keys move it a little)."""
+    m = re.search(r"used_memory:(\d+)", redis_cli("INFO", "memory"))
+    return int(m.group(1)) if m else 0
+
+
+def evalsha_stats():
+    """(calls, usec) of EVALSHA in Redis so far: the workers' writes are Lua scripts."""
+    out = redis_cli("INFO", "commandstats")
+    m = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 class CpuWindow:
@@ -116,6 +133,8 @@ class CpuWindow:
     def __init__(self, groups):
         self.groups = groups  # name -> [pid]
         self.start = {n: sum(cpu_secs(p) or 0 for p in ps) for n, ps in groups.items()}
+        self.children0 = children_cpu()
+        self.evalsha0 = evalsha_stats()
         self.m0 = machine_cpu()
         self.t0 = time.monotonic()
 
@@ -123,10 +142,13 @@ class CpuWindow:
         busy, total = machine_cpu()
         wall = time.monotonic() - self.t0
         used = {n: sum(cpu_secs(p) or 0 for p in ps) - self.start[n] for n, ps in self.groups.items()}
+        # The `scan` and `status` processes this driver ran and reaped (workers are reaped later).
+        used["scanfleet CLI"] = children_cpu() - self.children0
+        calls, usec = (x - y for x, y in zip(evalsha_stats(), self.evalsha0))
         machine = (busy - self.m0[0]) / CLK_TCK
         return {"wall_s": wall, "machine_busy_cpu_s": machine,
-                "machine_busy_pct_of_2_cores": 100 * (busy - self.m0[0]) / max(1, total - self.m0[1]) ,
-                "by_group_cpu_s": used}
+                "machine_busy_pct_of_2_cores": 100 * (busy - self.m0[0]) / max(1, total - self.m0[1]),
+                "by_group_cpu_s": used, "redis_evalsha_calls": calls, "redis_evalsha_s": usec / 1e6}
 
 
 # ---------------------------------------------------------------- redis
@@ -197,7 +219,7 @@ def start_workers(a, backend, url, env, pidfile):
 
 
 def scrape(addr):
-    """Sum of each metric series without labels, and the labelled ones by label text."""
+    """Every series of a worker's /metrics, keyed by name with its labels, as a float."""
     try:
         text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
     except OSError as e:
@@ -241,55 +263,123 @@ def kill_all_workers():
 # ---------------------------------------------------------------- one backend
 
 def baseline(a, backend, url, messages, env):
-    # A queue of its own: on RabbitMQ the example's `sfbase-<pid>` prefix, on SQS a suffix.
-    if url.startswith("sqs://"):
-        url += a.baseline_queue_suffix
-    cmd = [os.path.join(a.bin_dir, "examples", "queue_baseline"), "--queue", url,
-           "--messages", str(messages), "--consumers", str(a.workers),
-           "--per-consumer", str(a.concurrency), "--bytes", str(a.baseline_bytes),
-           "--timeout-secs", str(a.timeout)]
-    log(f"{backend}: queue baseline: {messages} messages")
-    p = run(cmd, a.timeout * 2 + 60, env=env, check=False)
-    if p.returncode != 0:
-        die(f"{backend}: queue_baseline exited {p.returncode}: {p.stderr.strip()[-2000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1]) | {"cmd": " ".join(cmd)}
+    """queue_baseline, --repeat times on fresh queues; the median of each phase."""
+    runs = []
+    for rep in range(a.repeat):
+        # Queues of its own: on RabbitMQ the example's `sfbase-<pid>` prefix, on SQS a suffix.
+        u = f"{url}{a.baseline_queue_suffix}{rep}" if url.startswith("sqs://") else url
+        cmd = [os.path.join(a.bin_dir, "examples", "queue_baseline"), "--queue", u,
+               "--messages", str(messages), "--consumers", str(a.workers),
+               "--per-consumer", str(a.concurrency), "--bytes", str(a.baseline_bytes),
+               "--timeout-secs", str(a.timeout)]
+        p = run(cmd, a.timeout * 2 + 60, env=env, check=False)
+        if p.returncode != 0:
+            die(f"{backend}: queue_baseline exited {p.returncode}: {p.stderr.strip()[-2000:]}")
+        runs.append(json.loads(p.stdout.strip().splitlines()[-1]) | {"cmd": " ".join(cmd)})
+        log(f"{backend}: baseline {rep + 1}/{a.repeat}: {messages} messages: publish "
+            f"{runs[-1]['publish_msgs_per_s']:,.0f}/s, consume+ack {runs[-1]['consume_msgs_per_s']:,.0f}/s")
+    return {"runs": runs, "cmd": runs[0]["cmd"], "messages": messages,
+            "publish_msgs_per_s": median([r["publish_msgs_per_s"] for r in runs]),
+            "consume_msgs_per_s": median([r["consume_msgs_per_s"] for r in runs]),
+            "duplicates": sum(r["duplicates"] for r in runs), "errors": sum(r["errors"] for r in runs)}
 
 
-def fleet(a, backend, url, env, pidfile, broker_pids):
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def one_scan(a, backend, url, env, rep, groups, read_back):
+    """Publish one scan, follow it to the end, check it, delete its keys."""
     sf = os.path.join(a.bin_dir, "scanfleet")
-    run([sf, "queues", "init", "--queue", url], 120, env=env)
-    procs, addrs = start_workers(a, backend, url, env, pidfile)
-    log(f"{backend}: {len(procs)} workers ready: pids {' '.join(str(p.pid) for p in procs)}")
-    groups = {"workers": [p.pid for p in procs], "redis-server": a.redis_pids, "broker": broker_pids}
     window = CpuWindow(groups)
     scan_cmd = [sf, "scan", "--target", a.target, "-p", a.ports, "--no-ping", "--all-states",
                 "--queue", url, "--redis", a.redis, "--detach", "--shard-size", str(a.shard_size),
                 "--progress", "never"]
+    mem0 = redis_memory()
     t_pub0 = time.time()
     p = run(scan_cmd, 300, env=env)
     t_pub1 = time.time()
     scan_id = p.stdout.strip().splitlines()[-1]
     SCANS.append(scan_id)
-    created_ms = int(redis_cli("HGET", scan_keys(scan_id)[0], "created").strip())
-    log(f"{backend}: scan {scan_id} published in {t_pub1 - t_pub0:.2f} s (process included)")
+    keys = scan_keys(scan_id)
+    created_ms = int(redis_cli("HGET", keys[0], "created").strip())
     deadline = time.monotonic() + a.timeout
-    status, samples, prev_poll = None, [], None
+    samples, prev_poll = [], None
     while True:
         t_before = time.time()
-        s = run([sf, "status", scan_id, "--json", "--redis", a.redis], 60, env=env)
+        out = run([sf, "status", scan_id, "--json", "--redis", a.redis], 60, env=env).stdout
         t_after = time.time()
-        status = json.loads(s.stdout)
+        status = json.loads(out)
         pr = status["progress"]
         samples.append((round(t_after - created_ms / 1000, 3), pr["shards_done"], pr["results"]))
         if status["finished"]:
             break
         prev_poll = t_before
         if time.monotonic() > deadline:
-            stop_workers(procs, 5)
             die(f"{backend}: scan {scan_id} not finished within {a.timeout} s: {pr}")
         time.sleep(a.poll)
-    t_end = t_after
     cpu = window.stop()
+    mem_delta = redis_memory() - mem0
+    secs = t_after - created_ms / 1000
+    last = redis_cli("XREVRANGE", keys[3], "+", "-", "COUNT", "1").split("\n", 1)[0]
+    last_write = int(last.split("-")[0]) / 1000 - created_ms / 1000 if re.match(r"^\d+-\d+$", last) else None
+
+    # Correctness: the fields of the results hash are exactly targets x ports.
+    expected = {f"{ip}|{port}|tcp" for ip in a.target_ips for port in a.port_list}
+    fields = redis_cli("HKEYS", keys[1], timeout=300).splitlines()
+    got = set(fields)
+    check = {"hkeys": len(fields), "distinct": len(got), "missing": len(expected - got),
+             "extra": len(got - expected), "shards_failed": pr["shards_failed"]}
+    check["ok"] = (pr["results"] == len(expected) and len(fields) == len(got) == len(expected)
+                   and not check["missing"] and not check["extra"] and pr["shards_failed"] == 0
+                   and pr["shards_done"] == pr["shards_total"])
+    if read_back:
+        # The coordinator's read path too, once: every record a synthetic result of this scan.
+        path = os.path.join(a.out, f"results-{backend}.jsonl")
+        t0 = time.monotonic()
+        # To stdout, not `-o FILE`: `-o` writes unbuffered (a write(2) per JSON token), 7x slower.
+        with open(path, "w") as out:
+            p = subprocess.run([sf, "results", scan_id, "--redis", a.redis, "--format", "jsonl", "--all-states"],
+                               stdout=out, stderr=subprocess.PIPE, text=True, timeout=a.timeout, env=env)
+        if p.returncode != 0:
+            die(f"scanfleet results {scan_id} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
+        check["read_back_s"] = time.monotonic() - t0
+        seen, dup, bad, n_open = set(), 0, 0, 0
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                k = f"{r['ip']}|{r['port']}|tcp"
+                dup += k in seen
+                seen.add(k)
+                bad += r.get("reason") != "synthetic" or r.get("scan_id") != scan_id
+                n_open += r.get("state") == "open"
+        os.remove(path)  # tens of MB; the counts are what matters
+        check |= {"read_back_records": len(seen) + dup, "read_back_duplicates": dup,
+                  "read_back_not_synthetic": bad, "open": n_open}
+        check["ok"] = check["ok"] and seen == expected and dup == 0 and bad == 0
+    redis_cli("DEL", *keys)
+    SCANS.remove(scan_id)
+    log(f"{backend}: scan {rep + 1}/{a.repeat} {scan_id}: {pr['shards_total']} shards, {pr['results']:,} results "
+        f"in {secs:.2f} s; check {'PASS' if check['ok'] else 'FAIL'}")
+    return {
+        "scan_id": scan_id, "scan_cmd": " ".join(scan_cmd), "publish_wall_s": t_pub1 - t_pub0,
+        "shards": pr["shards_total"], "results": pr["results"], "seconds": secs,
+        "seconds_resolution": (t_after - prev_poll) if prev_poll else None, "seconds_to_last_write": last_write,
+        "shards_per_s": pr["shards_total"] / secs, "results_per_s": pr["results"] / secs,
+        "cpu_window": cpu, "samples": samples, "check": check, "redis_memory_delta_bytes": mem_delta,
+    }
+
+
+def fleet(a, backend, url, env, pidfile, broker_pids):
+    """W workers, R scans through them, then their memory, CPU and metrics."""
+    sf = os.path.join(a.bin_dir, "scanfleet")
+    run([sf, "queues", "init", "--queue", url], 120, env=env)
+    procs, addrs = start_workers(a, backend, url, env, pidfile)
+    log(f"{backend}: {len(procs)} workers ready: pids {' '.join(str(p.pid) for p in procs)}")
+    groups = {"workers": [p.pid for p in procs], "redis-server": a.redis_pids, "broker": broker_pids}
+    scans = [one_scan(a, backend, url, env, rep, groups, rep == 0) for rep in range(a.repeat)]
     # Memory and CPU of each worker just before it is stopped, and its metrics.
     per_worker = []
     for p in procs:
@@ -306,6 +396,7 @@ def fleet(a, backend, url, env, pidfile, broker_pids):
             "lease_extensions": m.get("scanfleet_lease_extensions_total"),
             "errors": sum(v for k, v in m.items() if k.startswith("scanfleet_errors_total")),
             "job_seconds_sum": m.get("scanfleet_job_duration_seconds_sum"),
+            "job_seconds_count": m.get("scanfleet_job_duration_seconds_count"),
         })
     codes = stop_workers(procs, 25)
     warns = []
@@ -314,67 +405,17 @@ def fleet(a, backend, url, env, pidfile, broker_pids):
             clean = ANSI.sub("", line)
             if (" WARN " in clean or " ERROR " in clean) and "LOAD TEST MODE" not in clean:
                 warns.append(f"worker {i}: {clean.strip()}")
-
-    # Correctness.
-    progress = status["progress"]
-    # Every address of the block, as scanfleet expands it (like nmap: .0 and .255 too).
-    targets = list(ipaddress.ip_network(a.target, strict=False))
-    ports = expand_ports(a.ports)
-    expected = len(targets) * len(ports)
-    res_path = os.path.join(a.out, f"results-{backend}.jsonl")
-    t0 = time.monotonic()
-    run([sf, "results", scan_id, "--redis", a.redis, "--format", "jsonl", "--all-states", "-o", res_path], 600, env=env)
-    read_s = time.monotonic() - t0
-    seen, dup, bad_reason, open_ports = set(), 0, 0, 0
-    with open(res_path) as f:
-        for line in f:
-            r = json.loads(line)
-            k = (r["ip"], r["port"])
-            dup += k in seen
-            seen.add(k)
-            bad_reason += r.get("reason") != "synthetic" or r.get("scan_id") != scan_id
-            open_ports += r.get("state") == "open"
-    want = {(str(ip), port) for ip in targets for port in ports}
-    missing, extra = len(want - seen), len(seen - want)
     dl = run([sf, "queues", "dead-letters", "--queue", url], 120, env=env).stdout.strip()
-    stream_n = stream_total(scan_keys(scan_id)[3])
-    last = redis_cli("XREVRANGE", scan_keys(scan_id)[3], "+", "-", "COUNT", "1").split("\n", 1)[0]
-    last_write_s = int(last.split("-")[0]) / 1000 - created_ms / 1000 if re.match(r"^\d+-\d+$", last) else None
-    os.remove(res_path)  # tens of MB; the counts above are what matters
-    correct = (progress["results"] == expected and len(seen) == expected and dup == 0 and missing == 0
-               and extra == 0 and bad_reason == 0 and progress["shards_failed"] == 0
-               and progress["shards_done"] == progress["shards_total"] and dl == "")
-    redis_cli("DEL", *scan_keys(scan_id))
-    SCANS.remove(scan_id)
-
-    secs = t_end - created_ms / 1000
+    mid = median([s["seconds"] for s in scans])
+    received = int(sum(w["jobs_received"] or 0 for w in per_worker))
     return {
-        "scan_id": scan_id, "scan_cmd": " ".join(scan_cmd), "publish_wall_s": t_pub1 - t_pub0,
-        "shards": progress["shards_total"], "results": progress["results"], "targets": len(targets),
-        "ports": len(ports), "expected_results": expected, "seconds": secs,
-        "seconds_resolution": (t_end - prev_poll) if prev_poll else None,
-        "seconds_to_last_write": last_write_s,
-        "shards_per_s": progress["shards_total"] / secs, "results_per_s": progress["results"] / secs,
+        "scans": scans, "median_seconds": mid, "shards": scans[0]["shards"], "results": scans[0]["results"],
+        "shards_per_s": scans[0]["shards"] / mid, "results_per_s": scans[0]["results"] / mid,
+        "jobs_received": received, "redeliveries": received - sum(s["shards"] for s in scans),
         "workers": per_worker, "worker_exit_codes": codes, "worker_warnings": warns[:20],
-        "worker_warning_count": len(warns), "cpu_window": cpu, "samples": samples,
-        "check": {"correct": correct, "distinct_ip_port": len(seen), "duplicates_in_report": dup,
-                  "missing": missing, "extra": extra, "not_synthetic_or_wrong_scan": bad_reason,
-                  "open": open_ports, "shards_failed": progress["shards_failed"],
-                  "dead_letters": dl.splitlines() if dl else [], "results_read_s": read_s,
-                  "stream_results_sum": stream_n},
+        "worker_warning_count": len(warns), "dead_letters": dl.splitlines() if dl else [],
+        "correct": all(s["check"]["ok"] for s in scans) and not dl,
     }
-
-
-def stream_total(key):
-    """Sum of `n` over the scan's stream entries: above the result count means
-    some results were written twice (a redelivered shard); the stream is capped,
-    so below it means trimmed."""
-    lines = redis_cli("XRANGE", key, "-", "+").splitlines()
-    total = 0
-    for i, line in enumerate(lines[:-1]):
-        if line == "n" and lines[i + 1].isdigit():
-            total += int(lines[i + 1])
-    return total
 
 
 def expand_ports(spec):
@@ -393,69 +434,71 @@ def fmt(x, nd=0):
 
 def report(a, runs, bench, started, ended):
     hset = sum(b["HSET"] for b in bench) / len(bench)
-    rows = []
+    head = ("| backend | shards | results | time s (median of {r}) | shards/s | results/s | baseline publish msgs/s | "
+            "baseline consume+ack msgs/s | shards/s ÷ consume msgs/s | results/s ÷ HSET ops/s | "
+            "worker peak RSS MiB (max / mean) | worker CPU s (each, all scans) | correct |").format(r=a.repeat)
+    lines = [head, "|" + "---|" * 13]
     for name, r in runs.items():
         f, b = r["fleet"], r["baseline"]
         ws = f["workers"]
-        rows.append({
-            "backend": name, "shards": f["shards"], "results": f["results"], "secs": f["seconds"],
-            "shards_s": f["shards_per_s"], "results_s": f["results_per_s"],
-            "pub": b["publish_msgs_per_s"], "cons": b["consume_msgs_per_s"],
-            "r_shards": f["shards_per_s"] / b["consume_msgs_per_s"], "r_results": f["results_per_s"] / hset,
-            "hwm_max": max(w["vm_hwm_kib"] for w in ws) / 1024, "hwm_mean": sum(w["vm_hwm_kib"] for w in ws) / len(ws) / 1024,
-            "cpu": [w["cpu_s"] for w in ws], "ok": f["check"]["correct"],
-        })
-    head = ("| backend | shards | results | time s | shards/s | results/s | baseline publish msgs/s | "
-            "baseline consume+ack msgs/s | shards/s ÷ consume msgs/s | results/s ÷ HSET ops/s | "
-            "worker peak RSS MiB (max / mean) | worker CPU s (each) | correct |")
-    lines = [head, "|" + "---|" * 13]
-    for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['shards']} | {r['results']:,} | {r['secs']:.2f} | {r['shards_s']:.1f} | "
-            f"{r['results_s']:,.0f} | {r['pub']:,.0f} | {r['cons']:,.0f} | {r['r_shards']:.3f} | "
-            f"{r['r_results']:.3f} | {r['hwm_max']:.1f} / {r['hwm_mean']:.1f} | "
-            f"{' / '.join(fmt(c, 2) for c in r['cpu'])} | {'yes' if r['ok'] else 'NO'} |")
+            f"| {name} | {f['shards']} | {f['results']:,} | {f['median_seconds']:.2f} | {f['shards_per_s']:.1f} | "
+            f"{f['results_per_s']:,.0f} | {b['publish_msgs_per_s']:,.0f} | {b['consume_msgs_per_s']:,.0f} | "
+            f"{f['shards_per_s'] / b['consume_msgs_per_s']:.3f} | {f['results_per_s'] / hset:.3f} | "
+            f"{max(w['vm_hwm_kib'] for w in ws) / 1024:.1f} / {sum(w['vm_hwm_kib'] for w in ws) / len(ws) / 1024:.1f} | "
+            f"{' / '.join(fmt(w['cpu_s'], 2) for w in ws)} | {'yes' if f['correct'] else 'NO'} |")
     md = [f"# Fleet load test, {started}", "",
           f"Command: `{a.command}`", "",
           f"Workers: {a.workers} processes x `--concurrency {a.concurrency} --synthetic-probes`; "
-          f"targets `{a.target}` x ports `{a.ports}`, `--shard-size {a.shard_size}`; "
+          f"targets `{a.target}` ({len(a.target_ips)} addresses) x ports `{a.ports}`, `--shard-size {a.shard_size}`; "
+          f"{a.repeat} scan(s) per backend through the same workers; "
           f"load average at start {a.load_start}, at end {loadavg()}; finished {ended}.", "",
           *lines, "",
           "redis-benchmark (`" + bench[0]["cmd"] + "`): " +
-          "; ".join(f"run {i + 1}: SET {b['SET']:,.0f} ops/s, HSET {b['HSET']:,.0f} ops/s" for i, b in enumerate(bench)) +
-          f"; HSET mean {hset:,.0f} ops/s is the ratio's denominator.", ""]
+          "; ".join(f"{w}: SET {b['SET']:,.0f} ops/s, HSET {b['HSET']:,.0f} ops/s"
+                    for w, b in zip(("before", "after"), bench)) +
+          f"; the mean HSET, {hset:,.0f} ops/s, is the ratio's denominator.", ""]
     for name, r in runs.items():
         f, b = r["fleet"], r["baseline"]
-        c, cpu = f["check"], f["cpu_window"]
-        g = cpu["by_group_cpu_s"]
         md += [f"## {name}", "",
-               f"- scan `{f['scan_cmd']}`: {f['shards']} shards, {f['results']:,} results "
-               f"({f['targets']} targets x {f['ports']} ports = {f['expected_results']:,} expected) in {f['seconds']:.2f} s "
-               f"from `begin_scan` (just before the first publish) to the first `status` that said finished "
-               f"(poll every {a.poll} s; the last unfinished poll started {fmt(f['seconds_resolution'], 2)} s before; the last "
-               f"result batch reached Redis at {fmt(f['seconds_to_last_write'], 2)} s, a lower bound); "
-               f"`scan --detach` itself took {f['publish_wall_s']:.2f} s (process start, connect, declare, publish).",
-               f"- baseline `{b['cmd']}`: publish {b['publish_msgs_per_s']:,.0f} msgs/s ({b['publish_secs']:.2f} s), "
-               f"consume+ack {b['consume_msgs_per_s']:,.0f} msgs/s ({b['consume_secs']:.2f} s), "
-               f"{b['duplicates']} duplicate(s), {b['errors']} error(s).",
-               f"- CPU during the scan ({cpu['wall_s']:.1f} s wall, 2 cores = {2 * cpu['wall_s']:.1f} CPU s): machine busy "
-               f"{cpu['machine_busy_cpu_s']:.1f} CPU s ({cpu['machine_busy_pct_of_2_cores']:.0f} %); workers {g['workers']:.1f}, "
-               f"redis-server {g['redis-server']:.1f}, broker ({'beam.smp' if name == 'rabbitmq' else 'moto_server'}) "
-               f"{g['broker']:.1f}; the rest (coordinator/status polls, other users of the machine) "
-               f"{cpu['machine_busy_cpu_s'] - sum(g.values()):.1f}.",
-               "- workers: " + "; ".join(
+               f"- scan command: `{f['scans'][0]['scan_cmd']}`",
+               f"- baseline `{b['cmd']}` ({a.repeat} runs, each on fresh queues): publish "
+               + ", ".join(f"{r['publish_msgs_per_s']:,.0f}" for r in b["runs"]) + " msgs/s (median "
+               f"{b['publish_msgs_per_s']:,.0f}); consume+ack " + ", ".join(f"{r['consume_msgs_per_s']:,.0f}" for r in b["runs"])
+               + f" msgs/s (median {b['consume_msgs_per_s']:,.0f}); {b['duplicates']} duplicate(s), {b['errors']} error(s)."]
+        for i, sc in enumerate(f["scans"]):
+            c, cpu = sc["check"], sc["cpu_window"]
+            g = cpu["by_group_cpu_s"]
+            rb = (f" Read back with `scanfleet results --format jsonl --all-states`: {c['read_back_records']:,} records in "
+                  f"{c['read_back_s']:.2f} s ({c['read_back_records'] / c['read_back_s']:,.0f}/s, to stdout), "
+                  f"{c['read_back_duplicates']} duplicates, {c['read_back_not_synthetic']} not synthetic, {c['open']} open."
+                  if "read_back_s" in c else "")
+            md.append(
+                f"- scan {i + 1}: {sc['shards']} shards, {sc['results']:,} results in {sc['seconds']:.2f} s "
+                f"({sc['shards_per_s']:.1f} shards/s, {sc['results_per_s']:,.0f} results/s), from `begin_scan` (just "
+                f"before the first publish) to the first `status` that said finished; the last unfinished poll started "
+                f"{fmt(sc['seconds_resolution'], 2)} s earlier and the last result batch reached Redis at "
+                f"{fmt(sc['seconds_to_last_write'], 2)} s. `scan --detach` took {sc['publish_wall_s']:.2f} s. "
+                f"CPU over the scan ({cpu['wall_s']:.2f} s wall, {2 * cpu['wall_s']:.2f} CPU s on 2 cores): machine busy "
+                f"{cpu['machine_busy_cpu_s']:.2f} ({cpu['machine_busy_pct_of_2_cores']:.0f} %): workers {g['workers']:.2f}, "
+                f"redis-server {g['redis-server']:.2f} (EVALSHA: {cpu['redis_evalsha_s']:.2f} s by its own command timer, in "
+                f"{cpu['redis_evalsha_calls']:,} calls), {'beam.smp' if name == 'rabbitmq' else 'moto_server'} "
+                f"{g['broker']:.2f}, `scanfleet scan`/`status` {g['scanfleet CLI']:.2f}, the rest (other users of the "
+                f"machine) {cpu['machine_busy_cpu_s'] - sum(g.values()):.2f}. Redis used_memory grew by "
+                f"{sc['redis_memory_delta_bytes'] / 2**20:,.0f} MiB ({sc['redis_memory_delta_bytes'] / max(1, sc['results']):.0f} B "
+                f"per result). "
+                f"Check {'PASS' if c['ok'] else 'FAIL'}: {c['distinct']:,} distinct result fields in Redis "
+                f"({c['missing']} missing, {c['extra']} extra), {c['shards_failed']} failed shards." + rb)
+        md += ["- workers: " + "; ".join(
                    f"pid {w['pid']}: VmHWM {w['vm_hwm_kib'] / 1024:.1f} MiB, VmRSS {w['vm_rss_kib'] / 1024:.1f} MiB, "
                    f"CPU {fmt(w['cpu_s'], 2)} s, jobs received {fmt(w['jobs_received'])} / done {fmt(w['jobs_done'])} / "
-                   f"retried {fmt(w['jobs_retried'])} / released {fmt(w['jobs_released'])}, results {fmt(w['results_written'])}, "
+                   f"retried {fmt(w['jobs_retried'])} / released {fmt(w['jobs_released'])}, results "
+                   f"{fmt(w['results_written'])}, mean job {1000 * (w['job_seconds_sum'] or 0) / max(1, w['job_seconds_count'] or 0):.1f} ms, "
                    f"lease extensions {fmt(w['lease_extensions'])}, errors {fmt(w['errors'])}" for w in f["workers"]) +
-               f"; exit codes after SIGTERM: {f['worker_exit_codes']}.",
-               f"- check: {'PASS' if c['correct'] else 'FAIL'}: {c['distinct_ip_port']:,} distinct (ip, port) in "
-               f"`scanfleet results --all-states` ({c['missing']} missing, {c['extra']} extra, {c['duplicates_in_report']} "
-               f"duplicates, {c['not_synthetic_or_wrong_scan']} not synthetic); {c['open']} open; "
-               f"shards failed {c['shards_failed']}; dead letters: {len(c['dead_letters'])}; "
-               f"stream entries sum to {c['stream_results_sum']:,} results; reading all results back took {c['results_read_s']:.2f} s.",
-               f"- worker WARN/ERROR log lines: {f['worker_warning_count']}" +
-               ("".join(f"\n  - `{w[:300]}`" for w in f["worker_warnings"][:5])), ""]
+               f"; exit codes after SIGTERM: {f['worker_exit_codes']}. Jobs received by all workers: {f['jobs_received']} "
+               f"for {a.repeat} x {f['shards']} shards ({f['redeliveries']} redeliveries).",
+               f"- dead-letter queue after the scans: {len(f['dead_letters'])} message(s); worker WARN/ERROR log lines: "
+               f"{f['worker_warning_count']}" + "".join(f"\n  - `{w[:300]}`" for w in f["worker_warnings"][:5]), ""]
     return "\n".join(lines), "\n".join(md)
 
 
@@ -466,6 +509,7 @@ def main():
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--shards", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=3, help="scans per backend; the table shows the median")
     ap.add_argument("--target", default="127.1.0.0/22")
     ap.add_argument("--ports", default="1-200")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379")
@@ -487,6 +531,9 @@ def main():
     if not os.environ.get("SCANFLEET_JOB_SECRET"):
         die("SCANFLEET_JOB_SECRET is not set")
     n_targets = net.num_addresses
+    # Every address of the block, as scanfleet expands it (like nmap: .0 and .255 too).
+    a.target_ips = [str(ip) for ip in net]
+    a.port_list = expand_ports(a.ports)
     a.shard_size = max(1, -(-n_targets // a.shards))
     os.makedirs(a.out, exist_ok=True)
     info = redis_cli("INFO", "server")
@@ -505,12 +552,9 @@ def main():
         log(f"redis-benchmark: SET {bench[0]['SET']:,.0f}/s HSET {bench[0]['HSET']:,.0f}/s")
         for spec in a.backend:
             name, url = spec.split("=", 1)
-            broker = pids_named("beam.smp") if name == "rabbitmq" else ([a.moto_pid] if a.moto_pid else [])
+            broker = listener_pids(5672) if name == "rabbitmq" else ([a.moto_pid] if a.moto_pid else [])
             b = baseline(a, name, url, int(msgs.get(name, 5000)), env)
-            log(f"{name}: baseline publish {b['publish_msgs_per_s']:,.0f}/s consume+ack {b['consume_msgs_per_s']:,.0f}/s")
             f = fleet(a, name, url, env, a.pidfile, broker)
-            log(f"{name}: {f['shards']} shards, {f['results']:,} results in {f['seconds']:.2f} s; "
-                f"check {'PASS' if f['check']['correct'] else 'FAIL'}")
             runs[name] = {"baseline": b, "fleet": f}
         bench.append(redis_benchmark(a.bench_db))
     finally:
@@ -524,10 +568,11 @@ def main():
     with open(os.path.join(a.out, f"fleet-load-{stamp}.md"), "w") as f:
         f.write(md + "\n")
     with open(os.path.join(a.out, f"fleet-load-{stamp}.json"), "w") as f:
-        json.dump({"args": {k: v for k, v in vars(a).items()}, "redis_benchmark": bench, "runs": runs}, f, indent=1)
+        args = {k: v for k, v in vars(a).items() if k not in ("target_ips", "port_list")}
+        json.dump({"args": args, "redis_benchmark": bench, "runs": runs}, f, indent=1)
     print(table)
     print(f"\nreport: {a.out}/fleet-load-{stamp}.md")
-    if not all(r["fleet"]["check"]["correct"] for r in runs.values()):
+    if not all(r["fleet"]["correct"] for r in runs.values()):
         sys.exit("fleet_load: correctness check FAILED (see the report)")
 
 

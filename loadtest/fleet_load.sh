@@ -6,16 +6,18 @@
 # once, no failed shard, empty dead-letter queue).
 #
 #   loadtest/fleet_load.sh [--workers W] [--shards S] [--target CIDR] [--ports P]
-#                          [--backends rabbitmq,sqs] [--amqp-messages N] [--sqs-messages N]
-#                          [--timeout SECS] [--debug]
+#                          [--repeat R] [--backends rabbitmq,sqs] [--amqp-messages N]
+#                          [--sqs-messages N] [--timeout SECS] [--debug]
 #
-# Defaults: 3 workers x --concurrency 2, 256 shards of 127.1.0.0/22 (1024
-# addresses) x ports 1-200 = 204,800 results per backend; baselines of 20,000
-# messages on RabbitMQ and, on SQS, as many messages as the scan has shards
-# (moto's cost per request grows with the depth of the queue, so the baseline
-# keeps the scan's depth); each scan and each baseline phase bounded by 600 s. Prints a table; writes loadtest/out/fleet-load-*.md
-# and .json. Release binaries (built first unless SKIP_BUILD=1); --debug uses the
-# debug ones, for trying the script out only.
+# Defaults: 3 workers x --concurrency 2; per backend 3 scans (the table shows the
+# median) of 256 shards: 127.1.0.0/22 (1024 addresses) x ports 1-1000 = 1,024,000
+# results each; 3 baselines of 20,000 messages on RabbitMQ and, on SQS, of as many
+# messages as the scan has shards (moto's cost per request grows with the depth of
+# the queue, so the baseline keeps the scan's depth). Each scan and each baseline
+# phase is bounded by --timeout (600 s), the whole run by 8 times that plus 10 min.
+# Prints a table; writes loadtest/out/fleet-load-*.md and .json. Release binaries
+# (built first unless SKIP_BUILD=1); --debug uses the debug ones, for trying the
+# script out only. About 2 minutes with the defaults on 2 cores.
 #
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest, rabbitmqctl on this machine),
 # Redis on 127.0.0.1:6379, moto_server (PyPI `moto[server]`) and redis-benchmark
@@ -29,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-workers=3 shards=256 target=127.1.0.0/22 ports=1-200 backends=rabbitmq,sqs
+workers=3 shards=256 target=127.1.0.0/22 ports=1-1000 backends=rabbitmq,sqs repeat=3
 amqp_messages=20000 sqs_messages= limit=600 profile=release
 argv="$*"
 while [ $# -gt 0 ]; do
@@ -38,12 +40,13 @@ while [ $# -gt 0 ]; do
     --shards) shards=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --ports) ports=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     --backends) backends=$2; shift 2 ;;
     --amqp-messages) amqp_messages=$2; shift 2 ;;
     --sqs-messages) sqs_messages=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
     --debug) profile=debug; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "fleet_load: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -92,6 +95,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+overall=$((limit * 8 + 600))
 export SCANFLEET_JOB_SECRET=${SCANFLEET_JOB_SECRET:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 backend_args=() message_args=()
 moto_arg=()
@@ -103,7 +107,7 @@ if [[ ",$backends," == *,rabbitmq,* ]]; then
 fi
 if [[ ",$backends," == *,sqs,* ]]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  timeout "$((limit * 4 + 1800))" moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+  timeout "$((overall + 120))" moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
   moto_wrapper=$!
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break
@@ -119,8 +123,8 @@ fi
 [ ${#backend_args[@]} -gt 0 ] || { echo "fleet_load: --backends: expected rabbitmq and/or sqs" >&2; exit 2; }
 
 mkdir -p loadtest/out
-timeout "$((limit * 8 + 600))" python3 loadtest/fleet_load.py \
+timeout "$overall" python3 loadtest/fleet_load.py \
   "${backend_args[@]}" "${message_args[@]}" "${moto_arg[@]}" \
-  --workers "$workers" --shards "$shards" --target "$target" --ports "$ports" \
+  --workers "$workers" --shards "$shards" --target "$target" --ports "$ports" --repeat "$repeat" \
   --timeout "$limit" --bin-dir "$bin" --pidfile "$pidfile" --baseline-queue-suffix=-base \
   --command "loadtest/fleet_load.sh${argv:+ $argv}"

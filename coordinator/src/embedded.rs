@@ -239,14 +239,16 @@ pub(crate) fn emit(
 ) -> Result<(), CliError> {
     match output {
         Some(path) => {
-            let mut f = std::fs::File::create(path)
+            let f = std::fs::File::create(path)
                 .with_context(|| format!("creating output file {}", path.display()))?;
-            report::write(&mut f, format, summary, visible)
+            // Buffered: the JSON and CSV writers make several small writes per record.
+            let mut w = std::io::BufWriter::new(f);
+            report::write(&mut w, format, summary, visible)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
             report::write(&mut lock, format, summary, visible)
                 .context("writing results to stdout")?;
             lock.flush().ok();
