@@ -529,7 +529,7 @@ fn syn_config_is_validated() {
             source_ports: (0, 10),
             ..SynConfig::default()
         }),
-        Err(ProbeError::Io(_))
+        Err(ProbeError::Config(m)) if m.contains("syn.source_ports")
     ));
 }
 
