@@ -6,34 +6,14 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{LAB, Moto, Vhost, lab_ready, lab_sh, packets, parse_open, truth};
+use support::{LAB, Moto, Vhost, lab_ready, packets, parse_open, relay, truth, worker_bin};
 
 const SECRET: &str = "fleet-test-secret";
 /// Ports wide enough for every open port of the lab, small enough for a quick shard.
 const PORTS: &str = "1-10000";
-
-fn worker_bin() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_scanfleet")).with_file_name("scanfleet-worker");
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo build --workspace` first",
-        p.display()
-    );
-    p
-}
-
-fn relay(port: u16) {
-    let o = lab_sh(&["relay", &port.to_string()]);
-    assert!(
-        o.status.success(),
-        "lab.sh relay {port}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// A worker process in the scanner namespace; killed on drop.
 struct WorkerProc(Child);

@@ -28,35 +28,14 @@ use scanfleet_common::store::redis::{RedisConfig, RedisStore};
 use scanfleet_common::store::{ResultStore, StoreError};
 use scanfleet_common::{JobEnvelope, PortSpec, ProbeProfile, Progress, ScanJob, Target};
 use support::{
-    LAB, Moto, PrivateRabbit, PrivateRedis, Relay, Truth, Vhost, lab_ready, lab_sh, metric,
-    parse_open, scrape_scan_ns, truth,
+    LAB, Moto, PrivateRabbit, PrivateRedis, Relay, Truth, Vhost, lab_ready, metric, parse_open,
+    relay, scrape_scan_ns, truth, worker_bin,
 };
 
 const SECRET: &str = "fleet-test-secret";
 /// Ports wide enough for every open port of the lab, small enough for a quick shard.
 const PORTS: &str = "1-10000";
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
-
-fn worker_bin() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_scanfleet")).with_file_name("scanfleet-worker");
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo build --workspace` first",
-        p.display()
-    );
-    p
-}
-
-/// A relay of one of the shared services (5672, 6379): left up, like the other
-/// fleet tests leave it, since they all use it.
-fn shared_relay(port: u16) {
-    let o = lab_sh(&["relay", &port.to_string()]);
-    assert!(
-        o.status.success(),
-        "lab.sh relay {port}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// Poll `cond` every 200 ms for at most `within`; whether it came true.
 fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -415,7 +394,7 @@ fn lab_fleet_rabbitmq_restart_mid_scan() {
     rabbit.start();
     let first_boot = t0.elapsed();
     let _relay = Relay::new(rabbit.port);
-    shared_relay(6379);
+    relay(6379);
     let q = rabbit.url();
     let mut workers: Vec<Worker> = (0..3)
         .map(|i| Worker::spawn(&q, SHARED_REDIS, 19481 + i, 10, &[], &[]))
@@ -496,7 +475,7 @@ fn lab_fleet_redis_restart_mid_scan() {
     let redis = PrivateRedis::new();
     redis.start();
     let _relay = Relay::new(redis.port);
-    shared_relay(5672);
+    relay(5672);
     let vhost = Vhost::new("redis-restart");
     let q = vhost.url();
     let r = redis.url();
@@ -580,8 +559,8 @@ fn lab_fleet_same_message_twice_counts_once() {
         return;
     }
     let t0 = Instant::now();
-    shared_relay(5672);
-    shared_relay(6379);
+    relay(5672);
+    relay(6379);
     let t = truth();
     let vhost = Vhost::new("twice");
     let q = vhost.url();
@@ -649,8 +628,8 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
     }
     const LIMIT: u32 = 3;
     let t0 = Instant::now();
-    shared_relay(5672);
-    shared_relay(6379);
+    relay(5672);
+    relay(6379);
     let t = truth();
     let vhost = Vhost::new("poison");
     let q = vhost.url();
@@ -775,7 +754,7 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
     let t0 = Instant::now();
     let Some(moto) = Moto::start() else { return };
     let _relay = Relay::new(moto.port);
-    shared_relay(6379);
+    relay(6379);
     let t = truth();
     let host = "10.213.0.11";
     // One host, its 10000 ports at 800 probes/s: a shard of 12 s and more, four

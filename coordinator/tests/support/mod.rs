@@ -490,3 +490,25 @@ impl Drop for Vhost {
             .output();
     }
 }
+
+/// The `scanfleet-worker` binary next to the `scanfleet` binary under test.
+pub fn worker_bin() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_scanfleet")).with_file_name("scanfleet-worker");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+/// Relay a host service's port into the scanner namespace (`lab.sh relay`); left
+/// up, as every fleet test uses the shared ones.
+pub fn relay(port: u16) {
+    let o = lab_sh(&["relay", &port.to_string()]);
+    assert!(
+        o.status.success(),
+        "lab.sh relay {port}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
