@@ -15,7 +15,7 @@ use scanfleet_common::queue::memory::MemoryQueue;
 use scanfleet_common::scope;
 use scanfleet_common::store::ResultStore;
 use scanfleet_common::store::memory::MemoryStore;
-use scanfleet_common::{JobEnvelope, PortState, ScanMode};
+use scanfleet_common::{JobEnvelope, ScanMode};
 use scanfleet_worker::probe::{self, syn::SynConfig};
 use scanfleet_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -159,10 +159,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         targets: targets.len(),
         hosts_up: None,
         ports_per_target: settings.ports.len(),
-        open_ports: results
-            .iter()
-            .filter(|r| r.state == PortState::Open)
-            .count(),
+        open_ports: report::open_count(&results),
         shards_total: jobs.len() as u64,
         shards_failed: dead.len() as u64,
         skipped,

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use scanfleet_common::JobEnvelope;
 use scanfleet_common::envelope::now_unix_ms;
 use scanfleet_common::fleet::{self, FleetQueue, QueueOptions};
 use scanfleet_common::store::ResultStore;
-use scanfleet_common::{JobEnvelope, PortState};
 use tokio_util::sync::CancellationToken;
 
 use crate::CliError;
@@ -139,10 +139,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         targets: targets.len(),
         hosts_up: None,
         ports_per_target: settings.ports.len(),
-        open_ports: results
-            .iter()
-            .filter(|r| r.state == PortState::Open)
-            .count(),
+        open_ports: report::open_count(&results),
         shards_total: progress.shards_total,
         shards_failed: progress.shards_failed,
         skipped,
@@ -160,6 +157,14 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     Ok(())
 }
 
+/// A scan id the store does not know is bad input (exit 2); anything else is a runtime failure.
+fn lookup_error(e: scanfleet_common::store::StoreError) -> CliError {
+    match e {
+        scanfleet_common::store::StoreError::UnknownScan(_) => CliError::Input(e.to_string()),
+        e => CliError::Runtime(e.into()),
+    }
+}
+
 /// `scanfleet status SCAN_ID`.
 ///
 /// # Errors
@@ -168,10 +173,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
     let store = fleet::connect_store(&args.redis)
         .await
         .map_err(|e| CliError::Runtime(e.into()))?;
-    let p = store.progress(&args.scan_id).await.map_err(|e| match e {
-        scanfleet_common::store::StoreError::UnknownScan(_) => CliError::Input(e.to_string()),
-        e => CliError::Runtime(e.into()),
-    })?;
+    let p = store.progress(&args.scan_id).await.map_err(lookup_error)?;
     if args.json {
         println!(
             "{}",
@@ -201,12 +203,8 @@ pub async fn results(args: ResultsArgs) -> Result<(), CliError> {
     let store = fleet::connect_store(&args.redis)
         .await
         .map_err(|e| CliError::Runtime(e.into()))?;
-    let map = |e: scanfleet_common::store::StoreError| match e {
-        scanfleet_common::store::StoreError::UnknownScan(_) => CliError::Input(e.to_string()),
-        e => CliError::Runtime(e.into()),
-    };
-    let p = store.progress(&args.scan_id).await.map_err(map)?;
-    let results = store.results(&args.scan_id).await.map_err(map)?;
+    let p = store.progress(&args.scan_id).await.map_err(lookup_error)?;
+    let results = store.results(&args.scan_id).await.map_err(lookup_error)?;
     let visible = report::visible(&results, args.all_states);
     let summary = ScanSummary {
         scan_id: args.scan_id.clone(),
@@ -220,10 +218,7 @@ pub async fn results(args: ResultsArgs) -> Result<(), CliError> {
             .len(),
         hosts_up: None,
         ports_per_target: 0,
-        open_ports: results
-            .iter()
-            .filter(|r| r.state == PortState::Open)
-            .count(),
+        open_ports: report::open_count(&results),
         shards_total: p.shards_total,
         shards_failed: p.shards_failed,
         skipped: Vec::new(),

@@ -36,6 +36,14 @@ pub fn visible(results: &[ProbeResult], all_states: bool) -> Vec<&ProbeResult> {
         .collect()
 }
 
+/// How many results are open ports.
+pub fn open_count(results: &[ProbeResult]) -> usize {
+    results
+        .iter()
+        .filter(|r| r.state == PortState::Open)
+        .count()
+}
+
 /// Write results in a format.
 ///
 /// # Errors
