@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ports::PortSpec;
 
+/// The network zone of targets without a VPC (hand-typed, on-premises, inventory
+/// files without zones). Its queue carries the base queue name itself.
+pub const DEFAULT_ZONE: &str = "default";
+
 /// One scannable thing as discovery (EC2, an inventory file, a typed target) sees it.
 ///
 /// One asset is one machine: an EC2 instance with every private address of every

@@ -114,7 +114,7 @@ fn inventory_zones(assets: &[Asset]) -> String {
     let mut by_zone: BTreeMap<&str, (std::collections::BTreeSet<&str>, usize)> = BTreeMap::new();
     for a in assets {
         let e = by_zone
-            .entry(a.zone.as_deref().unwrap_or("default"))
+            .entry(a.zone.as_deref().unwrap_or(scanfleet_common::DEFAULT_ZONE))
             .or_default();
         if let Some(v) = a.vpc_id.as_deref() {
             e.0.insert(v);

@@ -210,7 +210,7 @@ pub(crate) fn prepare(
         if zoned {
             crate::zones::group_targets(&settings.assets, targets.clone())
         } else {
-            BTreeMap::from([("default".to_string(), targets.clone())])
+            BTreeMap::from([(scanfleet_common::DEFAULT_ZONE.to_string(), targets.clone())])
         },
         &settings.ports,
         profile,

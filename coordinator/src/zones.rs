@@ -18,9 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::discovery::Discovery;
 use crate::discovery::model::Network;
 
-/// The zone of targets without a VPC (hand-typed, on-premises, inventory files
-/// without zones): the queue of the base name.
-pub const DEFAULT_ZONE: &str = "default";
+pub use scanfleet_common::DEFAULT_ZONE;
 
 /// One VPC of a zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,7 +58,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            zone: "default".into(),
+            zone: scanfleet_common::DEFAULT_ZONE.into(),
             concurrency: 1,
             secret: None,
             scope: ScopePolicy::default(),

@@ -46,8 +46,7 @@ use super::{Delivery, JobQueue, Nack, QueueError};
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(20);
 /// Longest visibility timeout SQS allows, counted from the first receive.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
-/// The zone whose queue carries the base name itself.
-pub const DEFAULT_ZONE: &str = "default";
+pub use crate::types::DEFAULT_ZONE;
 
 /// Longest SQS queue name.
 const MAX_QUEUE_NAME: usize = 80;
