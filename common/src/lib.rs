@@ -5,6 +5,7 @@
 //!
 //! Everything here is pure or backend code; nothing in this crate sends a probe.
 
+pub mod aws;
 pub mod envelope;
 pub mod fleet;
 pub mod inventory;
