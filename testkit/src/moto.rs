@@ -24,13 +24,16 @@ pub struct Moto {
     pub url: String,
     holder: Child,
     stdin: Option<ChildStdin>,
+    log: PathBuf,
 }
 
-/// The shell that holds the server: $1 binary, $2 port, $3 log file.
+/// The shell that holds the server: $1 binary, $2 port, $3 log file (removed when
+/// the server is gone).
 const HOLDER: &str = r#""$1" -H 127.0.0.1 -p "$2" >"$3" 2>&1 </dev/null & pid=$!
 read -r _
 kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
+rm -f "$3"
 exit 0"#;
 
 impl Moto {
@@ -74,13 +77,14 @@ impl Moto {
             url: format!("http://127.0.0.1:{port}"),
             holder,
             stdin,
+            log: log.clone(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while post(port, "/moto-api/reset", "").is_err() {
             let exited = moto.holder.try_wait().ok().flatten().is_some();
             if exited || Instant::now() > deadline {
-                moto.kill();
                 let out = std::fs::read_to_string(&log).unwrap_or_default();
+                drop(moto);
                 return Err(format!(
                     "{bin} did not answer on port {port} (install moto[server] or set \
                      SCANFLEET_MOTO_SERVER):\n{out}"
@@ -142,6 +146,7 @@ impl Moto {
 impl Drop for Moto {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
