@@ -6,8 +6,8 @@
 //! Everything here is pure or backend code; nothing in this crate sends a probe.
 
 pub mod aws;
+pub mod backend;
 pub mod envelope;
-pub mod fleet;
 pub mod inventory;
 pub mod metrics;
 pub mod ports;
@@ -18,6 +18,9 @@ pub mod store;
 pub mod targets;
 pub mod types;
 
+/// The old name of [`backend`], kept while callers move over.
+#[doc(hidden)]
+pub use backend as fleet;
 pub use envelope::{EnvelopeError, JobEnvelope};
 pub use ports::{PortSpec, PortSpecError};
 pub use types::*;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use scanfleet_common::queue::amqp::{AmqpConfig, AmqpQueue};
-use scanfleet_common::queue::{JobQueue, Nack, QueueError};
+use scanfleet_common::queue::{DeadLetter, JobQueue, Nack, QueueAdmin, QueueError, Topology};
 
 fn amqp_url() -> String {
     std::env::var("SCANFLEET_AMQP_URL")
@@ -44,10 +44,28 @@ fn config(prefix: &str) -> AmqpConfig {
     }
 }
 
-/// Run `body` on a fresh queue with its own prefix, then delete its topology whether
-/// the body passed or panicked.
+/// Zone names as `QueueAdmin::init` takes them.
+fn owned(zones: &[&str]) -> Vec<String> {
+    zones.iter().map(|z| z.to_string()).collect()
+}
+
+/// Run `body` on a fresh queue with its own prefix, its zones declared with the
+/// default topology, then delete its topology whether the body passed or panicked.
 async fn with_queue<F, Fut>(cfg: impl FnOnce(AmqpConfig) -> AmqpConfig, zones: &[&str], body: F)
 where
+    F: FnOnce(AmqpQueue) -> Fut,
+    Fut: Future<Output = AmqpQueue>,
+{
+    with_topology(cfg, zones, Topology::default(), body).await
+}
+
+/// As [`with_queue`], the zones declared with `topology`.
+async fn with_topology<F, Fut>(
+    cfg: impl FnOnce(AmqpConfig) -> AmqpConfig,
+    zones: &[&str],
+    topology: Topology,
+    body: F,
+) where
     F: FnOnce(AmqpQueue) -> Fut,
     Fut: Future<Output = AmqpQueue>,
 {
@@ -55,6 +73,7 @@ where
     let q = AmqpQueue::connect(&amqp_url(), cfg(config(&prefix)))
         .await
         .expect("RabbitMQ on SCANFLEET_AMQP_URL (127.0.0.1:5672) must be running");
+    q.init(&owned(zones), &topology).await.unwrap();
     let outcome = AssertUnwindSafe(body(q)).catch_unwind().await;
     let cleaner = AmqpQueue::connect(&amqp_url(), config(&prefix))
         .await
@@ -143,11 +162,11 @@ async fn prefetch_is_respected() {
 }
 
 /// Dead letters appear asynchronously when the broker moves them.
-async fn wait_dead(q: &AmqpQueue, n: usize) -> Vec<scanfleet_common::queue::memory::DeadLetter> {
+async fn wait_dead(q: &AmqpQueue, n: usize) -> Vec<DeadLetter> {
     let mut out = Vec::new();
     let until = Instant::now() + WAIT;
     while out.len() < n && Instant::now() < until {
-        out.extend(q.dead_letters(n - out.len()).await.unwrap());
+        out.extend(q.take_dead_letters(n - out.len()).await.unwrap());
         if out.len() < n {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -157,17 +176,17 @@ async fn wait_dead(q: &AmqpQueue, n: usize) -> Vec<scanfleet_common::queue::memo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_until_the_delivery_limit_then_dead_letter() {
-    with_queue(
-        |c| AmqpConfig {
-            delivery_limit: 3,
-            ..c
-        },
+    with_topology(
+        |c| c,
         &["z"],
+        Topology::with_delivery_limit(3),
         |q| async move {
             q.publish("z", b"poison").await.unwrap();
             for n in 1..=3 {
                 let d = q.receive("z", WAIT).await.unwrap().unwrap();
                 assert_eq!((d.payload.as_slice(), d.deliveries), (&b"poison"[..], n));
+                assert_eq!(d.delivery_limit, Some(3));
+                assert_eq!(d.last_attempt(), n == 3);
                 q.nack(&d, Nack::Retry).await.unwrap();
             }
             assert_eq!(
@@ -178,10 +197,10 @@ async fn retry_until_the_delivery_limit_then_dead_letter() {
             assert_eq!(dead.len(), 1, "the message reached the dead-letter queue");
             assert_eq!(dead[0].payload, b"poison");
             assert_eq!(dead[0].zone, "z");
-            assert_eq!(dead[0].reason, "delivery limit reached");
+            assert_eq!(dead[0].reason, "delivery limit of 3 reached");
             assert!(
-                q.dead_letters(10).await.unwrap().is_empty(),
-                "dead_letters consumes"
+                q.take_dead_letters(10).await.unwrap().is_empty(),
+                "take_dead_letters consumes"
             );
             q
         },
@@ -337,8 +356,12 @@ async fn init_declares_and_bad_input_is_permanent() {
         |c| c,
         &["a", "b"],
         |q| async move {
-            q.init(&["a", "b"]).await.unwrap();
-            q.init(&["a"]).await.unwrap();
+            q.init(&owned(&["a", "b"]), &Topology::default())
+                .await
+                .unwrap();
+            q.init(&owned(&["a"]), &Topology::default()).await.unwrap();
+            assert!(q.zone_exists("a").await.unwrap());
+            assert!(!q.zone_exists("never-declared").await.unwrap());
             assert_eq!(q.jobs_queue("a"), format!("{}.jobs.a", q.config().prefix));
             let out = Command::new("rabbitmqctl")
                 .args(["list_queues", "name", "type", "arguments", "durable"])
@@ -375,24 +398,28 @@ async fn init_declares_and_bad_input_is_permanent() {
                 zone: "a".into(),
                 payload: vec![],
                 deliveries: 1,
+                delivery_limit: None,
             };
             assert!(matches!(q.ack(&fake).await, Err(QueueError::Permanent(_))));
 
             // Redeclaring with other arguments is refused by the broker, permanently.
-            let other = AmqpQueue::connect(
-                &amqp_url(),
-                AmqpConfig {
-                    delivery_limit: 9,
-                    ..config(&q.config().prefix)
-                },
-            )
-            .await
-            .unwrap();
-            match other.publish("a", b"x").await {
+            let other = AmqpQueue::connect(&amqp_url(), config(&q.config().prefix))
+                .await
+                .unwrap();
+            match other
+                .init(&owned(&["a"]), &Topology::with_delivery_limit(9))
+                .await
+            {
                 Err(QueueError::Permanent(m)) => assert!(
-                    m.contains("PRECONDITION_FAILED") || m.contains("inequivalent"),
+                    m.contains("delivery limit of 9")
+                        && (m.contains("PRECONDITION_FAILED") || m.contains("inequivalent")),
                     "{m}"
                 ),
+                other => panic!("expected a permanent error, got {other:?}"),
+            }
+            // A client that declared nothing cannot publish: it has no limit to stamp.
+            match other.publish("a", b"x").await {
+                Err(QueueError::Permanent(m)) => assert!(m.contains("queues init"), "{m}"),
                 other => panic!("expected a permanent error, got {other:?}"),
             }
             // The refusal closed only the declaring channel: this queue still works.
@@ -538,6 +565,7 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
     let cfg = config("sftest-restart");
     let q = connect_until(&rabbit.url(), &cfg, Duration::from_secs(90)).await;
     let boot = t0.elapsed();
+    q.init(&owned(&["z"]), &Topology::default()).await.unwrap();
 
     q.publish("z", b"before-1").await.unwrap();
     q.publish("z", b"before-2").await.unwrap();
@@ -559,7 +587,7 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
         Err(QueueError::Transient(_))
     ));
     assert!(q.ack(&held).await.is_err());
-    assert!(q.init(&["z"]).await.is_err());
+    assert!(q.init(&owned(&["z"]), &Topology::default()).await.is_err());
     let down_calls = t2.elapsed();
     assert!(
         down_calls < Duration::from_secs(10),
@@ -616,12 +644,10 @@ async fn private_node_restart_keeps_messages_and_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_limit_of_one_dead_letters_on_the_first_retry() {
-    with_queue(
-        |c| AmqpConfig {
-            delivery_limit: 1,
-            ..c
-        },
+    with_topology(
+        |c| c,
         &["z"],
+        Topology::with_delivery_limit(1),
         |q| async move {
             q.publish("z", b"once").await.unwrap();
             let d = q.receive("z", WAIT).await.unwrap().unwrap();
@@ -632,7 +658,7 @@ async fn delivery_limit_of_one_dead_letters_on_the_first_retry() {
             );
             let dead = wait_dead(&q, 1).await;
             assert_eq!(dead.len(), 1);
-            assert_eq!(dead[0].reason, "delivery limit reached");
+            assert_eq!(dead[0].reason, "delivery limit of 1 reached");
             q
         },
     )

@@ -19,7 +19,7 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
 use scanfleet_common::queue::sqs::{SqsConfig, SqsQueue};
-use scanfleet_common::queue::{Delivery, JobQueue, Nack, QueueError};
+use scanfleet_common::queue::{Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
 
 /// The account moto puts every queue in.
 const ACCOUNT: &str = "123456789012";
@@ -156,11 +156,21 @@ fn config(endpoint: &str) -> SqsConfig {
         endpoint: Some(endpoint.to_string()),
         region: Some("us-east-1".into()),
         visibility_timeout: Duration::from_secs(30),
-        max_receive_count: 5,
         long_poll: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(10),
         max_attempts: 3,
     }
+}
+
+/// `queues init` of `zones` with the default topology.
+async fn init(q: &SqsQueue, zones: &[&str]) -> Result<(), QueueError> {
+    init_with(q, zones, scanfleet_common::queue::DEFAULT_DELIVERY_LIMIT).await
+}
+
+/// `queues init --delivery-limit limit` of `zones`.
+async fn init_with(q: &SqsQueue, zones: &[&str], limit: u32) -> Result<(), QueueError> {
+    let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+    q.init(&zones, &Topology::with_delivery_limit(limit)).await
 }
 
 fn sqs(target: &str, config: SqsConfig) -> Arc<SqsQueue> {
@@ -194,7 +204,7 @@ fn transient(e: &QueueError) -> &str {
 async fn roundtrip_across_two_zones() {
     let moto = moto_url();
     let q = sqs(&format!("sqs://{}", unique("rt")), config(moto));
-    q.init(&["default", "east"]).await.unwrap();
+    init(&q, &["default", "east"]).await.unwrap();
     let binary = vec![0u8, 255, 1, 0xC3, 0x28];
     q.publish("default", b"job-a").await.unwrap();
     q.publish("east", b"job-b").await.unwrap();
@@ -237,7 +247,7 @@ async fn sqs_name_and_full_url_reach_the_same_queues() {
     let moto = moto_url();
     let name = unique("url");
     let by_name = sqs(&format!("sqs://{name}"), config(moto));
-    by_name.init(&["default", "west"]).await.unwrap();
+    init(&by_name, &["default", "west"]).await.unwrap();
 
     // The endpoint comes from the URL itself; no override.
     let by_url = sqs(
@@ -283,7 +293,7 @@ async fn connect_takes_endpoint_region_and_credentials_from_the_environment() {
         let q = SqsQueue::connect(&format!("sqs://{name}"), config)
             .await
             .unwrap();
-        q.init(&["default"]).await.unwrap();
+        init(&q, &["default"]).await.unwrap();
         q.publish("default", b"from-env").await.unwrap();
         let d = must_receive(&q, "default").await;
         assert_eq!(d.payload, b"from-env");
@@ -321,24 +331,30 @@ async fn connect_takes_endpoint_region_and_credentials_from_the_environment() {
     assert_eq!(q.receive("default", Duration::ZERO).await.unwrap(), None);
 }
 
-/// `queues init` twice is fine, and a second run with other settings updates the
-/// queues (CreateQueue refuses changed attributes; init then sets them).
+/// `queues init` twice is fine; a second run with another lease updates the
+/// queues' visibility timeout, and one with another delivery limit is refused and
+/// leaves the redrive policy as it was declared.
 #[tokio::test]
-async fn init_is_idempotent_and_updates_attributes() {
+async fn init_is_idempotent_and_keeps_the_declared_limit() {
     let moto = moto_url();
     let name = unique("init");
     let q = sqs(&format!("sqs://{name}"), config(moto));
-    q.init(&["default", "b"]).await.unwrap();
-    q.init(&["default", "b"]).await.unwrap();
+    init(&q, &["default", "b"]).await.unwrap();
+    init(&q, &["default", "b"]).await.unwrap();
+    assert!(q.zone_exists("b").await.unwrap());
+    assert!(!q.zone_exists("never").await.unwrap());
     let changed = SqsConfig {
         visibility_timeout: Duration::from_secs(45),
-        max_receive_count: 7,
         ..config(moto)
     };
-    sqs(&format!("sqs://{name}"), changed)
-        .init(&["b"])
-        .await
-        .unwrap();
+    let other = sqs(&format!("sqs://{name}"), changed);
+    init(&other, &["b"]).await.unwrap();
+    let err = init_with(&other, &["b"], 7).await.unwrap_err();
+    let msg = permanent(&err);
+    assert!(
+        msg.contains("of 5") && msg.contains("not 7") && msg.contains("--delivery-limit 5"),
+        "{msg}"
+    );
 
     let raw = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&sdk())
@@ -365,7 +381,8 @@ async fn init_is_idempotent_and_updates_attributes() {
         serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();
     assert_eq!(
         redrive["maxReceiveCount"].to_string().trim_matches('"'),
-        "7"
+        "5",
+        "the refused init left the redrive policy alone"
     );
     assert!(
         redrive["deadLetterTargetArn"]
@@ -379,7 +396,7 @@ async fn init_is_idempotent_and_updates_attributes() {
 #[tokio::test]
 async fn batch_of_25_is_received_exactly_once() {
     let q = sqs(&format!("sqs://{}", unique("batch")), config(moto_url()));
-    q.init(&["default"]).await.unwrap();
+    init(&q, &["default"]).await.unwrap();
     let payloads: Vec<Vec<u8>> = (0..25)
         .map(|i| format!("shard-{i:02}").into_bytes())
         .collect();
@@ -415,7 +432,7 @@ async fn heartbeat_keeps_a_lease_and_an_unextended_one_lapses() {
             ..config(moto_url())
         },
     );
-    q.init(&["default"]).await.unwrap();
+    init(&q, &["default"]).await.unwrap();
     q.publish("default", b"a").await.unwrap();
     let a = must_receive(&q, "default").await;
     q.publish("default", b"b").await.unwrap();
@@ -480,25 +497,20 @@ async fn heartbeat_keeps_a_lease_and_an_unextended_one_lapses() {
 
 #[tokio::test]
 async fn retried_until_the_limit_lands_in_the_dead_letter_queue() {
-    let q = sqs(
-        &format!("sqs://{}", unique("retry")),
-        SqsConfig {
-            max_receive_count: 2,
-            ..config(moto_url())
-        },
-    );
-    q.init(&["default"]).await.unwrap();
+    let q = sqs(&format!("sqs://{}", unique("retry")), config(moto_url()));
+    init_with(&q, &["default"], 2).await.unwrap();
     q.publish("default", b"flaky").await.unwrap();
     for n in 1..=2 {
         let d = must_receive(&q, "default").await;
         assert_eq!(d.deliveries, n);
+        assert_eq!((d.delivery_limit, d.last_attempt()), (Some(2), n == 2));
         q.nack(&d, Nack::Retry).await.unwrap();
     }
     assert_eq!(
         q.receive("default", Duration::from_secs(1)).await.unwrap(),
         None
     );
-    let dead = q.dead_letters(10).await.unwrap();
+    let dead = q.take_dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
         (
@@ -509,27 +521,25 @@ async fn retried_until_the_limit_lands_in_the_dead_letter_queue() {
         ("default", &b"flaky"[..], "delivery limit of 2 reached")
     );
     assert!(
-        q.dead_letters(10).await.unwrap().is_empty(),
+        q.take_dead_letters(10).await.unwrap().is_empty(),
         "reading dead letters takes them"
     );
 }
 
 /// A worker that crashes leaves its lease to lapse; past the limit the message
 /// must still reach the dead-letter queue: by moto's redrive policy when the
-/// queue has one, by the backend itself when the queue's limit is higher than the
-/// consumer's (as on a backend without redrive).
+/// emulator applies it, by the backend itself otherwise.
 #[tokio::test]
 async fn lapsed_leases_past_the_limit_are_dead_lettered() {
     let moto = moto_url();
-    let fast = |max| SqsConfig {
+    let fast = SqsConfig {
         visibility_timeout: Duration::from_secs(1),
-        max_receive_count: max,
         ..config(moto)
     };
 
     // The queue's own redrive policy, limit 1.
-    let q = sqs(&format!("sqs://{}", unique("redrive")), fast(1));
-    q.init(&["default"]).await.unwrap();
+    let q = sqs(&format!("sqs://{}", unique("redrive")), fast.clone());
+    init_with(&q, &["default"], 1).await.unwrap();
     q.publish("default", b"crashy").await.unwrap();
     let d = must_receive(&q, "default").await;
     assert_eq!(d.deliveries, 1);
@@ -538,7 +548,7 @@ async fn lapsed_leases_past_the_limit_are_dead_lettered() {
         q.receive("default", Duration::from_secs(1)).await.unwrap(),
         None
     );
-    let dead = q.dead_letters(10).await.unwrap();
+    let dead = q.take_dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].payload, b"crashy");
     let by_redrive = dead[0].reason.contains("redrive policy");
@@ -556,33 +566,34 @@ async fn lapsed_leases_past_the_limit_are_dead_lettered() {
         }
     );
 
-    // Queues made with limit 3, consumed with limit 1: the backend dead-letters.
-    let name = unique("limit");
-    sqs(&format!("sqs://{name}"), fast(3))
-        .init(&["zz"])
-        .await
-        .unwrap();
-    let q = sqs(&format!("sqs://{name}"), fast(1));
-    q.publish("zz", b"crashy-2").await.unwrap();
-    assert_eq!(must_receive(&q, "zz").await.deliveries, 1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(q.receive("zz", Duration::from_secs(1)).await.unwrap(), None);
-    let dead = q.dead_letters(10).await.unwrap();
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(
-        (
-            dead[0].zone.as_str(),
-            dead[0].payload.as_slice(),
-            dead[0].reason.as_str()
-        ),
-        ("zz", &b"crashy-2"[..], "delivery limit of 1 reached")
+    // A queue without a redrive policy (made by hand) states no limit: a retry
+    // is a retry, never a dead letter.
+    let name = unique("bare");
+    let raw = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .endpoint_url(moto)
+            .build(),
     );
+    raw.create_queue().queue_name(&name).send().await.unwrap();
+    let q = sqs(&format!("sqs://{name}"), fast);
+    q.publish("default", b"again").await.unwrap();
+    for n in 1..=3 {
+        let d = must_receive(&q, "default").await;
+        assert_eq!(
+            (d.deliveries, d.delivery_limit, d.last_attempt()),
+            (n, None, false)
+        );
+        q.nack(&d, Nack::Retry).await.unwrap();
+    }
+    let d = must_receive(&q, "default").await;
+    q.ack(&d).await.unwrap();
 }
 
 #[tokio::test]
 async fn nack_dead_letter_keeps_reason_and_zone() {
     let q = sqs(&format!("sqs://{}", unique("dl")), config(moto_url()));
-    q.init(&["edge"]).await.unwrap();
+    init(&q, &["edge"]).await.unwrap();
     let payload = vec![7u8, 0, 255, b'{'];
     q.publish("edge", &payload).await.unwrap();
     let d = must_receive(&q, "edge").await;
@@ -600,7 +611,7 @@ async fn nack_dead_letter_keeps_reason_and_zone() {
         None,
         "not redelivered"
     );
-    let dead = q.dead_letters(10).await.unwrap();
+    let dead = q.take_dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
         (
@@ -632,7 +643,8 @@ async fn missing_queue_and_bad_receipt_are_permanent_and_named() {
     let err = q.publish("far", b"x").await.unwrap_err();
     assert!(permanent(&err).contains(&format!("{missing}-far")), "{err}");
 
-    // A full URL is not looked up: the first call on it fails the same way.
+    // A full URL is not looked up: the first call on it (reading the queue's
+    // delivery limit) fails the same way.
     let q = sqs(
         &format!("{moto}/{ACCOUNT}/{missing}"),
         SqsConfig {
@@ -643,7 +655,9 @@ async fn missing_queue_and_bad_receipt_are_permanent_and_named() {
     let err = q.receive("default", Duration::ZERO).await.unwrap_err();
     let msg = permanent(&err);
     assert!(
-        msg.contains("ReceiveMessage") && msg.contains(&missing),
+        msg.contains("GetQueueAttributes")
+            && msg.contains(&missing)
+            && msg.contains("does not exist"),
         "{msg}"
     );
 
@@ -652,12 +666,13 @@ async fn missing_queue_and_bad_receipt_are_permanent_and_named() {
     assert!(permanent(&err).contains("\"a.b\""), "{err}");
 
     let q = sqs(&format!("sqs://{}", unique("receipt")), config(moto));
-    q.init(&["default"]).await.unwrap();
+    init(&q, &["default"]).await.unwrap();
     let bogus = Delivery {
         handle: "not-a-receipt".into(),
         zone: "default".into(),
         payload: b"x".to_vec(),
         deliveries: 1,
+        delivery_limit: Some(5),
     };
     let err = q.ack(&bogus).await.unwrap_err();
     assert!(permanent(&err).contains("DeleteMessage"), "{err}");
@@ -680,7 +695,7 @@ async fn killed_server_is_transient_and_recovers_after_restart() {
             ..config(&moto.url())
         },
     );
-    q.init(&["default"]).await.unwrap();
+    init(&q, &["default"]).await.unwrap();
     q.publish("default", b"before").await.unwrap();
     let d = must_receive(&q, "default").await;
     q.ack(&d).await.unwrap();
@@ -702,7 +717,7 @@ async fn killed_server_is_transient_and_recovers_after_restart() {
     // moto keeps no state across restarts: the queue is gone, and that is permanent.
     let err = q.publish("default", b"after").await.unwrap_err();
     assert!(permanent(&err).contains("does not exist"), "{err}");
-    q.init(&["default"]).await.unwrap();
+    init(&q, &["default"]).await.unwrap();
     q.publish("default", b"after").await.unwrap();
     let d = must_receive(&q, "default").await;
     assert_eq!(d.payload, b"after");

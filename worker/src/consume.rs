@@ -48,9 +48,6 @@ pub struct WorkerConfig {
     pub syn: SynConfig,
     /// On shutdown, how long shards in hand may take to finish before they are released.
     pub grace: Duration,
-    /// The queue's delivery limit: a transient failure on the last delivery is
-    /// recorded as a failed shard.
-    pub delivery_limit: u32,
     /// LOAD TESTS ONLY: probe nothing, make results up ([`probe::synthetic`]).
     pub synthetic_probes: bool,
 }
@@ -69,7 +66,6 @@ impl Default for WorkerConfig {
             detect: DetectConfig::default(),
             syn: SynConfig::default(),
             grace: Duration::from_secs(30),
-            delivery_limit: 3,
             synthetic_probes: false,
         }
     }
@@ -288,7 +284,8 @@ impl Worker {
         let outcome = self.work(&delivery, &cancel, &mut verified).await;
         // A verified shard that will not come back is recorded as failed, so that
         // whoever follows the scan sees it end. Unverified messages name no shard we trust.
-        let last_try = delivery.deliveries >= self.config.delivery_limit;
+        // The queue says whether this is the last delivery (its delivery limit).
+        let last_try = delivery.last_attempt();
         if let (Some((scan_id, shard_id)), Err(e)) = (&verified, &outcome)
             && (matches!(e, ShardError::Permanent { .. })
                 || (matches!(e, ShardError::Transient(_)) && last_try))
@@ -317,6 +314,21 @@ impl Worker {
                     .errors
                     .with_label_values(&[stage_of(class), "permanent"])
                     .inc();
+                (
+                    "dead_lettered",
+                    self.queue
+                        .nack(&delivery, Nack::DeadLetter { reason })
+                        .await,
+                )
+            }
+            Err(ShardError::Transient(reason)) if last_try => {
+                // A retry now would dead-letter it with a generic reason: give ours.
+                let limit = delivery.delivery_limit.unwrap_or(delivery.deliveries);
+                let reason = format!("{reason} (delivery limit of {limit} reached)");
+                tracing::warn!(%reason, "job failed on its last delivery; dead-lettered");
+                self.stats
+                    .jobs_dead_lettered
+                    .fetch_add(1, Ordering::Relaxed);
                 (
                     "dead_lettered",
                     self.queue

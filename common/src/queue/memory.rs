@@ -9,15 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Delivery, JobQueue, Nack, QueueError};
-
-/// A message that reached the dead-letter list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub zone: String,
-    pub payload: Vec<u8>,
-    pub reason: String,
-}
+use super::{DeadLetter, Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
 
 struct Msg {
     zone: String,
@@ -43,7 +35,8 @@ pub struct MemoryQueue {
 
 impl MemoryQueue {
     /// `lease`: how long a receiver holds a message without extending it;
-    /// `max_deliveries`: after this many deliveries a retried message is dead-lettered.
+    /// `max_deliveries`: after this many deliveries a retried message is
+    /// dead-lettered (this queue's [`Topology::delivery_limit`], fixed for its life).
     pub fn new(lease: Duration, max_deliveries: u32) -> Self {
         MemoryQueue {
             state: Mutex::new(State::default()),
@@ -101,6 +94,7 @@ impl MemoryQueue {
             zone: msg.zone.clone(),
             payload: msg.payload.clone(),
             deliveries: msg.deliveries,
+            delivery_limit: Some(self.max_deliveries),
         };
         s.leased.insert(handle, (msg, now + self.lease));
         Some(d)
@@ -192,6 +186,32 @@ impl JobQueue for MemoryQueue {
     }
 }
 
+/// The memory queue's zones exist as soon as they are named; its delivery limit is
+/// the one it was made with, so `init` only checks that the topology agrees.
+#[async_trait]
+impl QueueAdmin for MemoryQueue {
+    async fn init(&self, _zones: &[String], topology: &Topology) -> Result<(), QueueError> {
+        topology.validate()?;
+        if topology.delivery_limit != self.max_deliveries {
+            return Err(QueueError::Permanent(format!(
+                "the in-process queue has a delivery limit of {}, not {}",
+                self.max_deliveries, topology.delivery_limit
+            )));
+        }
+        Ok(())
+    }
+
+    async fn zone_exists(&self, _zone: &str) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+
+    async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut s = self.lock();
+        let n = max.min(s.dead.len());
+        Ok(s.dead.drain(..n).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +231,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((d1.payload.as_slice(), d1.deliveries), (&b"a"[..], 1));
+        assert_eq!(d1.delivery_limit, Some(2));
+        assert!(!d1.last_attempt());
         q.nack(&d1, Nack::Retry).await.unwrap();
         let d2 = q
             .receive("z", Duration::from_secs(1))
@@ -218,6 +240,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(d2.deliveries, 2);
+        assert!(d2.last_attempt());
         q.nack(&d2, Nack::Retry).await.unwrap();
         assert_eq!(q.pending(), 0);
         assert_eq!(q.dead_letters()[0].reason, "delivery limit of 2 reached");
@@ -238,6 +261,30 @@ mod tests {
         .unwrap();
         assert_eq!(q.dead_letters()[1].reason, "bad signature");
         assert!(q.ack(&d).await.is_err());
+
+        let first = q.take_dead_letters(1).await.unwrap();
+        assert_eq!(first[0].reason, "delivery limit of 2 reached");
+        let rest = q.take_dead_letters(10).await.unwrap();
+        assert_eq!(rest.len(), 1, "taken dead letters are gone");
+        assert!(q.dead_letters().is_empty());
+    }
+
+    #[tokio::test]
+    async fn init_accepts_only_its_own_delivery_limit() {
+        let q = MemoryQueue::new(Duration::from_secs(30), 2);
+        let zones = ["z".to_string()];
+        q.init(&zones, &Topology::with_delivery_limit(2))
+            .await
+            .unwrap();
+        let err = q
+            .init(&zones, &Topology::with_delivery_limit(5))
+            .await
+            .unwrap_err();
+        assert!(
+            !err.is_transient() && err.to_string().contains("not 5"),
+            "{err}"
+        );
+        assert!(q.zone_exists("z").await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]

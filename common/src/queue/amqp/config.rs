@@ -14,10 +14,6 @@ pub struct AmqpConfig {
     /// to the worker's shard concurrency: more would park shards in this worker's
     /// buffer while other workers idle.
     pub prefetch: u16,
-    /// Deliveries of one message, the last one included, before the quorum queue
-    /// dead-letters it (the same meaning as [`super::memory::MemoryQueue`]'s
-    /// `max_deliveries`; declared as `x-delivery-limit = delivery_limit - 1`).
-    pub delivery_limit: u32,
     /// Declared as `x-consumer-timeout`: how long a delivery may stay unacked before
     /// the broker closes the channel and requeues it. `None` leaves the server's
     /// setting. Honoured by RabbitMQ 3.12 and later; see the module docs for older
@@ -43,7 +39,6 @@ impl Default for AmqpConfig {
         AmqpConfig {
             prefix: "scanfleet".into(),
             prefetch: 1,
-            delivery_limit: 5,
             consumer_timeout: Some(Duration::from_secs(6 * 3600)),
             at_least_once_dead_letter: true,
             connect_timeout: Duration::from_secs(10),
@@ -66,9 +61,6 @@ impl AmqpConfig {
         }
         if self.prefetch == 0 {
             return Err("amqp prefetch must be at least 1".into());
-        }
-        if self.delivery_limit == 0 {
-            return Err("amqp delivery_limit must be at least 1".into());
         }
         if let Some(t) = self.consumer_timeout
             && (t.as_millis() == 0 || t.as_millis() > i64::MAX as u128)
@@ -108,10 +100,5 @@ mod tests {
             ..AmqpConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("prefix"));
-        let bad = AmqpConfig {
-            delivery_limit: 0,
-            ..AmqpConfig::default()
-        };
-        assert!(bad.validate().unwrap_err().contains("delivery_limit"));
     }
 }

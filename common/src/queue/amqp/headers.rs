@@ -1,5 +1,6 @@
-//! Message headers: the ones scanfleet sets on dead letters, and the broker's
-//! delivery count and `x-death` record read back from them.
+//! Message headers: the delivery limit a declarer stamps on each job, the reason
+//! and zone scanfleet sets on dead letters, and the broker's delivery count and
+//! `x-death` record read back from them.
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
@@ -8,6 +9,19 @@ use lapin::types::{AMQPValue, FieldTable};
 pub const REASON_HEADER: &str = "x-scanfleet-reason";
 /// Header carrying the zone of a message dead-lettered by a consumer.
 pub const ZONE_HEADER: &str = "x-scanfleet-zone";
+/// Header carrying the delivery limit of the queue a job was published to, set by
+/// the client that declared that queue: a consumer cannot read queue arguments
+/// over AMQP, so the limit travels with the message.
+pub const LIMIT_HEADER: &str = "x-scanfleet-delivery-limit";
+
+/// The delivery limit stamped on a message, if a declarer stamped one.
+pub(super) fn delivery_limit(props: &BasicProperties) -> Option<u32> {
+    headers(props)
+        .and_then(|h| h.inner().get(LIMIT_HEADER))
+        .and_then(header_int)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+}
 
 /// The payload headers' value as an integer, whatever AMQP integer type carries it.
 pub(super) fn header_int(v: &AMQPValue) -> Option<i64> {
@@ -79,7 +93,10 @@ pub(super) fn dead_reason(props: &BasicProperties) -> String {
                 .and_then(header_str)
                 .unwrap_or_default();
             if reason == "delivery_limit" {
-                "delivery limit reached".into()
+                match delivery_limit(props) {
+                    Some(n) => format!("delivery limit of {n} reached"),
+                    None => "delivery limit reached".into(),
+                }
             } else {
                 format!("dead-lettered by the broker: {reason}")
             }
@@ -99,6 +116,23 @@ mod tests {
         let p = BasicProperties::default().with_headers(h);
         assert_eq!(delivery_count(&p, true), 3);
         assert_eq!(delivery_count(&BasicProperties::default(), false), 1);
+    }
+
+    #[test]
+    fn stamped_limit_is_read_back() {
+        let mut h = FieldTable::default();
+        h.insert(LIMIT_HEADER.into(), AMQPValue::LongUInt(2));
+        assert_eq!(
+            delivery_limit(&BasicProperties::default().with_headers(h)),
+            Some(2)
+        );
+        let mut h = FieldTable::default();
+        h.insert(LIMIT_HEADER.into(), AMQPValue::LongLongInt(-1));
+        assert_eq!(
+            delivery_limit(&BasicProperties::default().with_headers(h)),
+            None
+        );
+        assert_eq!(delivery_limit(&BasicProperties::default()), None);
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub(super) struct Link {
     /// Publisher-confirm channel shared by all publishes; recreated when it dies.
     pub(super) publisher: Option<Channel>,
     pub(super) shared_declared: bool,
+    /// Zones whose job queue this connection declared (declarers only).
     pub(super) zones_declared: HashSet<String>,
+    /// Zones whose dead-letter binding this connection declared.
+    pub(super) zones_bound: HashSet<String>,
     pub(super) consumers: HashMap<String, Arc<ZoneConsumer>>,
 }
 
@@ -156,6 +159,7 @@ impl AmqpQueue {
                         publisher: None,
                         shared_declared: false,
                         zones_declared: HashSet::new(),
+                        zones_bound: HashSet::new(),
                         consumers: HashMap::new(),
                     });
                     self.live.store(generation, Ordering::Release);
@@ -216,7 +220,7 @@ impl AmqpQueue {
             return Ok(c.clone());
         }
         link.consumers.remove(zone);
-        self.ensure_zone(link, zone).await?;
+        // A consumer declares nothing: the job queue belongs to its declarer.
         let ch = link
             .conn
             .create_channel()
@@ -239,9 +243,14 @@ impl AmqpQueue {
             Ok(Err(e)) => {
                 // The queue may have been deleted behind our back: declare it again next time.
                 link.zones_declared.remove(zone);
-                return Err(match classify(&format!("consume from {queue}"), &e) {
-                    QueueError::Permanent(m) if matches!(e.kind(), ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))) => {
-                        QueueError::Transient(m)
+                let what = format!("consume from {queue}");
+                return Err(match classify(&what, &e) {
+                    // Not declared yet, or deleted: it may be declared any moment.
+                    QueueError::Permanent(_) if matches!(e.kind(), ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))) => {
+                        QueueError::Transient(format!(
+                            "{what}: the queue does not exist; create it with `scanfleet queues init` \
+                             (or publish a scan to zone {zone})"
+                        ))
                     }
                     other => other,
                 });

@@ -1,8 +1,8 @@
 //! RabbitMQ backend (AMQP 0-9-1 through lapin).
 //!
 //! # Topology
-//! With the default prefix `scanfleet`, declared idempotently, lazily on the first
-//! publish or receive of a zone (or up front by [`AmqpQueue::init`]) and again after
+//! With the default prefix `scanfleet`, declared by [`QueueAdmin::init`] (`scanfleet
+//! queues init`, the coordinator's publish path) and again, by the same client, after
 //! every reconnect:
 //!
 //! | name | kind | arguments |
@@ -12,11 +12,23 @@
 //! | `scanfleet.dead` | durable quorum queue bound to `scanfleet.dlx` with each zone as routing key | `x-queue-type=quorum` |
 //!
 //! RabbitMQ refuses to redeclare a queue with different arguments
-//! (`PRECONDITION_FAILED - inequivalent arg`): changing `delivery_limit`,
+//! (`PRECONDITION_FAILED - inequivalent arg`): changing the delivery limit,
 //! `consumer_timeout` or `at_least_once_dead_letter` for an existing queue needs the
-//! queue deleted (`scanfleet queues` tooling, [`AmqpQueue::delete_topology`]) or a
-//! RabbitMQ policy instead. Such a refusal is a [`QueueError::Permanent`] that quotes
-//! the broker.
+//! queue deleted ([`AmqpQueue::delete_topology`]) or a RabbitMQ policy instead. Such a
+//! refusal is a [`QueueError::Permanent`] that names the limit asked for and quotes
+//! the broker; the queue is left as it is.
+//!
+//! # The delivery limit travels with each job
+//! A consumer cannot read a queue's arguments over AMQP (a passive declaration
+//! returns only counts), so the client that declared a zone's queue stamps the limit
+//! it declared into every job it publishes there ([`LIMIT_HEADER`]); a consumer reads
+//! it back into [`Delivery::delivery_limit`]. A publisher must therefore declare a
+//! zone ([`QueueAdmin::init`]) before publishing to it, and a publish to a zone this
+//! client did not declare is refused. Consumers declare nothing with arguments:
+//! receiving from a zone whose queue does not exist yet is a transient error that
+//! names `scanfleet queues init`, and dead-lettering declares only the dead-letter
+//! exchange, queue and binding, which carry no limit. A RabbitMQ policy that sets a
+//! lower `delivery-limit` than the declared argument is not seen by the stamp.
 //!
 //! # Leases
 //! A received message stays unacked on its consumer channel for as long as that
@@ -37,7 +49,7 @@
 //! # Retries and dead letters
 //! `Nack::Retry` requeues the message (`basic.nack requeue=true`); the quorum queue
 //! counts deliveries and dead-letters the message to `scanfleet.dlx` by itself once
-//! [`AmqpConfig::delivery_limit`] deliveries were made. `Nack::DeadLetter` republishes
+//! the declared number of deliveries were made. `Nack::DeadLetter` republishes
 //! the payload to `scanfleet.dlx` with the headers `x-scanfleet-reason` and
 //! `x-scanfleet-zone`, waits for the broker's confirm, then acks the original. If the
 //! ack is lost after the confirm, the message is redelivered and may be dead-lettered
@@ -46,8 +58,8 @@
 //! # Connection loss
 //! No call blocks on a broker that is down: while the connection is down every
 //! operation returns [`QueueError::Transient`]. The next call after a back-off delay
-//! (exponential, capped by [`AmqpConfig::reconnect_max`]) reconnects and redeclares
-//! the topology.
+//! (exponential, capped by [`AmqpConfig::reconnect_max`]) reconnects; a declarer
+//! declares its zones again on first use.
 
 mod config;
 mod headers;
@@ -55,7 +67,7 @@ mod link;
 mod topology;
 
 pub use config::AmqpConfig;
-pub use headers::{REASON_HEADER, ZONE_HEADER};
+pub use headers::{LIMIT_HEADER, REASON_HEADER, ZONE_HEADER};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -72,8 +84,8 @@ use lapin::{Acker, BasicProperties, Confirmation};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout};
 
-use super::{Delivery, JobQueue, Nack, QueueError};
-use headers::delivery_count;
+use super::{DeadLetter, Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
+use headers::{delivery_count, delivery_limit};
 use link::{Inner, elapsed};
 use topology::{Names, check_zone};
 
@@ -92,6 +104,9 @@ pub struct AmqpQueue {
     names: Names,
     inner: Mutex<Inner>,
     pending: std::sync::Mutex<HashMap<String, Pending>>,
+    /// Zone -> the delivery limit this client declared its queue with; kept across
+    /// reconnects, stamped on every job published to the zone.
+    limits: std::sync::Mutex<HashMap<String, u32>>,
     /// Generation of the connection that is up, 0 while down.
     live: AtomicU64,
     serial: AtomicU64,
@@ -115,7 +130,7 @@ fn stale(handle: &str) -> QueueError {
 impl AmqpQueue {
     /// Connect to the broker at `url` (`amqp://user:pass@host:5672/%2f`, `amqps://...`;
     /// `?heartbeat=30` and `?connection_timeout=` work as lapin documents them).
-    /// Nothing is declared yet: topology is declared lazily, or by [`Self::init`].
+    /// Nothing is declared yet: a declarer calls [`QueueAdmin::init`].
     ///
     /// # Errors
     /// [`QueueError::Permanent`] for an invalid configuration or URL and refused
@@ -141,6 +156,7 @@ impl AmqpQueue {
             }),
             config,
             pending: std::sync::Mutex::new(HashMap::new()),
+            limits: std::sync::Mutex::new(HashMap::new()),
             live: AtomicU64::new(0),
             serial: AtomicU64::new(0),
         };
@@ -227,7 +243,7 @@ impl AmqpQueue {
             if link.generation != generation {
                 return Err(QueueError::Permanent("connection was replaced".into()));
             }
-            self.ensure_zone(&mut link, zone).await?;
+            self.ensure_binding(&mut link, zone).await?;
             self.publisher(&mut link).await?
         };
         let mut h = FieldTable::default();
@@ -289,13 +305,17 @@ impl JobQueue for AmqpQueue {
         if payloads.is_empty() {
             return Ok(());
         }
-        let ch = {
+        let (ch, limit) = {
             let mut link = self.link().await?;
-            self.ensure_zone(&mut link, zone).await?;
-            self.publisher(&mut link).await?
+            let limit = self.ensure_zone(&mut link, zone).await?;
+            (self.publisher(&mut link).await?, limit)
         };
         let queue = self.names.jobs(zone);
-        let props = BasicProperties::default().with_delivery_mode(2);
+        let mut stamp = FieldTable::default();
+        stamp.insert(LIMIT_HEADER.into(), AMQPValue::LongUInt(limit));
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(stamp);
         let mut confirms = Vec::with_capacity(payloads.len());
         for p in payloads {
             let c = ch
@@ -376,6 +396,7 @@ impl JobQueue for AmqpQueue {
                     consumer.generation, consumer.serial, d.delivery_tag
                 );
                 let deliveries = delivery_count(&d.properties, d.redelivered);
+                let limit = delivery_limit(&d.properties);
                 self.pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -391,6 +412,7 @@ impl JobQueue for AmqpQueue {
                     zone: zone.to_owned(),
                     payload: d.data,
                     deliveries,
+                    delivery_limit: limit,
                 }))
             }
             // Any end of the stream heals with a new consumer: never permanent here.
@@ -445,5 +467,23 @@ impl JobQueue for AmqpQueue {
                 delivery.handle
             ))),
         }
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for AmqpQueue {
+    /// Declares every zone's queue with `topology` now, even if this client declared
+    /// it before; a queue that exists with another limit fails with
+    /// [`QueueError::Permanent`] and is left as it is.
+    async fn init(&self, zones: &[String], topology: &Topology) -> Result<(), QueueError> {
+        self.declare_zones(zones, topology).await
+    }
+
+    async fn zone_exists(&self, zone: &str) -> Result<bool, QueueError> {
+        self.jobs_queue_exists(zone).await
+    }
+
+    async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.take_dead(max).await
     }
 }

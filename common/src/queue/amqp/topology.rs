@@ -5,15 +5,17 @@ use lapin::options::{
     BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use std::collections::HashMap;
+
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, ErrorKind, ExchangeKind};
 use tokio::time::timeout;
 
 use super::AmqpQueue;
 use super::headers::{ZONE_HEADER, dead_reason, header_str, headers};
 use super::link::{Link, classify, elapsed};
-use crate::queue::QueueError;
-use crate::queue::memory::DeadLetter;
+use crate::queue::{DeadLetter, QueueError, Topology};
 
 /// Longest zone name: queue names and routing keys are AMQP short strings (255 bytes).
 pub(super) const MAX_ZONE_LEN: usize = 200;
@@ -53,29 +55,61 @@ pub(super) fn check_zone(zone: &str) -> Result<(), QueueError> {
 }
 
 impl AmqpQueue {
-    /// Declare the dead-letter exchange and queue and the job queues of `zones` now
-    /// (`scanfleet queues init`), instead of on first use.
-    ///
-    /// # Errors
-    /// Transient while the broker is unreachable; permanent when a queue exists with
-    /// other arguments or the user may not declare it.
-    pub async fn init(&self, zones: &[&str]) -> Result<(), QueueError> {
+    /// Declare the dead-letter exchange and queue and the job queues of `zones`
+    /// with `topology`, sending every declaration even if this connection made it
+    /// before, and remember the limit of each zone for the messages this client
+    /// publishes (see the module docs).
+    pub(super) async fn declare_zones(
+        &self,
+        zones: &[String],
+        topology: &Topology,
+    ) -> Result<(), QueueError> {
+        topology.validate()?;
         for z in zones {
             check_zone(z)?;
         }
         let mut link = self.link().await?;
         for z in zones {
-            self.ensure_zone(&mut link, z).await?;
+            link.zones_declared.remove(z);
+            self.declare_jobs(&mut link, z, topology.delivery_limit)
+                .await?;
+            self.limits_mut().insert(z.clone(), topology.delivery_limit);
         }
         Ok(())
     }
 
+    /// Whether the zone's job queue exists: a passive declaration, which creates
+    /// nothing and checks no argument.
+    pub(super) async fn jobs_queue_exists(&self, zone: &str) -> Result<bool, QueueError> {
+        check_zone(zone)?;
+        let link = self.link().await?;
+        let jobs = self.names.jobs(zone);
+        let what = format!("check queue {jobs}");
+        let res = self
+            .declare_raw(&link, &what, |ch| async move {
+                ch.queue_declare(
+                    jobs.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map(|_| ())
+            })
+            .await?;
+        match res {
+            Ok(()) => Ok(true),
+            Err(e) if is_soft(&e, AMQPSoftError::NOTFOUND) => Ok(false),
+            Err(e) => Err(classify(&what, &e)),
+        }
+    }
+
     /// Take up to `max` messages off the dead-letter queue (they are acked: this
-    /// consumes them), with the reason and zone of each. For tests and tooling.
-    ///
-    /// # Errors
-    /// As [`Self::init`].
-    pub async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    /// consumes them), with the reason and zone of each.
+    pub(super) async fn take_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let ch = {
             let mut link = self.link().await?;
             self.ensure_shared(&mut link).await?;
@@ -119,7 +153,8 @@ impl AmqpQueue {
     /// exchange, with every message in them. For tests and `scanfleet queues` tooling.
     ///
     /// # Errors
-    /// As [`Self::init`].
+    /// Transient while the broker is unreachable; permanent for an invalid zone or
+    /// a refused deletion.
     pub async fn delete_topology(&self, zones: &[&str]) -> Result<(), QueueError> {
         for z in zones {
             check_zone(z)?;
@@ -142,16 +177,30 @@ impl AmqpQueue {
         };
         let res = timeout(self.config.op_timeout, ops).await;
         let _ = ch.close(200, "OK".into()).await;
+        let mut limits = self.limits_mut();
         for z in zones {
             link.zones_declared.remove(*z);
+            link.zones_bound.remove(*z);
             link.consumers.remove(*z);
+            limits.remove(*z);
         }
+        link.zones_bound.clear();
         link.shared_declared = false;
         res.map_err(|_| elapsed("delete topology", self.config.op_timeout))?
             .map_err(|e| classify("delete topology", &e))
     }
 
-    pub(super) fn quorum_args(&self) -> FieldTable {
+    /// The delivery limit this client declared for `zone`, if it declared it.
+    pub(super) fn declared_limit(&self, zone: &str) -> Option<u32> {
+        self.limits_mut().get(zone).copied()
+    }
+
+    fn limits_mut(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // Plain numbers behind the lock: a panic elsewhere cannot leave them torn.
+        self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn quorum_args(&self) -> FieldTable {
         let mut t = FieldTable::default();
         t.insert(
             "x-queue-type".into(),
@@ -160,9 +209,11 @@ impl AmqpQueue {
         t
     }
 
-    pub(super) fn jobs_args(&self, zone: &str) -> FieldTable {
+    /// The job queue's arguments; `delivery_limit` counts the last delivery, the
+    /// broker's `x-delivery-limit` counts redeliveries.
+    fn jobs_args(&self, zone: &str, delivery_limit: u32) -> FieldTable {
         let mut t = self.quorum_args();
-        let limit = i64::from(self.config.delivery_limit.saturating_sub(1));
+        let limit = i64::from(delivery_limit.saturating_sub(1));
         t.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
         t.insert(
             "x-dead-letter-exchange".into(),
@@ -191,12 +242,13 @@ impl AmqpQueue {
 
     /// Run declarations on a channel of their own: a refused declaration closes the
     /// channel it was made on, and that must not be a channel anything else uses.
-    pub(super) async fn declare<F, Fut>(
+    /// The outer error is the channel or a timeout, the inner one the broker's answer.
+    async fn declare_raw<F, Fut>(
         &self,
         link: &Link,
         what: &str,
         f: F,
-    ) -> Result<(), QueueError>
+    ) -> Result<Result<(), lapin::Error>, QueueError>
     where
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = Result<(), lapin::Error>>,
@@ -209,59 +261,30 @@ impl AmqpQueue {
         if ch.status().connected() {
             let _ = ch.close(200, "OK".into()).await;
         }
-        res.map_err(|_| elapsed(what, self.config.op_timeout))?
-            .map_err(|e| classify(what, &e))
+        res.map_err(|_| elapsed(what, self.config.op_timeout))
     }
 
-    /// Declare the dead-letter exchange and queue once per connection.
+    /// Declare the dead-letter exchange and queue once per connection. They carry
+    /// no delivery limit, so consumers may declare them too.
     pub(super) async fn ensure_shared(&self, link: &mut Link) -> Result<(), QueueError> {
         if link.shared_declared {
             return Ok(());
         }
         let (dlx, dead, args) = (self.names.dlx(), self.names.dead(), self.quorum_args());
-        self.declare(
-            link,
-            "declare the dead-letter exchange and queue",
-            |ch| async move {
-                ch.exchange_declare(
-                    dlx.into(),
-                    ExchangeKind::Direct,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-                ch.queue_declare(
-                    dead.into(),
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    args,
-                )
-                .await?;
-                Ok(())
-            },
-        )
-        .await?;
-        link.shared_declared = true;
-        Ok(())
-    }
-
-    /// Declare a zone's job queue and its dead-letter binding once per connection.
-    pub(super) async fn ensure_zone(&self, link: &mut Link, zone: &str) -> Result<(), QueueError> {
-        self.ensure_shared(link).await?;
-        if link.zones_declared.contains(zone) {
-            return Ok(());
-        }
-        let (jobs, dlx, dead) = (self.names.jobs(zone), self.names.dlx(), self.names.dead());
-        let args = self.jobs_args(zone);
-        let key = zone.to_owned();
-        self.declare(link, &format!("declare queue {jobs}"), |ch| async move {
+        let what = "declare the dead-letter exchange and queue";
+        self.declare_raw(link, what, |ch| async move {
+            ch.exchange_declare(
+                dlx.into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
             ch.queue_declare(
-                jobs.into(),
+                dead.into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..Default::default()
@@ -269,6 +292,28 @@ impl AmqpQueue {
                 args,
             )
             .await?;
+            Ok(())
+        })
+        .await?
+        .map_err(|e| classify(what, &e))?;
+        link.shared_declared = true;
+        Ok(())
+    }
+
+    /// Bind the dead-letter queue to the exchange with the zone's routing key, once
+    /// per connection (idempotent, no arguments: safe for consumers).
+    pub(super) async fn ensure_binding(
+        &self,
+        link: &mut Link,
+        zone: &str,
+    ) -> Result<(), QueueError> {
+        self.ensure_shared(link).await?;
+        if link.zones_bound.contains(zone) {
+            return Ok(());
+        }
+        let (dlx, dead, key) = (self.names.dlx(), self.names.dead(), zone.to_owned());
+        let what = format!("bind {dead} to {dlx} for zone {zone}");
+        self.declare_raw(link, &what, |ch| async move {
             ch.queue_bind(
                 dead.into(),
                 dlx.into(),
@@ -278,10 +323,79 @@ impl AmqpQueue {
             )
             .await
         })
-        .await?;
-        link.zones_declared.insert(zone.to_owned());
+        .await?
+        .map_err(|e| classify(&what, &e))?;
+        link.zones_bound.insert(zone.to_owned());
         Ok(())
     }
+
+    /// Declare, once per connection, a zone's job queue with the limit this client
+    /// declared it with before (redeclaring it after a reconnect).
+    ///
+    /// # Errors
+    /// [`QueueError::Permanent`] when this client never declared the zone: it does
+    /// not know the limit to declare and to stamp on its messages.
+    pub(super) async fn ensure_zone(&self, link: &mut Link, zone: &str) -> Result<u32, QueueError> {
+        let Some(limit) = self.declared_limit(zone) else {
+            return Err(QueueError::Permanent(format!(
+                "zone {zone:?}: its queue {} was not declared by this client; declare it first \
+                 (QueueAdmin::init, `scanfleet queues init`) so that the delivery limit is known",
+                self.names.jobs(zone)
+            )));
+        };
+        if !link.zones_declared.contains(zone) {
+            self.declare_jobs(link, zone, limit).await?;
+        }
+        Ok(limit)
+    }
+
+    /// Declare a zone's job queue with `delivery_limit` and its dead-letter binding.
+    async fn declare_jobs(
+        &self,
+        link: &mut Link,
+        zone: &str,
+        delivery_limit: u32,
+    ) -> Result<(), QueueError> {
+        self.ensure_binding(link, zone).await?;
+        let jobs = self.names.jobs(zone);
+        let args = self.jobs_args(zone, delivery_limit);
+        let what = format!("declare queue {jobs}");
+        let name = jobs.clone();
+        let res = self
+            .declare_raw(link, &what, |ch| async move {
+                ch.queue_declare(
+                    name.into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    args,
+                )
+                .await
+                .map(|_| ())
+            })
+            .await?;
+        match res {
+            Ok(()) => {
+                link.zones_declared.insert(zone.to_owned());
+                Ok(())
+            }
+            Err(e) if is_soft(&e, AMQPSoftError::PRECONDITIONFAILED) => {
+                Err(QueueError::Permanent(format!(
+                    "queue {jobs} exists with other arguments than a delivery limit of \
+                     {delivery_limit} (and this client's consumer timeout and dead-letter \
+                     settings); RabbitMQ cannot change them: declare it with the limit it has, \
+                     or delete it (its messages are lost) and declare it again. Broker: {e}"
+                )))
+            }
+            Err(e) => Err(classify(&what, &e)),
+        }
+    }
+}
+
+/// Whether a lapin error is this channel-level refusal by the broker.
+fn is_soft(e: &lapin::Error, which: AMQPSoftError) -> bool {
+    matches!(e.kind(), ErrorKind::ProtocolError(p) if p.kind() == &AMQPErrorKind::Soft(which))
 }
 
 #[cfg(test)]

@@ -25,9 +25,6 @@ pub struct SqsConfig {
     /// unless extended. Whole seconds (rounded up), 1 s to 12 h. Workers must
     /// heartbeat well within it (the worker extends every lease / 3).
     pub visibility_timeout: Duration,
-    /// Deliveries after which a message goes to the dead-letter queue (the queues'
-    /// redrive policy, and the explicit limit of `nack(Retry)`), 1 to 1000.
-    pub max_receive_count: u32,
     /// Longest single ReceiveMessage long poll, at most 20 s (an SQS limit); a
     /// longer `receive` wait polls again. Zero means one short poll per receive.
     pub long_poll: Duration,
@@ -43,7 +40,6 @@ impl Default for SqsConfig {
             endpoint: None,
             region: None,
             visibility_timeout: Duration::from_secs(60),
-            max_receive_count: 5,
             long_poll: MAX_LONG_POLL,
             attempt_timeout: MAX_LONG_POLL + Duration::from_secs(5),
             max_attempts: 3,
@@ -64,12 +60,6 @@ impl SqsConfig {
             return bad(
                 "visibility_timeout",
                 format!("is {:?}; SQS allows 1 s to 12 h", self.visibility_timeout),
-            );
-        }
-        if !(1..=1000).contains(&self.max_receive_count) {
-            return bad(
-                "max_receive_count",
-                format!("is {}; SQS allows 1 to 1000", self.max_receive_count),
             );
         }
         if self.long_poll > MAX_LONG_POLL {
@@ -123,13 +113,6 @@ mod tests {
                 "visibility_timeout",
                 SqsConfig {
                     visibility_timeout: MAX_VISIBILITY * 2,
-                    ..ok.clone()
-                },
-            ),
-            (
-                "max_receive_count",
-                SqsConfig {
-                    max_receive_count: 0,
                     ..ok.clone()
                 },
             ),

@@ -9,11 +9,17 @@
 //!
 //! The lease is the SQS visibility timeout: `receive` leases one message for
 //! [`SqsConfig::visibility_timeout`], `extend_lease` is ChangeMessageVisibility, a
-//! retry makes the message visible again at once. The queues carry a redrive policy
-//! to the dead-letter queue after [`SqsConfig::max_receive_count`] receives, so a
-//! job whose worker keeps crashing ends there too; a job retried that often by a
-//! live worker is dead-lettered explicitly, with a reason, before the redrive
-//! policy would move it silently (and for emulators that do not redrive at all).
+//! retry makes the message visible again at once.
+//!
+//! # The delivery limit is the redrive policy
+//! [`QueueAdmin::init`] gives each zone queue a redrive policy to the dead-letter
+//! queue after [`Topology::delivery_limit`] receives, so a job whose worker keeps
+//! crashing ends there too. A queue that exists with another limit is an error and
+//! keeps its policy: scanfleet never rewrites it. Consumers never set it: they read
+//! it back (GetQueueAttributes `RedrivePolicy`, `maxReceiveCount`, cached for a
+//! minute) into [`Delivery::delivery_limit`]. A job retried that often by a live
+//! worker is dead-lettered explicitly, with a reason, before the redrive policy
+//! would move it silently (and for emulators that do not redrive at all).
 //!
 //! Payloads are bytes, SQS bodies are text: a payload that is valid UTF-8 made of
 //! the characters SQS allows (JSON envelopes always are) travels as is, anything
@@ -42,7 +48,7 @@ use aws_sdk_sqs::config::{BehaviorVersion, Region, SharedHttpClient};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use tokio::time::Instant;
 
-use super::{Delivery, JobQueue, Nack, QueueError};
+use super::{DeadLetter, Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
 use body::*;
 use config::whole_secs;
 use error::*;
@@ -62,6 +68,9 @@ pub struct SqsQueue {
     config: SqsConfig,
     /// Queue name -> queue URL.
     urls: RwLock<HashMap<String, String>>,
+    /// Queue name -> its delivery limit (`None`: no redrive policy) and when it
+    /// was read; see [`topology::LIMIT_TTL`].
+    limits: RwLock<HashMap<String, (Option<u32>, Instant)>>,
 }
 
 impl SqsQueue {
@@ -133,6 +142,7 @@ impl SqsQueue {
             locate: target.locate,
             config,
             urls: RwLock::new(HashMap::new()),
+            limits: RwLock::new(HashMap::new()),
         })
     }
 
@@ -315,12 +325,13 @@ impl JobQueue for SqsQueue {
     /// ReceiveMessage of one message, long polling up to `wait` (in polls of at
     /// most [`SqsConfig::long_poll`], rounded up to whole seconds, 0 allowed). One
     /// message per call: buffered messages would burn their lease while waiting.
-    /// A message delivered more than `max_receive_count` times (a backend that did
-    /// not redrive it) is dead-lettered here instead of being returned.
+    /// A message delivered more often than the queue's redrive policy allows (a
+    /// backend that did not redrive it) is dead-lettered here instead of being
+    /// returned.
     async fn receive(&self, zone: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
         let (name, url) = self.zone_url(zone).await?;
         let deadline = Instant::now() + wait;
-        let limit = self.config.max_receive_count;
+        let limit = self.queue_limit(&name, &url).await?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let poll = whole_secs(left.min(self.config.long_poll));
@@ -344,18 +355,23 @@ impl JobQueue for SqsQueue {
                     .and_then(|n| n.parse::<u32>().ok())
                     .unwrap_or(1);
                 let payload = decode_body(m);
-                if deliveries <= limit {
-                    return Ok(Some(Delivery {
-                        handle: receipt.to_string(),
-                        zone: zone.to_string(),
-                        payload,
-                        deliveries,
-                    }));
+                match limit {
+                    Some(limit) if deliveries > limit => {
+                        let reason = format!("delivery limit of {limit} reached");
+                        tracing::warn!(queue = %name, deliveries, "message past its delivery limit; dead-lettering it");
+                        self.dead_letter(zone, (&name, &url), receipt, &payload, &reason)
+                            .await?;
+                    }
+                    _ => {
+                        return Ok(Some(Delivery {
+                            handle: receipt.to_string(),
+                            zone: zone.to_string(),
+                            payload,
+                            deliveries,
+                            delivery_limit: limit,
+                        }));
+                    }
                 }
-                let reason = format!("delivery limit of {limit} reached");
-                tracing::warn!(queue = %name, deliveries, "message past its delivery limit; dead-lettering it");
-                self.dead_letter(zone, (&name, &url), receipt, &payload, &reason)
-                    .await?;
             }
             if poll == 0 || Instant::now() >= deadline {
                 return Ok(None);
@@ -377,15 +393,15 @@ impl JobQueue for SqsQueue {
     }
 
     /// Retry: ChangeMessageVisibility to 0, so the message is delivered again at
-    /// once; at the delivery limit it is dead-lettered instead, with the reason
+    /// once; at the delivery's limit it is dead-lettered instead, with the reason
     /// `delivery limit of N reached`. DeadLetter: SendMessage to the dead-letter
     /// queue with the reason and zone as message attributes, then DeleteMessage.
     async fn nack(&self, delivery: &Delivery, what: Nack) -> Result<(), QueueError> {
         let (name, url) = self.zone_url(&delivery.zone).await?;
-        let limit = self.config.max_receive_count;
         let reason = match what {
             Nack::DeadLetter { reason } => reason,
-            Nack::Retry if delivery.deliveries >= limit => {
+            Nack::Retry if delivery.last_attempt() => {
+                let limit = delivery.delivery_limit.unwrap_or(delivery.deliveries);
                 format!("delivery limit of {limit} reached")
             }
             Nack::Retry => {
@@ -423,6 +439,25 @@ impl JobQueue for SqsQueue {
             .await
             .map_err(|e| sdk_error("ChangeMessageVisibility", &name, e))?;
         Ok(())
+    }
+}
+
+/// Topology on SQS; see the module docs.
+#[async_trait]
+impl QueueAdmin for SqsQueue {
+    async fn init(&self, zones: &[String], topology: &Topology) -> Result<(), QueueError> {
+        self.declare(zones, topology).await
+    }
+
+    async fn zone_exists(&self, zone: &str) -> Result<bool, QueueError> {
+        self.queue_exists(zone).await
+    }
+
+    /// A message moved to the dead-letter queue by the redrive policy has no
+    /// recorded reason; its zone comes from SQS's `DeadLetterQueueSourceArn`
+    /// where the service sets it, else it is empty.
+    async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.take_dead(max).await
     }
 }
 

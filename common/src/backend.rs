@@ -6,21 +6,28 @@
 //!   standard AWS configuration (AWS_ENDPOINT_URL included); `https://sqs...` or
 //!   any `http(s)://` queue URL: that queue.
 //! - `redis://host:port[/db]` (or `rediss://`): the Redis result store.
+//!
+//! [`connect_queue`] gives a [`QueueHandle`]: the queue behind [`JobQueue`] for
+//! publishing and consuming, and the same backend behind [`QueueAdmin`] for the
+//! commands that declare the topology (with its delivery limit) and read dead
+//! letters. Connecting declares nothing.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::queue::amqp::{AmqpConfig, AmqpQueue};
-use crate::queue::memory::DeadLetter;
 use crate::queue::sqs::{SqsConfig, SqsQueue};
-use crate::queue::{JobQueue, QueueError};
+use crate::queue::{JobQueue, QueueAdmin, QueueError};
 use crate::store::redis::{RedisConfig, RedisStore};
 use crate::store::{ResultStore, StoreError};
 
 /// Which broker a queue URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueKind {
+    /// RabbitMQ (`amqp://`, `amqps://`).
     Amqp,
+    /// Amazon SQS (`sqs://NAME`, a queue URL).
     Sqs,
 }
 
@@ -39,15 +46,14 @@ pub fn queue_kind(url: &str) -> Result<QueueKind, String> {
     }
 }
 
-/// How the fleet's queues behave, whatever the broker.
+/// How a client uses the fleet's queues, whatever the broker. The delivery limit
+/// is not here: it is topology, given to [`QueueAdmin::init`].
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
     /// Messages one consumer holds unacked (AMQP prefetch).
     pub prefetch: u16,
     /// The lease (SQS visibility timeout); workers extend it every lease / 3.
     pub lease: Duration,
-    /// Deliveries before a message is dead-lettered.
-    pub delivery_limit: u32,
 }
 
 impl Default for QueueOptions {
@@ -55,78 +61,65 @@ impl Default for QueueOptions {
         QueueOptions {
             prefetch: 1,
             lease: Duration::from_secs(60),
-            delivery_limit: 5,
         }
     }
 }
 
-/// A connected queue, keeping its concrete type for topology and dead-letter tooling.
+/// A connected queue: one backend seen through its two seams.
 #[derive(Clone)]
-pub enum FleetQueue {
-    Amqp(Arc<AmqpQueue>),
-    Sqs(Arc<SqsQueue>),
+pub struct QueueHandle {
+    /// Publish, receive, ack, nack, extend leases.
+    pub queue: Arc<dyn JobQueue>,
+    /// Declare the topology, check a zone's queue, take dead letters.
+    pub admin: Arc<dyn QueueAdmin>,
+    /// The broker behind both.
+    pub kind: QueueKind,
 }
 
-impl FleetQueue {
-    /// Connect to the broker a URL names.
-    ///
-    /// # Errors
-    /// [`QueueError`] naming the URL; a bad scheme is permanent.
-    pub async fn connect(url: &str, opts: &QueueOptions) -> Result<FleetQueue, QueueError> {
-        match queue_kind(url).map_err(QueueError::Permanent)? {
-            QueueKind::Amqp => {
-                let config = AmqpConfig {
-                    prefetch: opts.prefetch.max(1),
-                    delivery_limit: opts.delivery_limit,
-                    ..AmqpConfig::default()
-                };
-                Ok(FleetQueue::Amqp(Arc::new(
-                    AmqpQueue::connect(url, config).await?,
-                )))
-            }
-            QueueKind::Sqs => {
-                let config = SqsConfig {
-                    visibility_timeout: opts.lease,
-                    max_receive_count: opts.delivery_limit,
-                    ..SqsConfig::default()
-                };
-                Ok(FleetQueue::Sqs(Arc::new(
-                    SqsQueue::connect(url, config).await?,
-                )))
-            }
+impl QueueHandle {
+    /// Both seams of one backend.
+    pub fn new<B>(backend: Arc<B>, kind: QueueKind) -> Self
+    where
+        B: JobQueue + QueueAdmin + 'static,
+    {
+        QueueHandle {
+            queue: backend.clone(),
+            admin: backend,
+            kind,
         }
     }
+}
 
-    /// The queue behind the trait.
-    pub fn dyn_queue(&self) -> Arc<dyn JobQueue> {
-        match self {
-            FleetQueue::Amqp(q) => q.clone(),
-            FleetQueue::Sqs(q) => q.clone(),
-        }
+impl fmt::Debug for QueueHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueHandle")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
+}
 
-    /// Create the zones' queues and the dead-letter queue (idempotent).
-    ///
-    /// # Errors
-    /// [`QueueError`] from the broker.
-    pub async fn init(&self, zones: &[String]) -> Result<(), QueueError> {
-        match self {
-            FleetQueue::Amqp(q) => {
-                let z: Vec<&str> = zones.iter().map(String::as_str).collect();
-                q.init(&z).await
-            }
-            FleetQueue::Sqs(q) => q.init(zones).await,
+/// Connect to the broker a URL names. Nothing is declared: a declarer calls
+/// [`QueueAdmin::init`] next, a consumer may check [`QueueAdmin::zone_exists`].
+///
+/// # Errors
+/// [`QueueError`]; a bad scheme or URL is permanent, an unreachable broker transient.
+pub async fn connect_queue(url: &str, opts: &QueueOptions) -> Result<QueueHandle, QueueError> {
+    match queue_kind(url).map_err(QueueError::Permanent)? {
+        QueueKind::Amqp => {
+            let config = AmqpConfig {
+                prefetch: opts.prefetch.max(1),
+                ..AmqpConfig::default()
+            };
+            let q = AmqpQueue::connect(url, config).await?;
+            Ok(QueueHandle::new(Arc::new(q), QueueKind::Amqp))
         }
-    }
-
-    /// Take up to `max` messages off the dead-letter queue, with their reasons.
-    ///
-    /// # Errors
-    /// [`QueueError`] from the broker.
-    pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        match self {
-            FleetQueue::Amqp(q) => q.dead_letters(max).await,
-            FleetQueue::Sqs(q) => q.dead_letters(max).await,
+        QueueKind::Sqs => {
+            let config = SqsConfig {
+                visibility_timeout: opts.lease,
+                ..SqsConfig::default()
+            };
+            let q = SqsQueue::connect(url, config).await?;
+            Ok(QueueHandle::new(Arc::new(q), QueueKind::Sqs))
         }
     }
 }
@@ -135,7 +128,7 @@ impl FleetQueue {
 ///
 /// # Errors
 /// [`StoreError`] naming the URL.
-pub async fn connect_store(url: &str) -> Result<Arc<RedisStore>, StoreError> {
+pub async fn connect_store(url: &str) -> Result<Arc<dyn ResultStore>, StoreError> {
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err(StoreError::Permanent(format!(
             "--redis {url:?}: expected redis://host:port"
@@ -144,11 +137,6 @@ pub async fn connect_store(url: &str) -> Result<Arc<RedisStore>, StoreError> {
     Ok(Arc::new(
         RedisStore::connect(url, RedisConfig::default()).await?,
     ))
-}
-
-/// The store behind the trait.
-pub fn dyn_store(store: &Arc<RedisStore>) -> Arc<dyn ResultStore> {
-    store.clone()
 }
 
 #[cfg(test)]
