@@ -16,6 +16,7 @@ pub mod rate;
 pub mod scope;
 pub mod store;
 pub mod targets;
+pub mod telemetry;
 pub mod types;
 
 /// The old name of [`backend`], kept while callers move over.
