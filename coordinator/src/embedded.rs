@@ -84,7 +84,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     let metrics = scanfleet_worker::metrics::WorkerMetrics::new();
     let scan_metrics = crate::metrics::ScanMetrics::new(&metrics.registry);
     if let Some(addr) = settings.metrics_addr {
-        scanfleet_worker::metrics::serve(addr, metrics.registry.clone(), stop_workers.clone())
+        scanfleet_common::telemetry::serve(addr, metrics.registry.clone(), stop_workers.clone())
             .await
             .map_err(|e| CliError::Input(format!("--metrics-addr {addr}: {e}")))?;
     }

@@ -45,7 +45,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         .with_context(|| {
             format!(
                 "connecting to the queue {}",
-                scanfleet_worker::process::redact(&fleet_cfg.queue_url)
+                scanfleet_common::telemetry::redact(&fleet_cfg.queue_url)
             )
         })?;
     let store = fleet::connect_store(&fleet_cfg.redis_url)
@@ -88,7 +88,7 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
     let registry = prometheus::Registry::new();
     let scan_metrics = crate::metrics::ScanMetrics::new(&registry);
     if let Some(addr) = settings.metrics_addr {
-        scanfleet_worker::metrics::serve(addr, registry.clone(), shutdown.clone())
+        scanfleet_common::telemetry::serve(addr, registry.clone(), shutdown.clone())
             .await
             .map_err(|e| CliError::Input(format!("--metrics-addr {addr}: {e}")))?;
     }

@@ -60,7 +60,7 @@ mod tests {
             shards_failed: 1,
             results: 17,
         });
-        let text = scanfleet_worker::metrics::render(&registry);
+        let text = scanfleet_common::telemetry::render(&registry);
         assert!(
             text.contains("scanfleet_scan_shards{state=\"total\"} 4"),
             "{text}"

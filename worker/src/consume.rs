@@ -20,9 +20,10 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::discovery;
 use crate::metrics::WorkerMetrics;
-use crate::probe::{self, PortObservation, ProbeError, ProbeRequest, Selected, syn::SynConfig};
+use crate::probe::{
+    self, PortObservation, ProbeError, ProbeRequest, Selected, ping, syn::SynConfig,
+};
 use crate::service::{DetectConfig, Detector};
 
 /// How a worker behaves; see each field.
@@ -491,7 +492,7 @@ impl Worker {
         let mut targets = job.targets.clone();
         if job.profile.host_discovery {
             let ips: Vec<IpAddr> = targets.iter().map(|t| t.ip).collect();
-            let found = discovery::discover(
+            let found = ping::sweep(
                 &ips,
                 Duration::from_millis(job.profile.timeout_ms.max(200) * 2),
             )

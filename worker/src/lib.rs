@@ -8,7 +8,6 @@
 //! ([`probe::syn`]).
 
 pub mod consume;
-pub mod discovery;
 pub mod metrics;
 pub mod probe;
 pub mod process;

@@ -1,16 +1,9 @@
-//! Worker metrics (prometheus text format) and the optional `/metrics` listener,
-//! the only thing a worker ever listens on.
+//! Worker metrics in one prometheus registry. The `/metrics` listener that
+//! serves them is [`scanfleet_common::telemetry::MetricsServer`].
 
-use std::net::SocketAddr;
-
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
-use scanfleet_common::metrics as names;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use scanfleet_common::metrics::{self as names, DeadLetterReason, Outcome};
+use scanfleet_common::telemetry::render;
 
 /// The counters of one worker process (shared by its in-process workers).
 #[derive(Clone)]
@@ -117,11 +110,11 @@ impl WorkerMetrics {
             ),
             registry: r,
         };
-        for o in names::OUTCOMES {
-            m.jobs_completed.with_label_values(&[o]);
+        for o in Outcome::ALL {
+            m.jobs_completed.with_label_values(&[o.as_str()]);
         }
-        for reason in names::DEAD_LETTER_REASONS {
-            m.dead_lettered.with_label_values(&[reason]);
+        for reason in DeadLetterReason::ALL {
+            m.dead_lettered.with_label_values(&[reason.as_str()]);
         }
         m
     }
@@ -132,64 +125,12 @@ impl WorkerMetrics {
     }
 }
 
-/// A registry in the prometheus text format.
-pub fn render(registry: &Registry) -> String {
-    let mut buf = Vec::new();
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
-    String::from_utf8(buf).unwrap_or_default()
-}
-
-/// Serve `GET /metrics` on `addr` until `shutdown`. Anything else gets 404.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn serve(
-    addr: SocketAddr,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let (mut sock, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            };
-            let m = registry.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let head = &buf[..n];
-                let (status, body) =
-                    if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
-                        ("200 OK", render(&m))
-                    } else {
-                        ("404 Not Found", "not found\n".to_string())
-                    };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    Ok(local)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scanfleet_common::telemetry::serve;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
 
     #[tokio::test]
     async fn scrape_shows_every_metric_name() {

@@ -10,7 +10,7 @@ use scanfleet_common::scope::ScopePolicy;
 use tokio_util::sync::CancellationToken;
 
 use crate::consume::{Worker, WorkerConfig};
-use crate::metrics::{self, WorkerMetrics};
+use crate::metrics::WorkerMetrics;
 
 /// Everything a worker process needs, validated.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
 
     let metrics = WorkerMetrics::new();
     if let Some(addr) = config.metrics_addr {
-        let bound = metrics::serve(addr, metrics.registry.clone(), shutdown.clone())
+        let bound = scanfleet_common::telemetry::serve(addr, metrics.registry.clone(), shutdown.clone())
             .await
             .map_err(|e| ProcessError::Config(format!("--metrics-addr {addr}: {e}")))?;
         tracing::info!(%bound, "serving /metrics");

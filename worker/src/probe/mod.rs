@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod order;
+pub mod ping;
 pub mod syn;
 pub mod synthetic;
 

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use memchr::memmem::find;
 use scanfleet_common::escape_bytes;
-
-use super::probes::find;
 
 /// Longest header value or title kept, in input bytes.
 const MAX_FACT: usize = 128;

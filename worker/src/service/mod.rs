@@ -401,7 +401,7 @@ mod tests {
     async fn read_until(s: &mut TcpStream, until: &[u8]) -> Vec<u8> {
         let mut got = Vec::new();
         let mut buf = [0u8; 1024];
-        while probes::find(&got, until).is_none() && got.len() < 8192 {
+        while memchr::memmem::find(&got, until).is_none() && got.len() < 8192 {
             match s.read(&mut buf).await {
                 Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
                 _ => break,
@@ -565,7 +565,7 @@ mod tests {
                 };
                 let mut got = Vec::new();
                 let mut buf = [0u8; 1024];
-                while probes::find(&got, b"\r\n\r\n").is_none() {
+                while memchr::memmem::find(&got, b"\r\n\r\n").is_none() {
                     match tls.read(&mut buf).await {
                         Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
                         _ => return,
@@ -664,10 +664,10 @@ mod tests {
                 return;
             };
             let got = &buf[..n];
-            if probes::find(got, b"Host:").is_some() {
+            if memchr::memmem::find(got, b"Host:").is_some() {
                 return;
             }
-            if probes::find(got, b"PING").is_some() {
+            if memchr::memmem::find(got, b"PING").is_some() {
                 let info =
                     format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n");
                 let reply = format!("+PONG\r\n${}\r\n{info}\r\n", info.len());

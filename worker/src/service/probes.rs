@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use memchr::memmem;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -148,7 +149,7 @@ pub(crate) fn resp_replies(buf: &[u8]) -> usize {
     let mut rest = buf;
     let mut count = 0;
     loop {
-        let Some(line_end) = find(rest, b"\r\n") else {
+        let Some(line_end) = memmem::find(rest, b"\r\n") else {
             return count;
         };
         let (line, after) = (&rest[..line_end], &rest[line_end + 2..]);
@@ -200,14 +201,6 @@ fn amqp_frame_complete(buf: &[u8]) -> bool {
         }
         _ => false,
     }
-}
-
-/// Position of `needle` in `hay`.
-pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The probes to try on one port, in order.
@@ -473,12 +466,5 @@ mod tests {
             }
             let _ = resp_replies(&bytes);
         }
-    }
-
-    #[test]
-    fn find_locates_needles() {
-        assert_eq!(find(b"abc\r\n", b"\r\n"), Some(3));
-        assert_eq!(find(b"abc", b"x"), None);
-        assert_eq!(find(b"", b"x"), None);
     }
 }

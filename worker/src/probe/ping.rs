@@ -1,8 +1,8 @@
-//! Host discovery: is anybody there? ICMP echo (needs root or CAP_NET_RAW: this
-//! machine's `net.ipv4.ping_group_range` disables unprivileged ping sockets) and
-//! TCP pings on common ports, where a refused connection proves the host up just
-//! as well as an accepted one. A host that drops ICMP but runs any TCP stack is
-//! still found.
+//! Host pings (what nmap calls host discovery): is anybody there? ICMP echo
+//! (needs root or CAP_NET_RAW: this machine's `net.ipv4.ping_group_range`
+//! disables unprivileged ping sockets) and TCP pings on common ports, where a
+//! refused connection proves the host up just as well as an accepted one. A host
+//! that drops ICMP but runs any TCP stack is still found.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ const WINDOW: usize = 256;
 
 /// Which hosts answered.
 #[derive(Debug, Clone, Default)]
-pub struct DiscoveryOutcome {
+pub struct PingOutcome {
     pub up: Vec<IpAddr>,
     pub down: Vec<IpAddr>,
     /// Said once to the user, e.g. that ICMP needs CAP_NET_RAW and only TCP pings were used.
@@ -84,7 +84,7 @@ async fn tcp_up(ip: IpAddr, timeout: Duration) -> bool {
 
 /// Find which of `ips` are up: a host is up when it answers an ICMP echo or any
 /// TCP ping (SYN-ACK or RST), each waited on for `timeout`.
-pub async fn discover(ips: &[IpAddr], timeout: Duration) -> DiscoveryOutcome {
+pub async fn sweep(ips: &[IpAddr], timeout: Duration) -> PingOutcome {
     let (v4, v6, note) = icmp_clients();
     let window = Arc::new(Semaphore::new(WINDOW));
     let mut set = JoinSet::new();
@@ -102,7 +102,7 @@ pub async fn discover(ips: &[IpAddr], timeout: Duration) -> DiscoveryOutcome {
             (ip, up)
         });
     }
-    let mut out = DiscoveryOutcome {
+    let mut out = PingOutcome {
         notes: note.into_iter().collect(),
         ..Default::default()
     };
@@ -126,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_is_up_and_ping_privilege_is_explained() {
-        let got = discover(&["127.0.0.1".parse().unwrap()], Duration::from_millis(500)).await;
+        let got = sweep(&["127.0.0.1".parse().unwrap()], Duration::from_millis(500)).await;
         assert_eq!(got.up, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
         let root = unsafe { libc::geteuid() } == 0;
         assert_eq!(got.notes.is_empty(), root, "notes: {:?}", got.notes);
