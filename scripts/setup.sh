@@ -15,7 +15,7 @@ die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 need=()
 for pair in ip:iproute2 nft:nftables socat:socat openssl:openssl redis-server:redis-server \
             redis-cli:redis-tools rabbitmq-server:rabbitmq-server nmap:nmap masscan:masscan \
-            setpriv:util-linux python3:python3 pip3:python3-pip ps:procps /usr/bin/time:time curl:curl; do
+            setpriv:util-linux /usr/bin/python3:python3 ps:procps /usr/bin/time:time curl:curl; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -26,11 +26,24 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install ${need[*]}"
 fi
 
-# moto's AWS server (EC2, STS, Organizations, SQS) for the AWS and SQS tests.
-if ! command -v moto_server >/dev/null 2>&1; then
-  log "installing moto[server] from PyPI"
-  python3 -m pip install -q 'moto[server]' || die "pip install moto[server]"
+# moto's AWS server (EC2, STS, Organizations, SQS) for the AWS and SQS tests, in a
+# virtualenv of its own made with Debian's python3 (Debian's python refuses a
+# system-wide pip install, PEP 668), linked onto the PATH as moto_server.
+VENV=/opt/scanfleet/venv
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  log "installing moto[server] from PyPI into $VENV"
+  if ! /usr/bin/python3 -m venv --help >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update"
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null || die "apt-get install python3-venv"
+  fi
+  mkdir -p "$(dirname "$VENV")"
+  /usr/bin/python3 -m venv "$VENV" || die "python3 -m venv $VENV"
+  "$VENV/bin/pip" install -q 'moto[server]' || die "pip install moto[server] into $VENV"
 fi
+ln -sf "$VENV/bin/moto_server" /usr/local/bin/moto_server
+[ "$(command -v moto_server)" = /usr/local/bin/moto_server ] || \
+  log "note: another moto_server comes first on the PATH: $(command -v moto_server)"
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust 1.95 (rustup)"
 

@@ -12,6 +12,50 @@ use crate::types::ScanJob;
 /// Envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
 
+/// The environment variable that holds the fleet's job secret.
+pub const SECRET_ENV: &str = "SCANFLEET_JOB_SECRET";
+
+/// Shortest job secret accepted, in bytes: 256 bits, the HMAC-SHA256 key size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why a job secret cannot sign or verify jobs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "{SECRET_ENV} is not set: fleet jobs are signed with a secret the coordinator and the \
+         workers share; make one with `openssl rand -hex 32`"
+    )]
+    Missing,
+    #[error(
+        "{SECRET_ENV} is {len} bytes, shorter than {MIN_SECRET_BYTES}: a short secret can be \
+         guessed and jobs forged; make one with `openssl rand -hex 32`"
+    )]
+    TooShort { len: usize },
+}
+
+/// Check a fleet job secret, as read from [`SECRET_ENV`] (`None` when unset): it
+/// must hold at least [`MIN_SECRET_BYTES`] bytes. Both binaries call this before
+/// they connect to anything; a refusal is a usage error (exit 2).
+///
+/// # Errors
+/// [`SecretError`], saying how to make a good secret.
+pub fn check_secret(secret: Option<&[u8]>) -> Result<&[u8], SecretError> {
+    match secret {
+        None | Some([]) => Err(SecretError::Missing),
+        Some(s) if s.len() < MIN_SECRET_BYTES => Err(SecretError::TooShort { len: s.len() }),
+        Some(s) => Ok(s),
+    }
+}
+
+/// Read [`SECRET_ENV`] and [`check_secret`] it.
+///
+/// # Errors
+/// [`SecretError`] when it is unset, empty or too short.
+pub fn secret_from_env() -> Result<Vec<u8>, SecretError> {
+    let raw = std::env::var_os(SECRET_ENV).map(|v| v.into_encoded_bytes());
+    check_secret(raw.as_deref()).map(<[u8]>::to_vec)
+}
+
 /// Why an envelope was refused. Every variant is permanent: retrying cannot fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
@@ -235,6 +279,27 @@ mod tests {
             JobEnvelope::from_bytes(b"{nope"),
             Err(EnvelopeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn secrets_shorter_than_32_bytes_are_refused() {
+        assert_eq!(check_secret(None), Err(SecretError::Missing));
+        assert_eq!(check_secret(Some(b"")), Err(SecretError::Missing));
+        assert_eq!(
+            check_secret(Some(b"x")),
+            Err(SecretError::TooShort { len: 1 })
+        );
+        let e = check_secret(Some(&[b'a'; 31])).unwrap_err().to_string();
+        assert!(
+            e.contains("SCANFLEET_JOB_SECRET is 31 bytes") && e.contains("openssl rand -hex 32"),
+            "{e}"
+        );
+        assert!(check_secret(Some(&[b'a'; 32])).is_ok());
+        assert!(
+            SecretError::Missing
+                .to_string()
+                .contains("openssl rand -hex 32")
+        );
     }
 
     proptest! {

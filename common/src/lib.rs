@@ -5,8 +5,10 @@
 //!
 //! Everything here is pure or backend code; nothing in this crate sends a probe.
 
+pub mod address;
 pub mod aws;
 pub mod backend;
+pub mod config;
 pub mod envelope;
 pub mod inventory;
 pub mod metrics;
@@ -17,6 +19,7 @@ pub mod scope;
 pub mod store;
 pub mod targets;
 pub mod telemetry;
+pub mod text;
 pub mod types;
 
 /// The old name of [`backend`], kept while callers move over.

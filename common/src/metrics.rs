@@ -122,6 +122,8 @@ label_enum! {
         Scope => "scope",
         /// The probe engine failed for good (no privilege, bad setting).
         Probe => "probe",
+        /// Failed transiently on every delivery the queue allows.
+        DeliveryLimit => "delivery_limit",
     }
 }
 
@@ -130,6 +132,7 @@ impl DeadLetterReason {
     pub const fn stage(self) -> Stage {
         match self {
             DeadLetterReason::Probe => Stage::Probe,
+            DeadLetterReason::DeliveryLimit => Stage::Settle,
             _ => Stage::Verify,
         }
     }

@@ -1,6 +1,10 @@
 //! Port specifications in nmap syntax: `22,80,8000-8100`, `-` for 1-65535,
 //! `-1024` and `60000-` for open-ended ranges, and `--top-ports N` from the
 //! project's own frequency list (`data/top-ports.txt`).
+//!
+//! A port number is decimal digits only: `+80` and `080` are refused (nmap reads
+//! `080` as 80 through `strtol`, other tools read it as octal 64; scanfleet asks for
+//! the number as it is meant). Items are echoed in errors escaped and bounded.
 
 use std::fmt;
 
@@ -14,11 +18,14 @@ const TOP_PORTS: &str = include_str!("../../data/top-ports.txt");
 pub enum PortSpecError {
     #[error("empty port specification")]
     Empty,
-    #[error("{item:?} is not a port number (expected 1-65535)")]
+    /// `item` is escaped and bounded ([`crate::text::echo`]), quotes included.
+    #[error("{item} is not a port number (expected 1-65535)")]
     BadNumber { item: String },
-    #[error("range {item:?} runs backwards")]
+    #[error("{item} is not a port number: write {port} without leading zeros")]
+    LeadingZero { item: String, port: u32 },
+    #[error("range {item} runs backwards")]
     Backwards { item: String },
-    #[error("--top-ports {n}: expected 1 to {max}")]
+    #[error("{n} is not in 1 to {max} (the length of the top-ports list)")]
     TopPortsOutOfRange { n: usize, max: usize },
 }
 
@@ -44,16 +51,22 @@ impl PortSpec {
         for raw in spec.split(',') {
             let item = raw.trim();
             let item = item.strip_prefix("T:").unwrap_or(item);
+            let echoed = || crate::text::echo(raw.trim());
             if item.is_empty() {
                 return Err(PortSpecError::BadNumber {
-                    item: raw.to_string(),
+                    item: crate::text::echo(raw),
                 });
             }
-            let bad = || PortSpecError::BadNumber {
-                item: raw.trim().to_string(),
-            };
+            let bad = || PortSpecError::BadNumber { item: echoed() };
             let num = |s: &str| -> Result<u16, PortSpecError> {
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
                 match s.parse::<u32>() {
+                    Ok(n) if s.len() > 1 && s.starts_with('0') => Err(PortSpecError::LeadingZero {
+                        item: echoed(),
+                        port: n,
+                    }),
                     Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
                     _ => Err(bad()),
                 }
@@ -70,9 +83,7 @@ impl PortSpec {
                 }
             };
             if lo > hi {
-                return Err(PortSpecError::Backwards {
-                    item: raw.trim().to_string(),
-                });
+                return Err(PortSpecError::Backwards { item: echoed() });
             }
             ranges.push((lo, hi));
         }
@@ -242,6 +253,33 @@ mod tests {
         ));
         let e = PortSpec::parse("100-10").unwrap_err();
         assert_eq!(e.to_string(), "range \"100-10\" runs backwards");
+    }
+
+    #[test]
+    fn signs_and_leading_zeros_are_refused() {
+        for bad in [
+            "+80", "080", "-080", "0080-90", "80-+90", " +1", "1_000", "٨٠",
+        ] {
+            assert!(PortSpec::parse(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(
+            PortSpec::parse("080").unwrap_err().to_string(),
+            "\"080\" is not a port number: write 80 without leading zeros"
+        );
+        assert_eq!(
+            PortSpec::parse("+80").unwrap_err().to_string(),
+            "\"+80\" is not a port number (expected 1-65535)"
+        );
+        assert_eq!(PortSpec::parse("80, 1-9").unwrap().to_string(), "1-9,80");
+    }
+
+    #[test]
+    fn echoed_items_are_bounded_and_escaped() {
+        let huge = format!("{}x", "9".repeat(100_000));
+        let e = PortSpec::parse(&huge).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes echoed", e.len());
+        let e = PortSpec::parse("\x1b]0;t\x07").unwrap_err().to_string();
+        assert!(!e.contains('\x1b') && e.contains("\\x1b"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //! distinct private address of the asset is decided on its own (CIDR blocks,
 //! private-only, public addresses, duplicates). Each address ends up exactly once,
 //! either as a [`Target`] or as a [`Skipped`] with the first rule that refused it.
+//!
+//! Addresses are decided in their [canonical](crate::address::canonical) form
+//! (`::ffff:10.0.0.1` is 10.0.0.1, and an exclusion of 10.0.0.0/8 covers it), and
+//! non-unicast addresses ([`AddressClass`]) are refused unless allowed by name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -16,10 +20,13 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::address::{self, AddressClass, ClassRefusal};
 use crate::rate::RatePolicy;
 use crate::types::{Asset, Target};
 
 /// Instance types that AWS's penetration-testing policy excludes from scanning.
+/// Fixed: a policy may add types ([`ScopePolicy::prohibited_instance_types`]),
+/// never remove these.
 pub const PROHIBITED_INSTANCE_TYPES: [&str; 3] = ["m1.small", "t1.micro", "t2.nano"];
 
 /// The instance state in which an instance may be scanned.
@@ -99,9 +106,14 @@ pub struct ScopePolicy {
     /// Refuse addresses outside private, loopback and unique-local space.
     #[serde(default)]
     pub private_only: bool,
-    /// Instance types never scanned.
+    /// Instance types never scanned, on top of [`PROHIBITED_INSTANCE_TYPES`], which
+    /// are refused whatever this list holds (an empty list removes none of them).
     #[serde(default = "default_prohibited")]
     pub prohibited_instance_types: Vec<String>,
+    /// Non-unicast address classes the user allowed by name; every other class is
+    /// refused ([`address::class_of`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_address_classes: BTreeSet<AddressClass>,
     /// Only assets whose state is `running`. Assets without a state (hand-typed,
     /// inventory files) count as running.
     #[serde(default = "yes")]
@@ -147,6 +159,7 @@ impl Default for ScopePolicy {
             include_cidrs: Vec::new(),
             private_only: false,
             prohibited_instance_types: default_prohibited(),
+            allow_address_classes: BTreeSet::new(),
             running_only: true,
             include_tags: Vec::new(),
             exclude_tags: Vec::new(),
@@ -197,6 +210,13 @@ pub enum SkipReason {
     ExcludedTag { rule: TagRule },
     /// Include tags are set and the asset carries none of them.
     NoIncludedTag,
+    /// Not a unicast address (multicast, broadcast, unspecified, link-local), and
+    /// the class was not allowed by name.
+    AddressClass {
+        class: AddressClass,
+        /// The refused address, as its message names it.
+        address: IpAddr,
+    },
 }
 
 impl SkipReason {
@@ -218,6 +238,7 @@ impl SkipReason {
             SkipReason::VpcNotIncluded { .. } => "vpc-not-included",
             SkipReason::ExcludedTag { .. } => "excluded-tag",
             SkipReason::NoIncludedTag => "no-included-tag",
+            SkipReason::AddressClass { .. } => "address-class",
         }
     }
 }
@@ -259,6 +280,11 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::ExcludedTag { rule } => write!(f, "tag {rule} is excluded"),
             SkipReason::NoIncludedTag => f.write_str("carries none of the included tags"),
+            SkipReason::AddressClass { class, address } => ClassRefusal {
+                ip: *address,
+                class: *class,
+            }
+            .fmt(f),
         }
     }
 }
@@ -272,15 +298,14 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
-/// True for RFC 1918, loopback, link-local, CGNAT (RFC 6598), IPv6 unique-local and loopback.
+/// True for RFC 1918, loopback, CGNAT (RFC 6598), IPv6 unique-local and loopback,
+/// decided on the [canonical](address::canonical) address. Link-local is not
+/// private: 169.254.169.254 is the instance metadata service, not an asset.
 pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
+    match address::canonical(ip) {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || (o[0] == 100 && (64..128).contains(&o[1]))
+            v4.is_private() || v4.is_loopback() || (o[0] == 100 && (64..128).contains(&o[1]))
         }
         IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
@@ -327,10 +352,7 @@ impl ScopePolicy {
             });
         }
         if let Some(t) = &asset.instance_type
-            && self
-                .prohibited_instance_types
-                .iter()
-                .any(|p| p.eq_ignore_ascii_case(t))
+            && self.is_prohibited_type(t)
         {
             return Some(SkipReason::ProhibitedInstanceType {
                 instance_type: t.clone(),
@@ -377,20 +399,59 @@ impl ScopePolicy {
         None
     }
 
+    /// True when instances of type `t` may not be scanned: one of the fixed
+    /// [`PROHIBITED_INSTANCE_TYPES`] or of the policy's own list (any case).
+    pub fn is_prohibited_type(&self, t: &str) -> bool {
+        PROHIBITED_INSTANCE_TYPES
+            .iter()
+            .copied()
+            .chain(self.prohibited_instance_types.iter().map(String::as_str))
+            .any(|p| p.eq_ignore_ascii_case(t))
+    }
+
     /// The rules for one address of an asset (after [`ScopePolicy::check_asset`]).
     pub fn check_address(&self, asset: &Asset, ip: IpAddr) -> Option<SkipReason> {
-        if self.discovered_only && asset.public_ips.contains(&ip) {
+        let ip = address::canonical(ip);
+        if self.discovered_only
+            && asset
+                .public_ips
+                .iter()
+                .any(|p| address::canonical(*p) == ip)
+        {
             return Some(SkipReason::PublicAddress);
         }
         self.check_ip(ip)
     }
 
-    /// Decide one address without asset context.
+    /// Decide one address without asset context, in its canonical form.
     pub fn check_ip(&self, ip: IpAddr) -> Option<SkipReason> {
-        if let Some(cidr) = self.exclude_cidrs.iter().find(|c| c.contains(&ip)) {
+        self.check_ip_allowing(ip, &self.allow_address_classes)
+    }
+
+    fn check_ip_allowing(
+        &self,
+        ip: IpAddr,
+        allowed: &BTreeSet<AddressClass>,
+    ) -> Option<SkipReason> {
+        let ip = address::canonical(ip);
+        if let Some(class) = address::class_of(ip)
+            && !allowed.contains(&class)
+        {
+            return Some(SkipReason::AddressClass { class, address: ip });
+        }
+        if let Some(cidr) = self
+            .exclude_cidrs
+            .iter()
+            .find(|c| address::net_contains(c, ip))
+        {
             return Some(SkipReason::ExcludedCidr { cidr: *cidr });
         }
-        if !self.include_cidrs.is_empty() && !self.include_cidrs.iter().any(|c| c.contains(&ip)) {
+        if !self.include_cidrs.is_empty()
+            && !self
+                .include_cidrs
+                .iter()
+                .any(|c| address::canonical_net(*c).contains(&ip))
+        {
             return Some(SkipReason::NotInIncludedCidr);
         }
         if self.private_only && !is_private(ip) {
@@ -399,9 +460,34 @@ impl ScopePolicy {
         None
     }
 
+    /// The class refusal of an address typed by hand, `None` when it is unicast or
+    /// its class is allowed. A hand-typed target of a refused class is a usage
+    /// error (exit 2) rather than a skip: the user asked for it by name.
+    pub fn refuse_class(&self, ip: IpAddr) -> Option<ClassRefusal> {
+        let ip = address::canonical(ip);
+        address::class_of(ip)
+            .filter(|c| !self.allow_address_classes.contains(c))
+            .map(|class| ClassRefusal { ip, class })
+    }
+
     /// Defence in depth for workers: true when the target passes the address rules.
     pub fn allows(&self, target: &Target) -> bool {
         self.check_ip(target.ip).is_none()
+    }
+
+    /// Defence in depth for workers: decide a target of a signed job whose profile
+    /// allowed `job_allowed` address classes by name (on top of this policy's own).
+    pub fn check_job_target(
+        &self,
+        ip: IpAddr,
+        job_allowed: &BTreeSet<AddressClass>,
+    ) -> Option<SkipReason> {
+        let allowed: BTreeSet<AddressClass> = self
+            .allow_address_classes
+            .union(job_allowed)
+            .copied()
+            .collect();
+        self.check_ip_allowing(ip, &allowed)
     }
 }
 
@@ -508,6 +594,158 @@ mod tests {
                 "same address as asset 10.0.0.1",
             ]
         );
+    }
+
+    #[test]
+    fn mapped_addresses_are_decided_as_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let policy = ScopePolicy {
+            exclude_cidrs: vec!["127.0.0.96/27".parse().unwrap()],
+            ..ScopePolicy::default()
+        };
+        for mapped in ["::ffff:127.0.0.100", "::127.0.0.100"] {
+            assert_eq!(
+                policy.check_ip(ip(mapped)),
+                Some(SkipReason::ExcludedCidr {
+                    cidr: "127.0.0.96/27".parse().unwrap()
+                }),
+                "{mapped}"
+            );
+        }
+        let v6_rule = ScopePolicy {
+            exclude_cidrs: vec!["::ffff:127.0.0.0/104".parse().unwrap()],
+            ..ScopePolicy::default()
+        };
+        assert!(v6_rule.check_ip(ip("127.0.0.5")).is_some());
+        assert!(v6_rule.check_ip(ip("::1")).is_none());
+        let include = ScopePolicy {
+            include_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            ..ScopePolicy::default()
+        };
+        assert!(include.check_ip(ip("::ffff:10.1.2.3")).is_none());
+
+        // An asset built with a mapped address (not through Asset::from_ip or a
+        // parser) is decided, deduplicated and targeted as IPv4.
+        let mut raw = Asset::from_ip(ip("10.0.0.9"));
+        raw.id = "raw".into();
+        raw.private_ip = ip("::ffff:127.0.0.100");
+        raw.private_ips = vec![ip("::ffff:10.0.0.1")];
+        let (t, s) = apply(
+            &[asset([10, 0, 0, 1], None), raw],
+            &policy,
+            &RatePolicy::default(),
+        );
+        assert_eq!(t.len(), 1);
+        let skips: Vec<_> = s.iter().map(|s| format!("{} {}", s.ip, s.reason)).collect();
+        assert_eq!(
+            skips,
+            [
+                "127.0.0.100 address in excluded block 127.0.0.96/27",
+                "10.0.0.1 same address as asset 10.0.0.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn non_unicast_targets_are_refused_unless_their_class_is_allowed() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let policy = ScopePolicy::default();
+        for (a, class) in [
+            ("224.0.0.1", AddressClass::Multicast),
+            ("ff02::1", AddressClass::Multicast),
+            ("255.255.255.255", AddressClass::Broadcast),
+            ("0.0.0.0", AddressClass::Unspecified),
+            ("::", AddressClass::Unspecified),
+            ("169.254.169.254", AddressClass::LinkLocal),
+            ("fe80::1", AddressClass::LinkLocal),
+            ("::ffff:169.254.169.254", AddressClass::LinkLocal),
+        ] {
+            let address = address::canonical(ip(a));
+            assert_eq!(
+                policy.check_ip(ip(a)),
+                Some(SkipReason::AddressClass { class, address }),
+                "{a}"
+            );
+            let allowed = ScopePolicy {
+                allow_address_classes: [class].into(),
+                ..ScopePolicy::default()
+            };
+            assert_eq!(allowed.check_ip(ip(a)), None, "{a} with {class} allowed");
+            assert_eq!(
+                policy.check_job_target(ip(a), &[class].into()),
+                None,
+                "{a} in a job that allowed {class}"
+            );
+            assert!(policy.check_job_target(ip(a), &BTreeSet::new()).is_some());
+            assert_eq!(
+                policy.refuse_class(ip(a)),
+                Some(ClassRefusal { ip: address, class })
+            );
+            assert_eq!(allowed.refuse_class(ip(a)), None);
+        }
+        for ok in ["127.0.0.1", "::1", "10.0.0.255", "10.0.0.0", "fd00::1"] {
+            assert_eq!(policy.check_ip(ip(ok)), None, "{ok}");
+        }
+        let r = policy.check_ip(ip("169.254.169.254")).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "169.254.169.254 is link-local (the instance metadata service); scanfleet refuses \
+             link-local targets unless --allow-address-class link-local"
+        );
+        assert_eq!(r.kind(), "address-class");
+        let s = Skipped {
+            asset_id: "m".into(),
+            ip: ip("169.254.169.254"),
+            reason: r,
+        };
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"asset_id": "m", "ip": "169.254.169.254", "reason": "address-class",
+                               "class": "link-local", "address": "169.254.169.254"})
+        );
+    }
+
+    #[test]
+    fn private_only_never_passes_link_local() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!is_private(ip("169.254.169.254")));
+        assert!(is_private(ip("::ffff:10.0.0.1")) && is_private(ip("100.64.0.1")));
+        let policy = ScopePolicy {
+            private_only: true,
+            allow_address_classes: [AddressClass::LinkLocal].into(),
+            ..ScopePolicy::default()
+        };
+        assert_eq!(
+            policy.check_ip(ip("169.254.169.254")),
+            Some(SkipReason::NotPrivate)
+        );
+        assert_eq!(policy.check_ip(ip("10.0.0.1")), None);
+    }
+
+    #[test]
+    fn the_aws_prohibited_types_cannot_be_removed() {
+        let emptied = ScopePolicy {
+            prohibited_instance_types: Vec::new(),
+            ..ScopePolicy::default()
+        };
+        let from_config: ScopePolicy =
+            serde_json::from_str(r#"{"prohibited_instance_types": []}"#).unwrap();
+        for policy in [&emptied, &from_config] {
+            for t in PROHIBITED_INSTANCE_TYPES.iter().chain(&["T2.NANO"]) {
+                assert!(policy.is_prohibited_type(t), "{t}");
+                let a = asset([10, 0, 0, 1], Some(t));
+                assert!(matches!(
+                    policy.check(&a),
+                    Some(SkipReason::ProhibitedInstanceType { .. })
+                ));
+            }
+            assert!(!policy.is_prohibited_type("m5.large"));
+        }
+        let more = ScopePolicy {
+            prohibited_instance_types: vec!["c5.large".into()],
+            ..ScopePolicy::default()
+        };
+        assert!(more.is_prohibited_type("c5.large") && more.is_prohibited_type("t2.nano"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Domain types shared by coordinator and workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::{self, AddressClass};
 use crate::ports::PortSpec;
+/// Banners and other untrusted bytes are escaped by the one rule in [`crate::text`].
+pub use crate::text::escape_bytes;
 
 /// The network zone of targets without a VPC (hand-typed, on-premises, inventory
 /// files without zones). Its queue carries the base queue name itself.
@@ -15,20 +18,33 @@ pub const DEFAULT_ZONE: &str = "default";
 ///
 /// One asset is one machine: an EC2 instance with every private address of every
 /// network interface, or one hand-typed address. Everything beyond `private_ip` is
-/// optional, so inventories written by hand or by older versions keep parsing.
+/// optional, so inventories written by hand or by older versions keep parsing; a
+/// field this struct does not know is an error (a typo such as `instance_typ` must
+/// not make a t2.nano an instance of unknown type). Addresses are read in their
+/// [canonical](address::canonical) form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Asset {
     /// Stable identifier: the EC2 instance id, or the IP for hand-typed targets.
     #[serde(default)]
     pub id: String,
     /// The primary private address (of the primary interface for an instance).
+    #[serde(deserialize_with = "address::deserialize_canonical")]
     pub private_ip: IpAddr,
     /// Every private address of every interface, primary first; may repeat
     /// `private_ip`. Scope turns each distinct address into its own target.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "address::deserialize_canonical_vec"
+    )]
     pub private_ips: Vec<IpAddr>,
     /// Public IPv4 addresses (auto-assigned or Elastic IP), never scanned.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "address::deserialize_canonical_vec"
+    )]
     pub public_ips: Vec<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
@@ -73,8 +89,10 @@ pub struct Asset {
 }
 
 impl Asset {
-    /// An asset for an address typed by hand: no cloud context, the IP is its id.
+    /// An asset for an address typed by hand: no cloud context, the IP (in its
+    /// [canonical](address::canonical) form) is its id.
     pub fn from_ip(ip: IpAddr) -> Self {
+        let ip = address::canonical(ip);
         Asset {
             id: ip.to_string(),
             private_ip: ip,
@@ -98,12 +116,13 @@ impl Asset {
         }
     }
 
-    /// Every distinct private address of the asset, `private_ip` first.
+    /// Every distinct private address of the asset in its
+    /// [canonical](address::canonical) form, `private_ip` first.
     pub fn addresses(&self) -> Vec<IpAddr> {
-        let mut out = vec![self.private_ip];
-        for ip in &self.private_ips {
-            if !out.contains(ip) {
-                out.push(*ip);
+        let mut out = vec![address::canonical(self.private_ip)];
+        for ip in self.private_ips.iter().map(|ip| address::canonical(*ip)) {
+            if !out.contains(&ip) {
+                out.push(ip);
             }
         }
         out
@@ -188,6 +207,9 @@ pub struct ExposurePath {
 /// An address that scope allowed, with the probe budget the rate policy gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
+    /// Read in its [canonical](address::canonical) form, so a job for
+    /// `::ffff:10.0.0.1` is decided (and probed) as 10.0.0.1.
+    #[serde(deserialize_with = "address::deserialize_canonical")]
     pub ip: IpAddr,
     pub asset_id: String,
     /// Packets per second this target may receive from one worker.
@@ -235,6 +257,10 @@ pub struct ProbeProfile {
     pub host_discovery: bool,
     /// Report closed and filtered ports too, not only open ones.
     pub all_states: bool,
+    /// Address classes the user allowed by name (`--allow-address-class`): the
+    /// worker refuses job targets of any other non-unicast class.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_address_classes: BTreeSet<AddressClass>,
 }
 
 impl Default for ProbeProfile {
@@ -247,6 +273,7 @@ impl Default for ProbeProfile {
             service_detection: true,
             host_discovery: false,
             all_states: false,
+            allow_address_classes: BTreeSet::new(),
         }
     }
 }
@@ -301,7 +328,8 @@ impl Protocol {
 
 /// What service detection learned about an open port. Every string in here came
 /// from the network or was derived from it and is untrusted; `banner` is already
-/// escaped (printable ASCII, everything else as `\xNN`) and bounded.
+/// escaped with [`crate::text::escape_bytes`] (printable ASCII, everything else as
+/// `\xNN`) and bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ServiceInfo {
     pub name: String,
@@ -350,12 +378,26 @@ pub struct Progress {
     pub shards_failed: u64,
     /// Distinct (ip, port) results stored so far.
     pub results: u64,
+    /// (target, port) pairs whose state is decided, summed over shards as workers
+    /// report them per result batch ([`ResultStore::record_ports`]). A redelivered
+    /// shard does not count twice: each shard's count only grows.
+    ///
+    /// [`ResultStore::record_ports`]: crate::store::ResultStore::record_ports
+    #[serde(default)]
+    pub ports_done: u64,
 }
 
 impl Progress {
-    /// Every shard has an outcome.
+    /// Every shard has an outcome: the one completion rule of a scan, in every mode.
+    /// A scan of zero shards is finished as soon as it is registered.
     pub fn finished(&self) -> bool {
-        self.shards_total > 0 && self.shards_done + self.shards_failed >= self.shards_total
+        self.shards_done + self.shards_failed >= self.shards_total
+    }
+
+    /// Shards without an outcome yet.
+    pub fn shards_pending(&self) -> u64 {
+        self.shards_total
+            .saturating_sub(self.shards_done + self.shards_failed)
     }
 }
 
@@ -365,47 +407,4 @@ impl Progress {
 pub enum ShardOutcome {
     Done,
     Failed { reason: String },
-}
-
-/// Escape untrusted bytes for display and storage: printable ASCII stays, `\` and
-/// everything else become `\\`, `\n`, `\r`, `\t` or `\xNN`. At most `max` input
-/// bytes are kept; a cut is marked with `...`.
-pub fn escape_bytes(bytes: &[u8], max: usize) -> String {
-    let cut = bytes.len() > max;
-    let mut out = String::with_capacity(bytes.len().min(max) + 8);
-    for &b in &bytes[..bytes.len().min(max)] {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    if cut {
-        out.push_str("...");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn escape_keeps_printable_and_escapes_control() {
-        assert_eq!(escape_bytes(b"SSH-2.0-x\r\n", 100), "SSH-2.0-x\\r\\n");
-        assert_eq!(escape_bytes(b"\x1b[31m", 100), "\\x1b[31m");
-        assert_eq!(escape_bytes(b"abcdef", 3), "abc...");
-    }
-
-    proptest! {
-        #[test]
-        fn escaped_is_printable_ascii(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let s = escape_bytes(&bytes, 256);
-            prop_assert!(s.bytes().all(|b| (0x20..=0x7e).contains(&b)));
-        }
-    }
 }

@@ -1,38 +1,25 @@
 //! The Redis result store against a real server: `SCANFLEET_REDIS_URL`, default
-//! `redis://127.0.0.1:6379`. Every test uses its own scan ids (`sftest-<pid>-<n>-<t>`)
-//! and deletes their keys at the end. The restart test runs a private redis-server on
-//! a spare port and kills it itself; the shared server is never stopped.
+//! `redis://127.0.0.1:6379`. What every store must do is the contract in
+//! `store_contract.rs`; these tests cover what only Redis has: key names and
+//! expiry, the result stream, corrupt contents, connection errors and a restart.
+//! Every test uses its own scan ids (`sftest-<pid>-<n>-<t>`) and deletes their keys
+//! at the end. The restart test runs a private redis-server on a spare port
+//! (`scanfleet_testkit::PrivateRedis`) and kills it itself; the shared server is
+//! never stopped.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use scanfleet_common::store::memory::MemoryStore;
 use scanfleet_common::store::redis::{RedisConfig, RedisStore, ScanKeys};
 use scanfleet_common::store::{ResultStore, StoreError};
 use scanfleet_common::{PortState, ProbeResult, Progress, Protocol, ServiceInfo, ShardOutcome};
-
-fn redis_url() -> String {
-    std::env::var("SCANFLEET_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use scanfleet_testkit::{PrivateRedis, redis_url, unique_name};
 
 fn unique_scan() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() % 1_000_000)
-        .unwrap_or(0);
-    format!(
-        "sftest-{}-{}-{t}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    unique_name("sftest")
 }
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
@@ -86,6 +73,7 @@ async fn key_names_carry_the_scan_hash_tag() {
                 meta: format!("scanfleet:{{{scan}}}:meta"),
                 results: format!("scanfleet:{{{scan}}}:results"),
                 shards: format!("scanfleet:{{{scan}}}:shards"),
+                ports: format!("scanfleet:{{{scan}}}:ports"),
                 stream: format!("scanfleet:{{{scan}}}:stream"),
             }
         );
@@ -218,7 +206,8 @@ async fn roundtrip_sorted_and_rewrites_never_double_count() {
                 shards_total: 3,
                 shards_done: 0,
                 shards_failed: 0,
-                results: 4
+                results: 4,
+                ports_done: 0,
             }
         );
 
@@ -255,41 +244,15 @@ async fn roundtrip_sorted_and_rewrites_never_double_count() {
     .await;
 }
 
+/// The shard outcome semantics themselves are the store contract
+/// (`store_contract.rs`); what only Redis shows is which reason it keeps.
 #[tokio::test]
-async fn finish_shard_semantics_match_the_memory_store() {
+async fn first_failure_reason_is_kept_in_the_shard_hash() {
     with_scan(RedisConfig::default(), |st, scan| async move {
-        let mem = MemoryStore::new();
-        for s in [&st as &dyn ResultStore, &mem] {
-            s.begin_scan(&scan, 4).await.unwrap();
-        }
+        st.begin_scan(&scan, 3).await.unwrap();
         let failed = |why: &str| ShardOutcome::Failed { reason: why.into() };
-        let steps: Vec<(u32, ShardOutcome, bool)> = vec![
-            (0, failed("x"), false),
-            (0, ShardOutcome::Done, true),  // Done overrides Failed
-            (0, ShardOutcome::Done, false), // only the first Done counts
-            (0, failed("y"), false),        // never the reverse
-            (1, ShardOutcome::Done, true),
-            (2, failed("z"), false),
-            (2, failed("again"), false),
-            (3, failed("w"), false),
-        ];
-        for (shard, outcome, want) in steps {
-            let a = st.finish_shard(&scan, shard, &outcome).await.unwrap();
-            let b = mem.finish_shard(&scan, shard, &outcome).await.unwrap();
-            assert_eq!((a, b), (want, want), "shard {shard} {outcome:?}");
-        }
-        let p = st.progress(&scan).await.unwrap();
-        assert_eq!(p, mem.progress(&scan).await.unwrap());
-        assert_eq!(
-            p,
-            Progress {
-                shards_total: 4,
-                shards_done: 2,
-                shards_failed: 2,
-                results: 0
-            }
-        );
-        assert!(p.finished());
+        assert!(!st.finish_shard(&scan, 2, &failed("z")).await.unwrap());
+        assert!(!st.finish_shard(&scan, 2, &failed("again")).await.unwrap());
         let k = st.keys(&scan).unwrap();
         let mut c = raw(&redis_url()).await;
         let kept: String = redis::cmd("HGET")
@@ -302,34 +265,6 @@ async fn finish_shard_semantics_match_the_memory_store() {
             kept, r#"{"outcome":"failed","reason":"z"}"#,
             "first failure reason kept"
         );
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_finish_counts_done_once() {
-    with_scan(RedisConfig::default(), |st, scan| async move {
-        st.begin_scan(&scan, 1).await.unwrap();
-        let st = Arc::new(st);
-        let mut tasks = Vec::new();
-        for i in 0..16 {
-            let (st, scan) = (st.clone(), scan.clone());
-            tasks.push(tokio::spawn(async move {
-                let o = if i % 3 == 0 {
-                    ShardOutcome::Failed { reason: "t".into() }
-                } else {
-                    ShardOutcome::Done
-                };
-                st.finish_shard(&scan, 0, &o).await.unwrap()
-            }));
-        }
-        let mut firsts = 0;
-        for t in tasks {
-            firsts += usize::from(t.await.unwrap());
-        }
-        assert_eq!(firsts, 1);
-        let p = st.progress(&scan).await.unwrap();
-        assert_eq!((p.shards_done, p.shards_failed), (1, 0));
     })
     .await;
 }
@@ -506,91 +441,6 @@ async fn connect_errors_say_whether_to_retry() {
     assert!(!pw.unwrap_err().to_string().contains("hunter2"));
 }
 
-/// A redis-server of this test's own, on a spare port, with AOF fsync on every write
-/// so that an acknowledged write survives `kill -9`.
-struct PrivateRedis {
-    port: u16,
-    dir: PathBuf,
-}
-
-impl PrivateRedis {
-    fn new() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("sftest-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        PrivateRedis { port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn pidfile(&self) -> PathBuf {
-        self.dir.join("redis.pid")
-    }
-
-    fn start(&self) {
-        let status = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--daemonize",
-                "yes",
-            ])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--pidfile")
-            .arg(self.pidfile())
-            .arg("--logfile")
-            .arg(self.dir.join("redis.log"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let until = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "private redis did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: a crash, not a clean shutdown.
-    fn kill(&self) {
-        let Ok(pid) = std::fs::read_to_string(self.pidfile()) else {
-            return;
-        };
-        let pid = pid.trim().to_string();
-        let _ = Command::new("kill").args(["-9", &pid]).status();
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            && Instant::now() < until
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_file(self.pidfile());
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_redis_restart_transient_then_no_loss() {
     let redis = PrivateRedis::new();
@@ -673,7 +523,8 @@ async fn private_redis_restart_transient_then_no_loss() {
             shards_total: 2,
             shards_done: 1,
             shards_failed: 0,
-            results: 200
+            results: 200,
+            ports_done: 0,
         }
     );
     assert!(

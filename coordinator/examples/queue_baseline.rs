@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use scanfleet_common::fleet::{self, FleetQueue, QueueKind, QueueOptions};
+use scanfleet_common::backend::{self as fleet, QueueHandle, QueueKind, QueueOptions};
 use scanfleet_common::queue::amqp::{AmqpConfig, AmqpQueue};
+use scanfleet_common::queue::{JobQueue, QueueAdmin, Topology};
 use tokio::sync::Barrier;
 
 const ZONE: &str = "default";
@@ -68,6 +69,31 @@ struct Args {
     keep: bool,
 }
 
+/// One connection: the AMQP backend kept concrete (its topology is deleted at
+/// the end), any other through its seams.
+#[derive(Clone)]
+enum FleetQueue {
+    Amqp(Arc<AmqpQueue>),
+    Other(QueueHandle),
+}
+
+impl FleetQueue {
+    fn dyn_queue(&self) -> Arc<dyn JobQueue> {
+        match self {
+            FleetQueue::Amqp(q) => q.clone(),
+            FleetQueue::Other(h) => h.queue.clone(),
+        }
+    }
+
+    async fn init(&self, zones: &[String]) -> Result<(), scanfleet_common::queue::QueueError> {
+        let admin: Arc<dyn QueueAdmin> = match self {
+            FleetQueue::Amqp(q) => q.clone(),
+            FleetQueue::Other(h) => h.admin.clone(),
+        };
+        admin.init(zones, &Topology::default()).await
+    }
+}
+
 /// One connection, on the backend the URL names, with this run's names.
 async fn connect(a: &Args, prefix: &str, prefetch: u16) -> anyhow::Result<FleetQueue> {
     let opts = QueueOptions {
@@ -79,13 +105,14 @@ async fn connect(a: &Args, prefix: &str, prefetch: u16) -> anyhow::Result<FleetQ
             let config = AmqpConfig {
                 prefix: prefix.to_owned(),
                 prefetch,
-                delivery_limit: opts.delivery_limit,
                 ..AmqpConfig::default()
             };
             let q = AmqpQueue::connect(&a.queue, config).await?;
             Ok(FleetQueue::Amqp(Arc::new(q)))
         }
-        QueueKind::Sqs => Ok(FleetQueue::connect(&a.queue, &opts).await?),
+        QueueKind::Sqs => Ok(FleetQueue::Other(
+            fleet::connect_queue(&a.queue, &opts).await?,
+        )),
     }
 }
 

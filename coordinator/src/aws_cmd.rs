@@ -5,19 +5,23 @@
 use std::collections::BTreeMap;
 
 use scanfleet_common::Asset;
+use scanfleet_common::config::{Sources, in_range};
 use scanfleet_common::scope::{self, ScopePolicy};
 
 use crate::CliError;
 use crate::cli::{AwsArgs, DiscoverArgs, ZonesArgs};
 use crate::discovery::aws::{self, AccountSource, AwsDiscoveryOptions};
 use crate::discovery::{Discovery, Summary};
-use crate::zones::{self, Zone};
+use crate::estate::zones::{self, Zone};
+use crate::report::Output;
 
-/// Options of a discovery run from the flags.
+/// Options of a discovery run from the flags, the environment and the config
+/// file's `[aws]`.
 ///
 /// # Errors
-/// [`CliError::Input`] naming the flag or file that is wrong.
-pub fn options(args: &AwsArgs) -> Result<AwsDiscoveryOptions, CliError> {
+/// [`CliError::Input`] naming the flag, variable, key or file that is wrong.
+pub fn options(args: &AwsArgs, src: &Sources) -> Result<AwsDiscoveryOptions, CliError> {
+    let f = &src.file.aws;
     let accounts = if args.org {
         AccountSource::Organization
     } else if let Some(path) = &args.accounts {
@@ -27,34 +31,72 @@ pub fn options(args: &AwsArgs) -> Result<AwsDiscoveryOptions, CliError> {
     } else {
         AccountSource::Caller
     };
+    let defaults = AwsDiscoveryOptions::default();
+    let role_name = src
+        .pick_or(
+            ("--role-name", args.role_name.clone()),
+            Some("SCANFLEET_ROLE_NAME"),
+            ("aws.role_name", f.role_name.clone()),
+            defaults.role_name.clone(),
+        )?
+        .value;
+    let external_id = src
+        .pick(
+            ("--external-id", args.external_id.clone()),
+            Some("SCANFLEET_EXTERNAL_ID"),
+            ("aws.external_id", f.external_id.clone()),
+            None,
+        )?
+        .map(|s| s.value);
+    let endpoint_url = src
+        .pick(
+            ("--endpoint-url", args.endpoint_url.clone()),
+            None,
+            ("aws.endpoint_url", f.endpoint_url.clone()),
+            None,
+        )?
+        .map(|s| s.value);
+    let concurrency = src.pick_or(
+        ("--aws-concurrency", args.aws_concurrency),
+        None,
+        ("aws.concurrency", f.concurrency),
+        16,
+    )?;
+    let regions = if !args.regions.is_empty() {
+        Some(args.regions.clone())
+    } else if !f.regions.is_empty() {
+        Some(f.regions.clone())
+    } else {
+        None
+    };
     let opts = AwsDiscoveryOptions {
         accounts,
-        role_name: args.role_name.clone(),
-        external_id: args.external_id.clone(),
-        regions: (!args.regions.is_empty()).then(|| args.regions.clone()),
-        endpoint_url: args.endpoint_url.clone(),
-        concurrency: args.aws_concurrency,
-        ..AwsDiscoveryOptions::default()
+        role_name,
+        external_id,
+        regions,
+        endpoint_url,
+        concurrency: in_range(&concurrency, 1, 1024)?,
+        ..defaults
     };
     opts.validate()
         .map_err(|e| CliError::Input(e.to_string()))?;
     Ok(opts)
 }
 
-/// Discover, compute zones, put each asset in its zone, and say on stderr what failed.
+/// Discover (the result comes with its zones, each asset in its zone) and say on
+/// stderr what failed.
 ///
 /// # Errors
 /// [`CliError::Input`] for bad options, [`CliError::Runtime`] when discovery cannot run at all.
-pub async fn discover(args: &AwsArgs) -> Result<(Discovery, Vec<Zone>), CliError> {
-    let opts = options(args)?;
-    let mut d = aws::discover(opts)
+pub async fn discover(args: &AwsArgs, src: &Sources) -> Result<(Discovery, Vec<Zone>), CliError> {
+    let opts = options(args, src)?;
+    let d = aws::discover(opts)
         .await
-        .map_err(|e| CliError::Runtime(anyhow::anyhow!("AWS discovery: {e}")))?;
-    let zones = zones::compute(&d);
-    zones::assign(&mut d.assets, &zones);
+        .map_err(|e| CliError::Runtime(anyhow::Error::new(e).context("AWS discovery")))?;
     for f in &d.failures {
         eprintln!("scanfleet: discovery failed: {f}");
     }
+    let zones = d.zones.clone();
     Ok((d, zones))
 }
 
@@ -73,15 +115,16 @@ pub fn print_summary(
 ///
 /// # Errors
 /// As [`discover`], plus writing the inventory.
-pub async fn discover_cmd(args: DiscoverArgs) -> Result<(), CliError> {
-    let (d, zones) = discover(&args.aws_args).await?;
+pub async fn discover_cmd(args: DiscoverArgs, src: &Sources) -> Result<(), CliError> {
+    let out = Output::check(args.output.as_deref())?;
+    let (d, zones) = discover(&args.aws_args, src).await?;
     print_summary(
         &d,
         &zones,
         &ScopePolicy::aws_preauthorized(),
         &Default::default(),
     );
-    match &args.output {
+    match out.path() {
         Some(path) => d
             .write_inventory(path)
             .map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?,
@@ -94,7 +137,7 @@ pub async fn discover_cmd(args: DiscoverArgs) -> Result<(), CliError> {
 ///
 /// # Errors
 /// As [`discover`], or a bad inventory.
-pub async fn zones_cmd(args: ZonesArgs) -> Result<(), CliError> {
+pub async fn zones_cmd(args: ZonesArgs, src: &Sources) -> Result<(), CliError> {
     match &args.inventory {
         Some(path) => {
             let assets = scanfleet_common::inventory::load(path)
@@ -102,7 +145,7 @@ pub async fn zones_cmd(args: ZonesArgs) -> Result<(), CliError> {
             print!("{}", inventory_zones(&assets));
         }
         None => {
-            let (_, zones) = discover(&args.aws_args).await?;
+            let (_, zones) = discover(&args.aws_args, src).await?;
             print!("{}", zones::Listing(&zones));
         }
     }
@@ -134,145 +177,4 @@ fn inventory_zones(assets: &[Asset]) -> String {
         ));
     }
     out
-}
-
-/// `scanfleet watch`: one JSON line per event on stdout; with `--queue`, every
-/// newly running in-scope instance gets a scan of its own on the fleet's queues.
-///
-/// # Errors
-/// Bad flags are input errors; discovery or queue failures are runtime errors.
-pub async fn watch_cmd(
-    args: crate::cli::WatchArgs,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> Result<(), CliError> {
-    use crate::discovery::events::{self, WatchEvent, WatchOptions};
-    use scanfleet_common::fleet::{self, FleetQueue, QueueOptions};
-
-    let ports = scanfleet_common::PortSpec::parse(&args.ports)
-        .map_err(|e| CliError::Input(format!("-p {:?}: {e}", args.ports)))?;
-    let publisher = match &args.queue {
-        None => None,
-        Some(q) => {
-            fleet::queue_kind(q).map_err(CliError::Input)?;
-            let secret = std::env::var("SCANFLEET_JOB_SECRET").unwrap_or_default();
-            if secret.is_empty() {
-                return Err(CliError::Input(
-                    "--queue needs SCANFLEET_JOB_SECRET, the secret the workers share".into(),
-                ));
-            }
-            let queue = FleetQueue::connect(q, &QueueOptions::default())
-                .await
-                .map_err(|e| CliError::Runtime(e.into()))?;
-            let store = fleet::connect_store(&args.redis)
-                .await
-                .map_err(|e| CliError::Runtime(e.into()))?;
-            Some((queue, store, secret.into_bytes()))
-        }
-    };
-    let opts = options(&args.aws_args)?;
-    let discoverer = std::sync::Arc::new(
-        aws::AwsDiscoverer::new(opts)
-            .await
-            .map_err(|e| CliError::Runtime(anyhow::anyhow!("AWS discovery: {e}")))?,
-    );
-    let initial = discoverer
-        .clone()
-        .discover()
-        .await
-        .map_err(|e| CliError::Runtime(anyhow::anyhow!("AWS discovery: {e}")))?;
-    eprintln!(
-        "scanfleet: watching {} with {} known asset(s)",
-        args.events_queue,
-        initial.assets.len()
-    );
-    let mut wopts = WatchOptions::new(args.events_queue.clone());
-    wopts.rediscover_every = (args.rediscover_every_secs > 0)
-        .then(|| std::time::Duration::from_secs(args.rediscover_every_secs));
-    let sqs = aws_sdk_sqs::Client::new(discoverer.sdk_config());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let task = tokio::spawn(events::watch(
-        discoverer.clone(),
-        initial,
-        wopts,
-        sqs,
-        tx,
-        shutdown.clone(),
-    ));
-    let policy = ScopePolicy::aws_preauthorized();
-    let rate = scanfleet_common::rate::RatePolicy::default();
-    while let Some(ev) = rx.recv().await {
-        let ids = |v: &[Asset]| v.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
-        let (line, fresh) = match &ev {
-            WatchEvent::Changed { diff, .. } => (
-                serde_json::json!({"event": "changed", "new": ids(&diff.new), "changed": ids(&diff.changed), "gone": ids(&diff.gone)}),
-                diff.new
-                    .iter()
-                    .chain(&diff.changed)
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            ),
-            WatchEvent::Rediscovered { diff, failures } => (
-                serde_json::json!({"event": "rediscovered", "new": ids(&diff.new), "changed": ids(&diff.changed), "gone": ids(&diff.gone), "failures": failures.len()}),
-                diff.new.clone(),
-            ),
-            WatchEvent::Dropped { reason, .. } => (
-                serde_json::json!({"event": "dropped", "reason": reason}),
-                Vec::new(),
-            ),
-            WatchEvent::Failed { failure, .. } => (
-                serde_json::json!({"event": "failed", "reason": failure.to_string()}),
-                Vec::new(),
-            ),
-        };
-        println!("{line}");
-        let (targets, skipped) = scope::apply(&fresh, &policy, &rate);
-        for s in &skipped {
-            eprintln!("scanfleet: skipped {} ({}): {}", s.asset_id, s.ip, s.reason);
-        }
-        if let (Some((queue, store, secret)), false) = (&publisher, targets.is_empty()) {
-            let scan_id = crate::plan::new_scan_id();
-            let zoned = zones::group_targets(&fresh, targets);
-            let jobs = crate::plan::plan(
-                &scan_id,
-                zoned,
-                &ports,
-                &scanfleet_common::ProbeProfile::default(),
-                Default::default(),
-            );
-            let zones_used: Vec<String> = jobs
-                .iter()
-                .map(|j| j.zone.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let publish = async {
-                queue.init(&zones_used).await?;
-                scanfleet_common::store::ResultStore::begin_scan(
-                    store.as_ref(),
-                    &scan_id,
-                    jobs.len() as u64,
-                )
-                .await
-                .map_err(|e| scanfleet_common::queue::QueueError::Transient(e.to_string()))?;
-                let deadline = scanfleet_common::envelope::now_unix_ms() + 24 * 3600 * 1000;
-                for job in &jobs {
-                    let env = scanfleet_common::JobEnvelope::seal(job, 1, deadline, Some(secret));
-                    queue
-                        .dyn_queue()
-                        .publish(&job.zone, &env.to_bytes())
-                        .await?;
-                }
-                Ok::<_, scanfleet_common::queue::QueueError>(())
-            };
-            match publish.await {
-                Ok(()) => eprintln!("scanfleet: scan {scan_id} queued: {} shard(s)", jobs.len()),
-                Err(e) => eprintln!("scanfleet: could not queue the scan of new instances: {e}"),
-            }
-        }
-    }
-    match task.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(CliError::Runtime(anyhow::anyhow!("{e}"))),
-        Err(e) => Err(CliError::Runtime(anyhow::anyhow!("watch task: {e}"))),
-    }
 }

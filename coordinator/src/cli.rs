@@ -1,14 +1,21 @@
-//! The command line of `scanfleet`. Flags follow nmap where nmap has one.
+//! The command line of `scanfleet`. Flags follow nmap where nmap has one. Every
+//! setting can also come from the config file (`--config`, any command) and most
+//! from the environment; [`crate::config`] layers and validates them.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use scanfleet_common::ScanMode;
+use scanfleet_common::config::args::{
+    ConfigArg, DeliveryLimitArg, ExcludeArg, MetricsArg, QueueArg, RedisArg,
+};
 
 /// scanfleet: a distributed network scan fleet for AWS estates.
 #[derive(Debug, Parser)]
 #[command(name = "scanfleet", version, about, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArg,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,32 +39,126 @@ pub enum Command {
     Watch(Box<WatchArgs>),
 }
 
-/// Arguments of `scanfleet watch`.
-#[derive(Debug, Args)]
-pub struct WatchArgs {
-    /// The SQS queue URL EventBridge delivers EC2 instance state-change events to.
-    #[arg(long, value_name = "URL")]
-    pub events_queue: String,
-    #[command(flatten)]
-    pub aws_args: AwsArgs,
-    /// Rediscover the whole estate this often, in seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 6 * 3600)]
-    pub rediscover_every_secs: u64,
-    /// Queue the scans of new instances here (amqp://..., sqs://NAME); without it, only report.
-    #[arg(long, value_name = "URL")]
-    pub queue: Option<String>,
-    /// Result store of the queued scans.
-    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis: String,
-    /// Ports to scan on new instances (nmap syntax).
+/// What to probe and how: shared by `scan` and `watch`, so that a watched
+/// instance is scanned exactly as `scan` would.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ProbeArgs {
+    /// Ports in nmap syntax: 22,80,8000-8100; `-` for all 65535 [config scan.ports].
     #[arg(
         short = 'p',
         long = "ports",
         value_name = "PORTS",
-        default_value = "1-65535",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        conflicts_with = "top_ports"
     )]
-    pub ports: String,
+    pub ports: Option<String>,
+    /// The N most common ports from scanfleet's frequency list (default 100) [config scan.top_ports].
+    #[arg(long, value_name = "N")]
+    pub top_ports: Option<usize>,
+    /// Global probe rate cap in packets (or connections) per second
+    /// [env: SCANFLEET_RATE_PPS; config scan.rate_pps].
+    #[arg(long = "rate", value_name = "PPS")]
+    pub rate_pps: Option<u32>,
+    /// Probe engine: syn (raw sockets), connect, or auto (syn when allowed)
+    /// [env: SCANFLEET_MODE; config scan.mode].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<ScanMode>,
+    /// Wait for one probe's answer, in milliseconds [config scan.timeout_ms].
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+    /// Extra attempts for unanswered probes [config scan.retries].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u8>,
+    /// Report closed and filtered ports too [config scan.all_states].
+    #[arg(long)]
+    pub all_states: bool,
+    /// Skip host discovery and scan every target (nmap's -Pn) [config scan.host_discovery = false].
+    #[arg(long = "no-ping", visible_alias = "Pn")]
+    pub no_ping: bool,
+    /// Do not identify services on open ports [config scan.service_detection = false].
+    #[arg(long)]
+    pub no_service_detection: bool,
+}
+
+/// What may never be probed, besides what AWS prohibits.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScopeArgs {
+    #[command(flatten)]
+    pub exclude: ExcludeArg,
+    /// Refuse public addresses [config scope.private_only].
+    #[arg(long)]
+    pub private_only: bool,
+    /// Allow targets of a non-unicast class that scope refuses by default:
+    /// multicast, broadcast, unspecified, link-local. Repeatable, or
+    /// comma-separated [config scope.allow_address_classes].
+    #[arg(
+        long = "allow-address-class",
+        value_name = "CLASS",
+        value_delimiter = ','
+    )]
+    pub allow_address_class: Vec<scanfleet_common::address::AddressClass>,
+    /// Only scan assets with this tag (`key=value` or `key`). Repeatable [config scope.include_tags].
+    #[arg(long, value_name = "TAG")]
+    pub include_tag: Vec<String>,
+    /// Never scan assets with this tag (`key=value` or `key`). Repeatable [config scope.exclude_tags].
+    #[arg(long, value_name = "TAG")]
+    pub exclude_tag: Vec<String>,
+    /// Never scan assets of this account. Repeatable [config scope.exclude_accounts].
+    #[arg(long, value_name = "ACCOUNT", value_delimiter = ',')]
+    pub exclude_account: Vec<String>,
+    /// Never scan assets in this VPC. Repeatable [config scope.exclude_vpcs].
+    #[arg(long, value_name = "VPC", value_delimiter = ',')]
+    pub exclude_vpc: Vec<String>,
+}
+
+/// Where results go.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// Output format [config scan.format].
+    #[arg(short = 'f', long, value_enum)]
+    pub format: Option<Format>,
+    /// Write results to FILE instead of standard output. An existing file is
+    /// replaced, as nmap's -oN does; the path is checked before the first probe.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// How a scan is published to a fleet (the embedded mode ignores these but --metrics-addr).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub queue: QueueArg,
+    #[command(flatten)]
+    pub redis: RedisArg,
+    #[command(flatten)]
+    pub delivery_limit: DeliveryLimitArg,
+    /// How long a published shard stays valid; workers refuse it as stale after
+    /// that [config fleet.job_ttl_secs; default 86400].
+    #[arg(long, value_name = "SECS")]
+    pub job_ttl_secs: Option<u64>,
+}
+
+/// Arguments of `scanfleet watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The SQS queue URL EventBridge delivers EC2 instance state-change events to
+    /// [config watch.events_queue].
+    #[arg(long, value_name = "URL")]
+    pub events_queue: Option<String>,
+    #[command(flatten)]
+    pub aws_args: AwsArgs,
+    /// Rediscover the whole estate this often, in seconds (0: never; default 21600)
+    /// [config watch.rediscover_every_secs].
+    #[arg(long, value_name = "SECS")]
+    pub rediscover_every_secs: Option<u64>,
+    /// Where the scans of new instances are queued; without a queue, only report.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// Ports and probe settings of those scans: as `scan`, default all 65535 ports.
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 }
 
 /// Where and how to discover AWS assets; shared by `discover`, `zones` and `scan --discover aws`.
@@ -72,21 +173,22 @@ pub struct AwsArgs {
     /// Only the caller's own account, with the caller's credentials (the default without --org/--accounts).
     #[arg(long)]
     pub caller: bool,
-    /// Role assumed in each account.
-    #[arg(long, value_name = "NAME", default_value = "scanfleet-discovery")]
-    pub role_name: String,
-    /// External ID the roles' trust policies require.
-    #[arg(long, value_name = "ID", env = "SCANFLEET_EXTERNAL_ID")]
+    /// Role assumed in each account (default scanfleet-discovery) [config aws.role_name].
+    #[arg(long, value_name = "NAME")]
+    pub role_name: Option<String>,
+    /// External ID the roles' trust policies require [env: SCANFLEET_EXTERNAL_ID; config aws.external_id].
+    #[arg(long, value_name = "ID")]
     pub external_id: Option<String>,
-    /// Regions to discover (default: each account's enabled regions).
+    /// Regions to discover (default: each account's enabled regions) [config aws.regions].
     #[arg(long, value_name = "REGION", value_delimiter = ',')]
     pub regions: Vec<String>,
-    /// Endpoint of every AWS API (an emulator such as moto); AWS_ENDPOINT_URL works too.
+    /// Endpoint of every AWS API (an emulator such as moto); AWS_ENDPOINT_URL works too
+    /// [config aws.endpoint_url].
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// AWS calls in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub aws_concurrency: usize,
+    /// AWS calls in flight at once (default 16) [config aws.concurrency].
+    #[arg(long, value_name = "N")]
+    pub aws_concurrency: Option<usize>,
 }
 
 /// Arguments of `scanfleet discover`.
@@ -120,13 +222,8 @@ pub struct ZonesArgs {
 pub struct StatusArgs {
     /// The scan id `scanfleet scan` printed.
     pub scan_id: String,
-    /// Result store URL.
-    #[arg(
-        long,
-        env = "SCANFLEET_REDIS",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisArg,
     /// Print JSON instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -137,17 +234,10 @@ pub struct StatusArgs {
 pub struct ResultsArgs {
     /// The scan id `scanfleet scan` printed.
     pub scan_id: String,
-    /// Result store URL.
-    #[arg(
-        long,
-        env = "SCANFLEET_REDIS",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis: String,
-    #[arg(short = 'f', long, value_enum, default_value = "table")]
-    pub format: Format,
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub redis: RedisArg,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Report closed and filtered ports too.
     #[arg(long)]
     pub all_states: bool,
@@ -162,19 +252,21 @@ pub struct QueuesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueuesAction {
-    /// Create the job queues of the zones and the dead-letter queue (idempotent).
+    /// Create the job queues of the zones and the dead-letter queue (idempotent),
+    /// with the delivery limit the broker enforces.
     Init {
-        /// amqp://user:pass@host:port/vhost, sqs://NAME or an SQS queue URL.
-        #[arg(long, env = "SCANFLEET_QUEUE")]
-        queue: String,
-        /// Zones to create queues for. Repeatable.
-        #[arg(long = "zone", default_value = "default", value_delimiter = ',')]
+        #[command(flatten)]
+        queue: QueueArg,
+        #[command(flatten)]
+        delivery_limit: DeliveryLimitArg,
+        /// Zones to create queues for. Repeatable, or comma-separated.
+        #[arg(long = "zone", default_value = scanfleet_common::DEFAULT_ZONE, value_delimiter = ',')]
         zones: Vec<String>,
     },
     /// Take messages off the dead-letter queue and print them with their reasons (JSON lines).
     DeadLetters {
-        #[arg(long, env = "SCANFLEET_QUEUE")]
-        queue: String,
+        #[command(flatten)]
+        queue: QueueArg,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         max: usize,
@@ -214,107 +306,37 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
 
-    /// Only scan assets with this tag (`key=value` or `key`). Repeatable.
-    #[arg(long, value_name = "TAG")]
-    pub include_tag: Vec<String>,
-    /// Never scan assets with this tag (`key=value` or `key`). Repeatable.
-    #[arg(long, value_name = "TAG")]
-    pub exclude_tag: Vec<String>,
-    /// Never scan assets of this account. Repeatable.
-    #[arg(long, value_name = "ACCOUNT", value_delimiter = ',')]
-    pub exclude_account: Vec<String>,
-    /// Never scan assets in this VPC. Repeatable.
-    #[arg(long, value_name = "VPC", value_delimiter = ',')]
-    pub exclude_vpc: Vec<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 
-    /// Ports in nmap syntax: 22,80,8000-8100; `-` for all 65535.
-    #[arg(
-        short = 'p',
-        long = "ports",
-        value_name = "PORTS",
-        allow_hyphen_values = true,
-        conflicts_with = "top_ports"
-    )]
-    pub ports: Option<String>,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 
-    /// The N most common ports from scanfleet's frequency list (default 100).
-    #[arg(long, value_name = "N")]
-    pub top_ports: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
-    /// Output format.
-    #[arg(short = 'f', long, value_enum)]
-    pub format: Option<Format>,
-
-    /// Write results to FILE instead of standard output.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
-
-    /// In-process workers (embedded mode).
+    /// In-process workers, embedded mode [env: SCANFLEET_WORKERS; config scan.workers; default 2].
     #[arg(short = 'w', long, value_name = "N")]
     pub workers: Option<usize>,
 
-    /// Global probe rate cap in packets (or connections) per second.
-    #[arg(long = "rate", value_name = "PPS")]
-    pub rate_pps: Option<u32>,
-
-    /// Probe engine: syn (raw sockets), connect, or auto (syn when allowed).
-    #[arg(long, value_name = "MODE")]
-    pub mode: Option<ScanMode>,
-
-    /// Report closed and filtered ports too.
-    #[arg(long)]
-    pub all_states: bool,
-
-    /// Skip host discovery and scan every target (nmap's -Pn).
-    #[arg(long = "no-ping", visible_alias = "Pn")]
-    pub no_ping: bool,
-
-    /// Do not identify services on open ports.
-    #[arg(long)]
-    pub no_service_detection: bool,
-
-    /// Wait for one probe's answer, in milliseconds.
-    #[arg(long, value_name = "MS")]
-    pub timeout_ms: Option<u64>,
-
-    /// Extra attempts for unanswered probes.
-    #[arg(long, value_name = "N")]
-    pub retries: Option<u8>,
-
-    /// Never scan addresses in this block. Repeatable.
-    #[arg(long = "exclude", value_name = "CIDR", value_delimiter = ',')]
-    pub exclude: Vec<String>,
-
-    /// Refuse public addresses.
-    #[arg(long)]
-    pub private_only: bool,
-
-    /// Largest number of addresses the target specs may expand to.
+    /// Largest number of addresses the target specs may expand to [config scan.max_targets].
     #[arg(long, value_name = "N")]
     pub max_targets: Option<u64>,
 
-    /// TOML config file; flags override it, it overrides the defaults.
-    #[arg(short = 'c', long, value_name = "FILE", env = "SCANFLEET_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// Fleet mode: publish shards to this queue (amqp://..., sqs://NAME or an SQS URL)
-    /// for `scanfleet-worker` processes, instead of running workers in-process.
-    #[arg(long, env = "SCANFLEET_QUEUE", value_name = "URL")]
-    pub queue: Option<String>,
-
-    /// Fleet mode: the Redis result store workers write to.
-    #[arg(long, env = "SCANFLEET_REDIS", value_name = "URL", requires = "queue")]
-    pub redis: Option<String>,
+    /// Fleet mode: publish shards to `--queue` for `scanfleet-worker` processes,
+    /// instead of running workers in-process.
+    #[command(flatten)]
+    pub publish: PublishArgs,
 
     /// Fleet mode: publish, print the scan id and exit without waiting.
-    #[arg(long, requires = "queue")]
+    #[arg(long)]
     pub detach: bool,
 
-    /// Serve Prometheus metrics (scan progress; in-process workers' counters) at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
 
-    /// Targets per shard at most (default 256; smaller shards spread over more workers).
+    /// Targets per shard at most (default 256; smaller shards spread over more workers)
+    /// [config scan.shard_size].
     #[arg(long, value_name = "N")]
     pub shard_size: Option<usize>,
 

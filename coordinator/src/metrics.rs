@@ -5,6 +5,21 @@ use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 use scanfleet_common::Progress;
 use scanfleet_common::metrics as names;
 
+/// Serve `/metrics` of `registry` at `addr` until `stop`, bound now so that an
+/// address in use is found before anything is published or sent.
+///
+/// # Errors
+/// [`CliError::Input`] naming `--metrics-addr` when the address cannot be bound.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    registry: Registry,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<std::net::SocketAddr, crate::CliError> {
+    scanfleet_common::telemetry::serve(addr, registry, stop)
+        .await
+        .map_err(|e| crate::CliError::Input(format!("--metrics-addr {addr}: {e}")))
+}
+
 /// Gauges of one followed scan.
 #[derive(Clone)]
 pub struct ScanMetrics {
@@ -59,6 +74,7 @@ mod tests {
             shards_done: 3,
             shards_failed: 1,
             results: 17,
+            ports_done: 0,
         });
         let text = scanfleet_common::telemetry::render(&registry);
         assert!(

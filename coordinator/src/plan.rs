@@ -1,11 +1,65 @@
-//! The planner: targets in, shards out. Targets are grouped by network zone
-//! (every target is in zone `default` until discovery knows better), then cut
-//! into shards of bounded size so that one shard is a few minutes of one worker's
-//! time at most, and so that several workers have something to do.
+//! The planner: settings in, shards out. Scope decides the targets (and says
+//! why each skip), targets are grouped by network zone (every target is in zone
+//! `default` until discovery knows better), then cut into shards of bounded size
+//! so that one shard is a few minutes of one worker's time at most, and so that
+//! several workers have something to do. Nothing here prints or sends.
 
 use std::collections::BTreeMap;
 
-use scanfleet_common::{PortSpec, ProbeProfile, ScanJob, Target};
+use scanfleet_common::scope::{self, Skipped};
+use scanfleet_common::{DEFAULT_ZONE, PortSpec, ProbeProfile, ScanJob, Target};
+
+use crate::config::ScanSettings;
+
+/// A scan, planned: its targets, what scope skipped and why, and its shards.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub scan_id: String,
+    pub targets: Vec<Target>,
+    pub skipped: Vec<Skipped>,
+    pub jobs: Vec<ScanJob>,
+    /// (target, port) pairs of the whole scan: what progress counts up to.
+    pub pairs: u64,
+}
+
+/// Apply scope and rate policy and plan the shards of a new scan. A fleet scan
+/// is cut per network zone (a worker reaches only its zone); an embedded scan
+/// runs in one process, which reaches whatever it reaches, so it is one zone cut
+/// into at least one shard per in-process worker.
+pub fn prepare(settings: &ScanSettings) -> Planned {
+    let scan_id = new_scan_id();
+    let (targets, skipped) = scope::apply(&settings.assets, &settings.scope, &settings.rate);
+    let (zoned, min_shards) = if settings.is_fleet() {
+        (
+            crate::zones::group_targets(&settings.assets, targets.clone()),
+            1,
+        )
+    } else {
+        (
+            BTreeMap::from([(DEFAULT_ZONE.to_string(), targets.clone())]),
+            settings.workers,
+        )
+    };
+    let jobs = plan(
+        &scan_id,
+        zoned,
+        &settings.ports,
+        &settings.profile,
+        ShardLimits {
+            min_shards,
+            max_targets: settings.shard_size,
+            ..ShardLimits::default()
+        },
+    );
+    let pairs = targets.len() as u64 * settings.ports.len() as u64;
+    Planned {
+        scan_id,
+        targets,
+        skipped,
+        jobs,
+        pairs,
+    }
+}
 
 /// Limits on one shard.
 #[derive(Debug, Clone, Copy)]

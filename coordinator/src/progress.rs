@@ -1,28 +1,30 @@
 //! The progress bar: on stderr, only when stderr is a terminal (or forced), so
-//! pipelines and CI logs stay clean.
+//! pipelines and CI logs stay clean. It counts (target, port) pairs decided, as
+//! workers report them per result batch, in the embedded mode and in a fleet.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use scanfleet_common::Progress;
 
 use crate::cli::ProgressWhen;
 
-/// A progress bar over probes, or nothing.
-pub struct Progress {
+/// A progress bar over a scan's (target, port) pairs, or nothing.
+pub struct Bar {
     bar: Option<ProgressBar>,
 }
 
-impl Progress {
-    /// A bar of `total` probes when `when` allows it.
-    pub fn new(when: ProgressWhen, total: u64) -> Self {
+impl Bar {
+    /// A bar of `pairs` when `when` allows it.
+    pub fn new(when: ProgressWhen, pairs: u64) -> Self {
         let show = match when {
             ProgressWhen::Always => true,
             ProgressWhen::Never => false,
             ProgressWhen::Auto => std::io::stderr().is_terminal(),
         };
         let bar = show.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(pairs), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} ETA {eta}",
@@ -32,17 +34,29 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Progress { bar }
+        Bar { bar }
     }
 
-    /// Set how many probes were sent and a short message (open ports so far).
-    pub fn update(&self, done: u64, msg: String) {
+    /// A bar that draws nothing.
+    pub fn hidden() -> Self {
+        Bar { bar: None }
+    }
+
+    /// Show a progress reading: pairs decided, shards with an outcome, results.
+    pub fn update(&self, p: &Progress) {
         if let Some(b) = &self.bar {
-            b.set_position(done.min(b.length().unwrap_or(done)));
-            b.set_message(msg);
+            let len = b.length().unwrap_or(p.ports_done);
+            b.set_position(p.ports_done.min(len));
+            b.set_message(format!(
+                "{}/{} shards, {} results",
+                p.shards_done + p.shards_failed,
+                p.shards_total,
+                p.results
+            ));
         }
     }
 
+    /// Take the bar off the terminal.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -19,8 +19,8 @@ use scanfleet_coordinator::discovery::aws::{
     AccountRef, AccountSource, AwsDiscoverer, AwsDiscoveryOptions,
 };
 use scanfleet_coordinator::discovery::{AccountStatus, Summary};
-use scanfleet_coordinator::reachability::exposed;
-use scanfleet_coordinator::zones;
+use scanfleet_coordinator::estate::reachability::exposed;
+use scanfleet_coordinator::estate::zones;
 
 const ROLE: &str = "scanfleet-discovery";
 const EXTERNAL_ID: &str = "ext-4f2a9c";
@@ -511,7 +511,8 @@ async fn discovers_the_organization_and_reports_the_account_it_cannot_enter() {
 
     // Zones: A1+A3+B1 (across a region and an account), A2 alone (the pending
     // peering does not join it), B2 alone, each default VPC alone.
-    let zs = zones::compute(&d);
+    // A discovery comes with its zones, each asset already in its zone.
+    let zs = d.zones.clone();
     let named: BTreeSet<Vec<String>> = zs
         .iter()
         .map(|z| {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use scanfleet_testkit::free_port;
+
 fn scanfleet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_scanfleet"))
         .args(args)
@@ -47,14 +49,6 @@ fn listener(greeting: &'static [u8]) -> Listener {
         }
     });
     Listener { port, accepted }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {

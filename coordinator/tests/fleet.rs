@@ -164,7 +164,7 @@ fn lab_fleet_sqs_survives_a_killed_worker() {
     if !lab_ready() {
         return;
     }
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     relay(moto.port);
     relay(6379);
     let t = truth();
@@ -218,17 +218,20 @@ fn lab_fleet_forged_job_is_dead_lettered_and_its_target_gets_no_packet() {
     let forged = scanfleet_common::JobEnvelope::seal(&job, 1, far, Some(b"an attacker's secret"));
     let expired = scanfleet_common::JobEnvelope::seal(&job, 1, 1_000, Some(SECRET.as_bytes()));
     let queue = rt.block_on(async {
-        let fq = scanfleet_common::fleet::FleetQueue::connect(&q, &Default::default())
+        let h = scanfleet_common::backend::connect_queue(&q, &Default::default())
             .await
             .unwrap();
-        fq.init(&["default".to_string()]).await.unwrap();
-        let dq = fq.dyn_queue();
+        h.admin
+            .init(&["default".to_string()], &Default::default())
+            .await
+            .unwrap();
+        let dq = h.queue.clone();
         dq.publish("default", &forged.to_bytes()).await.unwrap();
         dq.publish("default", &expired.to_bytes()).await.unwrap();
         dq.publish("default", b"\xff not an envelope")
             .await
             .unwrap();
-        fq
+        h.admin
     });
     packets(1, true);
     let mut w = WorkerProc::spawn(&q, &[], &["--metrics-addr", "127.0.0.1:19464"]);

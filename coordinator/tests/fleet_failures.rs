@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use scanfleet_common::backend::connect_queue;
 use scanfleet_common::envelope::now_unix_ms;
-use scanfleet_common::fleet::{FleetQueue, QueueOptions};
+use scanfleet_common::queue::Topology;
 use scanfleet_common::rate::RatePolicy;
 use scanfleet_common::store::redis::{RedisConfig, RedisStore};
 use scanfleet_common::store::{ResultStore, StoreError};
@@ -573,14 +574,14 @@ fn lab_fleet_same_message_twice_counts_once() {
     rt.block_on(store.begin_scan(&scan_id, 1)).unwrap();
     let payload = signed_job(&scan_id, in_scope_targets(&t), PORTS);
     let queue = rt.block_on(async {
-        let fq = FleetQueue::connect(&q, &QueueOptions::default())
+        let h = connect_queue(&q, &Default::default()).await.unwrap();
+        h.admin
+            .init(&["default".to_string()], &Topology::default())
             .await
             .unwrap();
-        fq.init(&["default".to_string()]).await.unwrap();
-        let dq = fq.dyn_queue();
-        dq.publish("default", &payload).await.unwrap();
-        dq.publish("default", &payload).await.unwrap();
-        fq
+        h.queue.publish("default", &payload).await.unwrap();
+        h.queue.publish("default", &payload).await.unwrap();
+        h.admin
     });
     let mut w = Worker::spawn(&q, SHARED_REDIS, 19501, 10, &[], &[]);
     let both = wait_until(Duration::from_secs(70), || {
@@ -603,7 +604,9 @@ fn lab_fleet_same_message_twice_counts_once() {
             shards_total: 1,
             shards_done: 1,
             shards_failed: 0,
-            results: expected.len() as u64
+            results: expected.len() as u64,
+            // Every (target, port) pair decided, counted once over both deliveries.
+            ports_done: in_scope_targets(&t).len() as u64 * 10_000,
         },
         "the shard counts once"
     );
@@ -647,27 +650,21 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
     let targets = in_scope_targets(&t);
     let poison = signed_job(&poison_id, targets[..1].to_vec(), "1-1000");
     let good = signed_job(&good_id, targets, PORTS);
-    let opts = QueueOptions {
-        delivery_limit: LIMIT,
-        ..QueueOptions::default()
-    };
+    // The queue owns the limit: declared here, never given to the worker.
     let queue = rt.block_on(async {
-        let fq = FleetQueue::connect(&q, &opts).await.unwrap();
-        fq.init(&["default".to_string()]).await.unwrap();
-        let dq = fq.dyn_queue();
-        dq.publish("default", &poison).await.unwrap();
-        dq.publish("default", &good).await.unwrap();
-        fq
+        let h = connect_queue(&q, &Default::default()).await.unwrap();
+        h.admin
+            .init(
+                &["default".to_string()],
+                &Topology::with_delivery_limit(LIMIT),
+            )
+            .await
+            .unwrap();
+        h.queue.publish("default", &poison).await.unwrap();
+        h.queue.publish("default", &good).await.unwrap();
+        h.admin
     });
-    let limit = LIMIT.to_string();
-    let mut w = Worker::spawn(
-        &q,
-        SHARED_REDIS,
-        19511,
-        10,
-        &[],
-        &["--delivery-limit", &limit, "--concurrency", "2"],
-    );
+    let mut w = Worker::spawn(&q, SHARED_REDIS, 19511, 10, &[], &["--concurrency", "2"]);
 
     let mut dead = Vec::new();
     let mut good_done = false;
@@ -694,7 +691,8 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
         dead[0].reason
     );
 
-    // Exactly LIMIT deliveries of the poison job, each retried, and one of the good job.
+    // Exactly LIMIT deliveries of the poison job: the first LIMIT-1 retried, the last
+    // one (the delivery says so) dead-lettered by the worker with its own reason.
     let mut m = String::new();
     let counted = wait_until(Duration::from_secs(5), || {
         m = w.metrics();
@@ -703,17 +701,27 @@ fn lab_fleet_poison_job_reaches_dlq_while_worker_keeps_going() {
                 &m,
                 "scanfleet_jobs_completed_total",
                 &[("outcome", "retried")],
-            ) == f64::from(LIMIT)
+            ) == f64::from(LIMIT - 1)
+            && metric(
+                &m,
+                "scanfleet_jobs_completed_total",
+                &[("outcome", "dead_lettered")],
+            ) == 1.0
             && metric(&m, "scanfleet_jobs_completed_total", &[("outcome", "done")]) == 1.0
     });
     assert!(
         counted,
-        "expected {LIMIT} retried deliveries and 1 done: {m}"
+        "expected {} retried deliveries, 1 dead-lettered and 1 done: {m}",
+        LIMIT - 1
     );
     assert_eq!(
-        metric(&m, "scanfleet_jobs_dead_lettered_total", &[]),
-        0.0,
-        "the broker dead-letters, not the worker: {m}"
+        metric(
+            &m,
+            "scanfleet_jobs_dead_lettered_total",
+            &[("reason", "delivery_limit")]
+        ),
+        1.0,
+        "{m}"
     );
 
     let p = rt.block_on(store.progress(&good_id)).unwrap();
@@ -752,7 +760,7 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
     }
     const LEASE_SECS: u64 = 3;
     let t0 = Instant::now();
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let _relay = Relay::new(moto.port);
     relay(6379);
     let t = truth();

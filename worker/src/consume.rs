@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use scanfleet_common::envelope::now_unix_ms;
+use scanfleet_common::metrics::{DeadLetterReason, ErrorKind, Outcome, Stage};
 use scanfleet_common::queue::{Delivery, JobQueue, Nack};
 use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::store::{ResultStore, StoreError};
@@ -85,10 +86,12 @@ pub struct WorkerStats {
 /// Why a shard did not complete.
 #[derive(Debug, thiserror::Error)]
 enum ShardError {
-    /// Retrying cannot help: dead-letter with this reason. `class` is one of
-    /// [`metrics::DEAD_LETTER_REASONS`](scanfleet_common::metrics::DEAD_LETTER_REASONS).
+    /// Retrying cannot help: dead-letter with this reason.
     #[error("{reason}")]
-    Permanent { class: &'static str, reason: String },
+    Permanent {
+        class: DeadLetterReason,
+        reason: String,
+    },
     /// Put it back on the queue.
     #[error("{0}")]
     Transient(String),
@@ -102,7 +105,7 @@ impl From<ProbeError> for ShardError {
             ProbeError::Cancelled => ShardError::Cancelled,
             e if e.is_transient() => ShardError::Transient(e.to_string()),
             e => ShardError::Permanent {
-                class: "probe",
+                class: DeadLetterReason::Probe,
                 reason: e.to_string(),
             },
         }
@@ -207,7 +210,10 @@ impl Worker {
                 Err(e) if e.is_transient() => {
                     self.metrics
                         .errors
-                        .with_label_values(&["receive", "transient"])
+                        .with_label_values(&[
+                            Stage::Receive.as_str(),
+                            ErrorKind::Transient.as_str(),
+                        ])
                         .inc();
                     tracing::warn!(error = %e, "queue receive failed; retrying");
                     tokio::select! {
@@ -221,7 +227,10 @@ impl Worker {
                 Err(e) => {
                     self.metrics
                         .errors
-                        .with_label_values(&["receive", "permanent"])
+                        .with_label_values(&[
+                            Stage::Receive.as_str(),
+                            ErrorKind::Permanent.as_str(),
+                        ])
                         .inc();
                     failure = Some(e);
                     break;
@@ -268,7 +277,7 @@ impl Worker {
                             match queue.extend_lease(&d, lease).await {
                                 Ok(()) => metrics.lease_extensions.inc(),
                                 Err(e) => {
-                                    metrics.errors.with_label_values(&["settle", kind(e.is_transient())]).inc();
+                                    metrics.errors.with_label_values(&[Stage::Settle.as_str(), ErrorKind::from_transient(e.is_transient()).as_str()]).inc();
                                     tracing::warn!(error = %e, "lease extension failed");
                                     if !e.is_transient() {
                                         lost.cancel();
@@ -303,20 +312,23 @@ impl Worker {
         let (label, settle) = match outcome {
             Ok(()) => {
                 self.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
-                ("done", self.queue.ack(&delivery).await)
+                (Outcome::Done, self.queue.ack(&delivery).await)
             }
             Err(ShardError::Permanent { class, reason }) => {
                 tracing::warn!(%reason, "job dead-lettered");
                 self.stats
                     .jobs_dead_lettered
                     .fetch_add(1, Ordering::Relaxed);
-                self.metrics.dead_lettered.with_label_values(&[class]).inc();
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[class.as_str()])
+                    .inc();
                 self.metrics
                     .errors
-                    .with_label_values(&[stage_of(class), "permanent"])
+                    .with_label_values(&[class.stage().as_str(), ErrorKind::Permanent.as_str()])
                     .inc();
                 (
-                    "dead_lettered",
+                    Outcome::DeadLettered,
                     self.queue
                         .nack(&delivery, Nack::DeadLetter { reason })
                         .await,
@@ -330,8 +342,12 @@ impl Worker {
                 self.stats
                     .jobs_dead_lettered
                     .fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[DeadLetterReason::DeliveryLimit.as_str()])
+                    .inc();
                 (
-                    "dead_lettered",
+                    Outcome::DeadLettered,
                     self.queue
                         .nack(&delivery, Nack::DeadLetter { reason })
                         .await,
@@ -340,15 +356,19 @@ impl Worker {
             Err(ShardError::Transient(reason)) => {
                 tracing::warn!(%reason, "job failed; it will be retried");
                 self.stats.jobs_retried.fetch_add(1, Ordering::Relaxed);
-                ("retried", self.queue.nack(&delivery, Nack::Retry).await)
+                (
+                    Outcome::Retried,
+                    self.queue.nack(&delivery, Nack::Retry).await,
+                )
             }
-            Err(ShardError::Cancelled) => {
-                ("released", self.queue.nack(&delivery, Nack::Retry).await)
-            }
+            Err(ShardError::Cancelled) => (
+                Outcome::Released,
+                self.queue.nack(&delivery, Nack::Retry).await,
+            ),
         };
         self.metrics
             .jobs_completed
-            .with_label_values(&[label])
+            .with_label_values(&[label.as_str()])
             .inc();
         self.metrics
             .job_duration
@@ -357,7 +377,10 @@ impl Worker {
         if let Err(e) = settle {
             self.metrics
                 .errors
-                .with_label_values(&["settle", kind(e.is_transient())])
+                .with_label_values(&[
+                    Stage::Settle.as_str(),
+                    ErrorKind::from_transient(e.is_transient()).as_str(),
+                ])
                 .inc();
             tracing::warn!(error = %e, "could not settle delivery; its lease will lapse and it will be redelivered");
         }
@@ -371,16 +394,18 @@ impl Worker {
     ) -> Result<(), ShardError> {
         let env =
             JobEnvelope::from_bytes(&delivery.payload).map_err(|e| ShardError::Permanent {
-                class: "malformed",
+                class: DeadLetterReason::Malformed,
                 reason: e.to_string(),
             })?;
         let job = env
             .open(self.config.secret.as_deref(), now_unix_ms())
             .map_err(|e| {
                 let class = match e {
-                    EnvelopeError::Expired(_) => "expired",
-                    EnvelopeError::BadSignature | EnvelopeError::Unsigned => "signature",
-                    _ => "malformed",
+                    EnvelopeError::Expired(_) => DeadLetterReason::Expired,
+                    EnvelopeError::BadSignature | EnvelopeError::Unsigned => {
+                        DeadLetterReason::Signature
+                    }
+                    _ => DeadLetterReason::Malformed,
                 };
                 ShardError::Permanent {
                     class,
@@ -390,20 +415,31 @@ impl Worker {
         *verified = Some((job.scan_id.clone(), job.shard_id));
         if job.zone != self.config.zone {
             return Err(ShardError::Permanent {
-                class: "scope",
+                class: DeadLetterReason::Scope,
                 reason: format!(
                     "job is for zone {:?} but this worker serves {:?}",
                     job.zone, self.config.zone
                 ),
             });
         }
-        if let Some(t) = job.targets.iter().find(|t| !self.config.scope.allows(t)) {
+        // Address classes (multicast, link-local, ...) pass only when the signed job
+        // says the user allowed them by name.
+        let allowed = &job.profile.allow_address_classes;
+        if let Some((t, why)) = job.targets.iter().find_map(|t| {
+            self.config
+                .scope
+                .check_job_target(t.ip, allowed)
+                .map(|why| (t, why))
+        }) {
             return Err(ShardError::Permanent {
-                class: "scope",
-                reason: format!("target {} is out of this worker's scope", t.ip),
+                class: DeadLetterReason::Scope,
+                reason: format!("target {} is out of this worker's scope: {why}", t.ip),
             });
         }
         self.run_shard(&job, cancel).await?;
+        // Every pair is decided now, those of hosts found down included.
+        let pairs = job.targets.len() as u64 * job.ports.len() as u64;
+        self.report_ports(&job, pairs).await;
         self.with_store_retry(cancel, || {
             self.store
                 .finish_shard(&job.scan_id, job.shard_id, &ShardOutcome::Done)
@@ -445,7 +481,7 @@ impl Worker {
                 Err(e) if e.is_transient() => {
                     self.metrics
                         .errors
-                        .with_label_values(&["store", "transient"])
+                        .with_label_values(&[Stage::Store.as_str(), ErrorKind::Transient.as_str()])
                         .inc();
                     tracing::warn!(error = %e, "result store write failed; retrying");
                     tokio::select! {
@@ -457,7 +493,7 @@ impl Worker {
                 Err(e) => {
                     self.metrics
                         .errors
-                        .with_label_values(&["store", "permanent"])
+                        .with_label_values(&[Stage::Store.as_str(), ErrorKind::Permanent.as_str()])
                         .inc();
                     return Err(ShardError::Transient(e.to_string()));
                 }
@@ -530,11 +566,18 @@ impl Worker {
         let collect = async {
             let mut open = Vec::new();
             let mut batch = Vec::new();
+            let mut decided = 0u64;
+            let mut reported = tokio::time::Instant::now();
             while let Some(o) = rx.recv().await {
                 self.metrics
                     .ports
                     .with_label_values(&[o.state.as_str()])
                     .inc();
+                decided += 1;
+                if reported.elapsed() >= PROGRESS_EVERY {
+                    self.report_ports(job, decided).await;
+                    reported = tokio::time::Instant::now();
+                }
                 if o.state == PortState::Open {
                     open.push(result(&o));
                 } else if job.profile.all_states {
@@ -587,16 +630,21 @@ impl Worker {
         }
         Ok(())
     }
-}
 
-fn kind(transient: bool) -> &'static str {
-    if transient { "transient" } else { "permanent" }
-}
-
-/// The stage a dead-letter class belongs to, for `scanfleet_errors_total`.
-fn stage_of(class: &str) -> &'static str {
-    match class {
-        "probe" => "probe",
-        _ => "verify",
+    /// Tell the store how many (target, port) pairs of the shard are decided, so
+    /// that progress moves while the shard runs. Best effort: progress is a view,
+    /// the shard's results and outcome are what must not be lost, so a failed
+    /// report is not retried and does not hold the shard.
+    async fn report_ports(&self, job: &ScanJob, decided: u64) {
+        if let Err(e) = self
+            .store
+            .record_ports(&job.scan_id, job.shard_id, decided)
+            .await
+        {
+            tracing::debug!(error = %e, "progress report failed; the next one catches up");
+        }
     }
 }
+
+/// How often a running shard reports its progress to the store.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);

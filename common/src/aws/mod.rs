@@ -7,5 +7,9 @@
 mod client;
 mod error;
 
+/// The traits [`inspect`] and [`classify`] ask of an operation's error (every
+/// SDK operation error has both), re-exported so callers need no smithy crate.
+pub use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+pub use aws_smithy_types::retry::ProvideErrorKind;
 pub use client::{CONNECT_TIMEOUT, ClientSettings, configure, https_client, load};
 pub use error::{AwsErrorInfo, EXTRA_TRANSIENT_CODES, ErrorClass, classify, inspect};

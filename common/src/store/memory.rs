@@ -13,6 +13,7 @@ use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome};
 struct Scan {
     shards_total: u64,
     shards: HashMap<u32, ShardOutcome>,
+    ports: HashMap<u32, u64>,
     results: BTreeMap<(IpAddr, u16, Protocol), ProbeResult>,
 }
 
@@ -72,6 +73,18 @@ impl ResultStore for MemoryStore {
         })
     }
 
+    async fn record_ports(
+        &self,
+        scan_id: &str,
+        shard_id: u32,
+        ports_done: u64,
+    ) -> Result<(), StoreError> {
+        self.with_scan(scan_id, |s| {
+            let n = s.ports.entry(shard_id).or_default();
+            *n = (*n).max(ports_done);
+        })
+    }
+
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError> {
         self.with_scan(scan_id, |s| Progress {
             shards_total: s.shards_total,
@@ -86,6 +99,7 @@ impl ResultStore for MemoryStore {
                 .filter(|o| matches!(o, ShardOutcome::Failed { .. }))
                 .count() as u64,
             results: s.results.len() as u64,
+            ports_done: s.ports.values().sum(),
         })
     }
 
@@ -98,6 +112,22 @@ impl ResultStore for MemoryStore {
 mod tests {
     use super::*;
     use crate::types::PortState;
+
+    #[tokio::test]
+    async fn port_progress_per_shard_only_grows() {
+        let st = MemoryStore::new();
+        st.begin_scan("s", 2).await.unwrap();
+        st.record_ports("s", 0, 100).await.unwrap();
+        st.record_ports("s", 1, 40).await.unwrap();
+        // A redelivery of shard 0 starts counting from zero again: no double count.
+        st.record_ports("s", 0, 10).await.unwrap();
+        st.record_ports("s", 0, 120).await.unwrap();
+        assert_eq!(st.progress("s").await.unwrap().ports_done, 160);
+        assert!(matches!(
+            st.record_ports("nope", 0, 1).await,
+            Err(StoreError::UnknownScan(_))
+        ));
+    }
 
     fn r(port: u16, state: PortState) -> ProbeResult {
         ProbeResult {
@@ -145,7 +175,8 @@ mod tests {
                 shards_total: 2,
                 shards_done: 1,
                 shards_failed: 0,
-                results: 2
+                results: 2,
+                ports_done: 0,
             }
         );
         assert!(!p.finished());

@@ -43,6 +43,17 @@ pub trait ResultStore: Send + Sync {
         shard_id: u32,
         outcome: &ShardOutcome,
     ) -> Result<bool, StoreError>;
+    /// A shard has decided `ports_done` of its (target, port) pairs so far; workers
+    /// call this per result batch so that progress moves while a shard runs. A
+    /// shard's count only grows (a smaller value, as from a redelivery starting
+    /// over, is ignored), so the scan's [`Progress::ports_done`] never counts a
+    /// pair twice.
+    async fn record_ports(
+        &self,
+        scan_id: &str,
+        shard_id: u32,
+        ports_done: u64,
+    ) -> Result<(), StoreError>;
     /// Shards and results counted so far.
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError>;
     /// All stored results of a scan, ordered by ip then port.

@@ -10,6 +10,7 @@
 //! | `scanfleet:{s1}:meta` | hash | `shards_total`, `created` (unix ms), `shards_done`, `shards_failed` |
 //! | `scanfleet:{s1}:results` | hash | field `ip\|port\|proto` (`10.0.0.5\|443\|tcp`) -> [`ProbeResult`] JSON |
 //! | `scanfleet:{s1}:shards` | hash | field shard id (`7`) -> [`ShardOutcome`] JSON |
+//! | `scanfleet:{s1}:ports` | hash | field shard id (`7`) -> (target, port) pairs that shard has decided so far; their sum is `meta`'s `ports_done` |
 //! | `scanfleet:{s1}:stream` | stream | one entry per written batch: `n` (results in it) and `keys` (their `results` fields, comma separated), trimmed to about [`RedisConfig::stream_maxlen`] entries |
 //!
 //! A scan exists when its `meta` key does; otherwise calls return
@@ -137,6 +138,7 @@ pub struct ScanKeys {
     pub meta: String,
     pub results: String,
     pub shards: String,
+    pub ports: String,
     pub stream: String,
 }
 
@@ -158,7 +160,7 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// KEYS: meta results stream shards. ARGV: ttl_ms maxlen n keys_csv field1 value1 ...
+/// KEYS: meta results stream shards ports (the last only for its expiry). ARGV: ttl_ms maxlen n keys_csv field1 value1 ...
 /// Returns -1 for an unknown scan, 1 otherwise.
 const WRITE_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -176,7 +178,7 @@ end
 return 1
 ";
 
-/// KEYS: meta shards results stream. ARGV: shard outcome_json kind(done|failed) ttl_ms.
+/// KEYS: meta shards results stream ports (the last three only for their expiry). ARGV: shard outcome_json kind(done|failed) ttl_ms.
 /// Returns -1 for an unknown scan, 1 when Done was recorded now, 0 otherwise.
 const FINISH_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -199,6 +201,31 @@ if ttl > 0 then
 end
 if ARGV[3] == 'done' then return 1 end
 return 0
+";
+
+/// KEYS: meta ports. ARGV: shard ports_done ttl_ms.
+/// Returns -1 for an unknown scan, 1 otherwise. A shard's count only grows, and
+/// `meta.ports_done` moves by the same delta, so the sum is exact under redelivery.
+const PORTS_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+local before = 0
+if prev then
+  before = tonumber(prev)
+  if before == nil then
+    return redis.error_reply('BADDATA ' .. KEYS[2] .. ' field ' .. ARGV[1] .. ' does not hold a count')
+  end
+end
+local now = tonumber(ARGV[2])
+if now > before then
+  redis.call('HSET', KEYS[2], ARGV[1], now)
+  redis.call('HINCRBY', KEYS[1], 'ports_done', now - before)
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
 ";
 
 /// Whether a Redis error can heal by itself.
@@ -300,6 +327,7 @@ impl RedisStore {
             meta: format!("{base}:meta"),
             results: format!("{base}:results"),
             shards: format!("{base}:shards"),
+            ports: format!("{base}:ports"),
             stream: format!("{base}:stream"),
         })
     }
@@ -317,6 +345,7 @@ impl RedisStore {
                 .arg(&k.meta)
                 .arg(&k.results)
                 .arg(&k.shards)
+                .arg(&k.ports)
                 .arg(&k.stream)
                 .query_async::<u64>(&mut conn)
                 .await
@@ -417,7 +446,8 @@ impl ResultStore for RedisStore {
             inv.key(&k.meta)
                 .key(&k.results)
                 .key(&k.stream)
-                .key(&k.shards);
+                .key(&k.shards)
+                .key(&k.ports);
             let fields: Vec<String> = chunk.iter().map(result_field).collect();
             inv.arg(ttl)
                 .arg(self.config.stream_maxlen)
@@ -459,7 +489,8 @@ impl ResultStore for RedisStore {
         inv.key(&k.meta)
             .key(&k.shards)
             .key(&k.results)
-            .key(&k.stream);
+            .key(&k.stream)
+            .key(&k.ports);
         inv.arg(shard_id).arg(json).arg(kind).arg(self.ttl_ms());
         let mut conn = self.conn.clone();
         let code: i64 = self
@@ -471,6 +502,28 @@ impl ResultStore for RedisStore {
         Ok(Self::unknown_if_negative(code, scan_id)? == 1)
     }
 
+    async fn record_ports(
+        &self,
+        scan_id: &str,
+        shard_id: u32,
+        ports_done: u64,
+    ) -> Result<(), StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> =
+            std::sync::LazyLock::new(|| Script::new(PORTS_LUA));
+        let k = self.keys(scan_id)?;
+        let mut inv = SCRIPT.prepare_invoke();
+        inv.key(&k.meta).key(&k.ports);
+        inv.arg(shard_id).arg(ports_done).arg(self.ttl_ms());
+        let mut conn = self.conn.clone();
+        let code: i64 = self
+            .bounded(
+                "record ports",
+                async move { inv.invoke_async(&mut conn).await },
+            )
+            .await?;
+        Self::unknown_if_negative(code, scan_id).map(|_| ())
+    }
+
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError> {
         let k = self.keys(scan_id)?;
         let mut pipe = redis::pipe();
@@ -480,11 +533,17 @@ impl ResultStore for RedisStore {
             .arg("shards_total")
             .arg("shards_done")
             .arg("shards_failed")
+            .arg("ports_done")
             .cmd("HLEN")
             .arg(&k.results);
         let mut conn = self.conn.clone();
-        let ((total, done, failed), results): (
-            (Option<String>, Option<String>, Option<String>),
+        let ((total, done, failed, ports), results): (
+            (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ),
             u64,
         ) = self
             .bounded(
@@ -500,6 +559,7 @@ impl ResultStore for RedisStore {
             shards_done: parse_counter(&k.meta, "shards_done", done)?,
             shards_failed: parse_counter(&k.meta, "shards_failed", failed)?,
             results,
+            ports_done: parse_counter(&k.meta, "ports_done", ports)?,
         })
     }
 

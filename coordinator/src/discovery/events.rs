@@ -15,14 +15,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::aws::AwsDiscoverer;
-use super::model::Location;
 use super::{AssetDiff, Discovery, DiscoveryError, Failure};
+use crate::estate::network::Location;
 
 /// EventBridge's `detail-type` of EC2 instance state changes.
 pub const STATE_CHANGE: &str = "EC2 Instance State-change Notification";
@@ -66,10 +68,12 @@ impl StateChange {
 }
 
 /// Why a message is not a usable state-change event. Always permanent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EventError {
+    /// The body does not parse; the parser's error says where. Shown whole,
+    /// because the reason travels as one line in [`WatchEvent::Dropped`].
     #[error("not JSON: {0}")]
-    NotJson(String),
+    NotJson(#[source] Arc<serde_json::Error>),
     #[error(
         "not an EC2 instance state-change event (source {event_source:?}, detail-type {detail_type:?})"
     )]
@@ -113,7 +117,7 @@ struct Detail {
 /// # Errors
 /// [`EventError`] saying what is wrong; every such message is unusable as it is.
 pub fn parse_state_change(body: &str) -> Result<StateChange, EventError> {
-    let e: Envelope = serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let e: Envelope = serde_json::from_str(body).map_err(|e| EventError::NotJson(Arc::new(e)))?;
     if e.sns_type.as_deref() == Some("Notification")
         && let Some(inner) = &e.sns_message
     {
@@ -232,9 +236,16 @@ impl WatchOptions {
 pub enum WatchError {
     #[error("watch: {0}")]
     Invalid(String),
-    /// The queue cannot be read and retrying will not help (no such queue, access denied).
-    #[error("watch: receiving from {queue}: {message}")]
-    Queue { queue: String, message: String },
+    /// The queue cannot be read and retrying will not help (no such queue,
+    /// access denied), as [`scanfleet_common::aws::classify`] decides.
+    #[error("watch: receiving from {queue}: {detail}")]
+    Queue {
+        queue: String,
+        /// The AWS error code and message.
+        detail: String,
+        #[source]
+        source: Box<SdkError<ReceiveMessageError>>,
+    },
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
 }
@@ -348,13 +359,15 @@ pub async fn watch(
                 let out = match received {
                     Ok(out) => { backoff = Duration::from_millis(500); out }
                     Err(e) => {
-                        use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-                        let code = e.code().unwrap_or_default().to_string();
-                        let permanent = code.contains("NonExistentQueue") || code.contains("AccessDenied") || code == "InvalidAddress";
-                        if permanent {
-                            return Err(WatchError::Queue { queue: opts.queue_url.clone(), message: DisplayErrorContext(&e).to_string() });
+                        let info = scanfleet_common::aws::inspect(&e);
+                        if !info.class.is_retryable() {
+                            let detail = match &info.code {
+                                Some(c) => format!("{c}: {}", info.message),
+                                None => info.message,
+                            };
+                            return Err(WatchError::Queue { queue: opts.queue_url.clone(), detail, source: Box::new(e) });
                         }
-                        tracing::warn!(error = %DisplayErrorContext(&e), "watch: receiving events failed; retrying");
+                        tracing::warn!(error = %info.message, class = ?info.class, "watch: receiving events failed; retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(current),
                             _ = tokio::time::sleep(backoff) => {}
@@ -563,8 +576,8 @@ mod tests {
         account: &str,
         region: &str,
         ip: &str,
-    ) -> crate::discovery::model::Instance {
-        crate::discovery::model::Instance {
+    ) -> crate::estate::network::Instance {
+        crate::estate::network::Instance {
             instance_id: id.into(),
             location: Location {
                 account_id: account.into(),

@@ -1,15 +1,14 @@
-//! Discovery: what is out there to scan, with its network context.
+//! Discovery: talking to AWS to learn what is out there to scan.
 //!
 //! [`aws::discover`] walks an AWS estate (Organizations, STS, EC2) into a
 //! [`Discovery`]: the inventory of assets (what `scanfleet scan --inventory`
-//! reads), the network model around them, and what failed where. Zones
-//! ([`crate::zones`]) and reachability ([`crate::reachability`]) are computed
-//! from the model; [`events`] keeps a discovery current from EC2 state-change
-//! events. [`Summary`] is the at-a-glance report of a run.
+//! reads), the network model around them, the zones, and what failed where.
+//! What the model means (assets, reachability, zones) is worked out in
+//! [`crate::estate`]; [`events`] keeps a discovery current from EC2
+//! state-change events. [`Summary`] is the at-a-glance report of a run.
 
 pub mod aws;
 pub mod events;
-pub mod model;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,12 +19,9 @@ use scanfleet_common::scope::{Skipped, count_by_reason};
 use scanfleet_common::{Asset, Target};
 use serde::{Deserialize, Serialize};
 
-use crate::reachability::{self, NetIndex};
-use crate::zones::{self, Zone};
-use model::{Instance, Location, Network};
-
-/// The tag EC2 Auto Scaling puts on its instances.
-pub const ASG_TAG: &str = "aws:autoscaling:groupName";
+use crate::estate::assets::build_assets;
+use crate::estate::network::{Instance, Location, Network};
+use crate::estate::zones::{self, Zone};
 
 /// Why discovery could not run at all. Failures of single accounts or regions
 /// are not errors: they are listed in [`Discovery::failures`].
@@ -38,6 +34,13 @@ pub enum DiscoveryError {
     /// caller's identity, or the accounts file).
     #[error("{0}")]
     Accounts(Box<Failure>),
+    /// The accounts file could not be read. The cause is shown too: callers put
+    /// this error into one line of a usage message.
+    #[error("accounts file {path}: cannot read: {source}")]
+    AccountsFile {
+        path: String,
+        source: std::io::Error,
+    },
     /// Writing the inventory failed.
     #[error("inventory {path}: {source}")]
     Write {
@@ -155,6 +158,10 @@ pub struct Discovery {
     /// Instances as EC2 described them (including those without an address).
     pub instances: Vec<Instance>,
     pub network: Network,
+    /// The network zones of [`Discovery::network`], sorted by name; the assets'
+    /// zones are set from them.
+    #[serde(default)]
+    pub zones: Vec<Zone>,
     pub accounts: Vec<AccountReport>,
     /// Regions discovered in at least one account, sorted.
     pub regions: Vec<String>,
@@ -187,12 +194,16 @@ impl Discovery {
         self.failures.is_empty()
     }
 
-    /// Rebuild the assets (addresses, zones, exposure) from instances and network.
-    /// Call after changing `instances` or `network`.
+    /// Rebuild the assets (addresses, exposure) and the zones from instances and
+    /// network, and put each asset in its zone. Call after changing `instances`
+    /// or `network`.
     pub fn rebuild_assets(&mut self) {
         self.assets = build_assets(&self.instances, &self.network, &self.incomplete);
-        let zones = zones::compute(self);
-        zones::assign(&mut self.assets, &zones);
+        self.zones = zones::from_network(
+            &self.network,
+            self.assets.iter().filter_map(|a| a.vpc_id.as_deref()),
+        );
+        zones::assign(&mut self.assets, &self.zones);
     }
 
     /// Replace one account-region with a fresh copy (a watch event, a region
@@ -282,85 +293,6 @@ pub fn diff_assets(before: &[Asset], after: &[Asset]) -> AssetDiff {
             .cloned()
             .collect(),
     }
-}
-
-/// One asset per instance with a private address, with exposure from the network
-/// model (unknown for incomplete account-regions). Zones are not set here.
-pub fn build_assets(
-    instances: &[Instance],
-    net: &Network,
-    incomplete: &BTreeSet<Location>,
-) -> Vec<Asset> {
-    let ix = NetIndex::new(net);
-    let mut out: Vec<Asset> = instances
-        .iter()
-        .filter_map(|i| {
-            let mut a = instance_asset(i, net)?;
-            if !incomplete.contains(&i.location) {
-                a.exposure = reachability::exposure(i, &ix);
-            }
-            Some(a)
-        })
-        .collect();
-    out.sort_by(|a, b| (&a.account_id, &a.region, &a.id).cmp(&(&b.account_id, &b.region, &b.id)));
-    out
-}
-
-/// The asset of one instance, without exposure and zone; `None` for a terminated
-/// instance (EC2 lists those for an hour after they are gone) and for one without
-/// any private address.
-pub fn instance_asset(i: &Instance, net: &Network) -> Option<Asset> {
-    if i.state == "terminated" {
-        return None;
-    }
-    let mut ifaces: Vec<&model::Interface> = i.interfaces.iter().collect();
-    ifaces.sort_by_key(|n| n.device_index);
-    let mut private_ips = Vec::new();
-    let mut public_ips = Vec::new();
-    let mut groups: BTreeSet<String> = i.security_groups.iter().cloned().collect();
-    for n in &ifaces {
-        let mut addrs: Vec<&model::InterfaceAddress> = n.addresses.iter().collect();
-        addrs.sort_by_key(|a| !a.primary);
-        for a in addrs {
-            if !private_ips.contains(&a.private_ip) {
-                private_ips.push(a.private_ip);
-            }
-            public_ips.extend(a.public_ip);
-        }
-        groups.extend(n.security_groups.iter().cloned());
-    }
-    let primary = i.private_ip.or_else(|| private_ips.first().copied())?;
-    if let Some(pos) = private_ips.iter().position(|ip| *ip == primary) {
-        private_ips.remove(pos);
-    }
-    private_ips.insert(0, primary);
-    public_ips.extend(i.public_ip);
-    public_ips.extend(
-        net.elastic_ips
-            .iter()
-            .filter(|e| e.instance_id.as_deref() == Some(i.instance_id.as_str()))
-            .map(|e| e.public_ip),
-    );
-    public_ips.sort();
-    public_ips.dedup();
-    let mut a = Asset::from_ip(primary);
-    a.id = i.instance_id.clone();
-    a.private_ips = private_ips;
-    a.public_ips = public_ips;
-    a.instance_type = i.instance_type.clone();
-    a.account_id = Some(i.location.account_id.clone());
-    a.region = Some(i.location.region.clone());
-    a.availability_zone = i.availability_zone.clone();
-    a.vpc_id = i.vpc_id.clone();
-    a.subnet_id = i.subnet_id.clone();
-    a.state = Some(i.state.clone());
-    a.platform = i.platform.clone();
-    a.image_id = i.image_id.clone();
-    a.image_name = i.image_name.clone();
-    a.security_groups = groups.into_iter().collect();
-    a.autoscaling_group = i.tags.get(ASG_TAG).cloned();
-    a.tags = i.tags.clone();
-    Some(a)
 }
 
 /// The at-a-glance summary a security lead reads: accounts, regions, VPCs,
@@ -478,15 +410,16 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{Interface, InterfaceAddress};
+    use crate::estate::network::{Interface, InterfaceAddress, Vpc};
 
-    fn inst(id: &str, ips: &[(&str, Option<&str>)]) -> Instance {
+    fn inst(id: &str, ips: &[&str]) -> Instance {
+        let at = Location {
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+        };
         Instance {
             instance_id: id.into(),
-            location: Location {
-                account_id: "1".into(),
-                region: "r".into(),
-            },
+            location: at,
             availability_zone: None,
             vpc_id: Some("vpc-1".into()),
             subnet_id: None,
@@ -495,87 +428,34 @@ mod tests {
             platform: None,
             image_id: None,
             image_name: None,
-            private_ip: ips.first().map(|(p, _)| p.parse().unwrap()),
+            private_ip: ips.first().and_then(|p| p.parse().ok()),
             public_ip: None,
-            interfaces: vec![
-                Interface {
-                    interface_id: "eni-2".into(),
-                    subnet_id: None,
-                    vpc_id: None,
-                    device_index: 1,
-                    addresses: ips[1..]
-                        .iter()
-                        .map(|(p, q)| InterfaceAddress {
-                            private_ip: p.parse().unwrap(),
-                            public_ip: q.map(|q| q.parse().unwrap()),
-                            primary: false,
-                        })
-                        .collect(),
-                    ipv6: vec![],
-                    security_groups: vec!["sg-b".into()],
-                },
-                Interface {
-                    interface_id: "eni-1".into(),
-                    subnet_id: None,
-                    vpc_id: None,
-                    device_index: 0,
-                    addresses: ips[..1]
-                        .iter()
-                        .map(|(p, q)| InterfaceAddress {
-                            private_ip: p.parse().unwrap(),
-                            public_ip: q.map(|q| q.parse().unwrap()),
-                            primary: true,
-                        })
-                        .collect(),
-                    ipv6: vec![],
-                    security_groups: vec!["sg-a".into(), "sg-b".into()],
-                },
-            ],
+            interfaces: vec![Interface {
+                interface_id: "eni-1".into(),
+                subnet_id: None,
+                vpc_id: Some("vpc-1".into()),
+                device_index: 0,
+                addresses: ips
+                    .iter()
+                    .enumerate()
+                    .map(|(n, p)| InterfaceAddress {
+                        private_ip: p.parse().unwrap(),
+                        public_ip: None,
+                        primary: n == 0,
+                    })
+                    .collect(),
+                ipv6: vec![],
+                security_groups: vec![],
+            }],
             security_groups: vec![],
-            tags: BTreeMap::from([(ASG_TAG.to_string(), "web".to_string())]),
+            tags: BTreeMap::new(),
         }
-    }
-
-    #[test]
-    fn assets_carry_every_address_primary_first() {
-        let i = inst(
-            "i-1",
-            &[
-                ("10.0.0.1", Some("3.3.3.3")),
-                ("10.0.0.2", None),
-                ("10.0.0.3", Some("4.4.4.4")),
-            ],
-        );
-        let a = instance_asset(&i, &Network::default()).unwrap();
-        assert_eq!(
-            a.addresses()
-                .iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>(),
-            ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-        );
-        assert_eq!(
-            a.public_ips
-                .iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>(),
-            ["3.3.3.3", "4.4.4.4"]
-        );
-        assert_eq!(a.security_groups, ["sg-a", "sg-b"]);
-        assert_eq!(a.autoscaling_group.as_deref(), Some("web"));
-        let mut gone = inst("i-2", &[("10.0.0.9", None)]);
-        gone.private_ip = None;
-        gone.interfaces.clear();
-        assert_eq!(instance_asset(&gone, &Network::default()), None);
-        let mut terminated = inst("i-3", &[("10.0.0.9", None)]);
-        terminated.state = "terminated".into();
-        assert_eq!(instance_asset(&terminated, &Network::default()), None);
     }
 
     #[test]
     fn inventory_round_trips_through_the_scan_reader() {
         let d = Discovery {
-            instances: vec![inst("i-1", &[("10.0.0.1", None), ("10.0.0.2", None)])],
+            instances: vec![inst("i-1", &["10.0.0.1", "10.0.0.2"])],
             ..Discovery::default()
         };
         let mut d = d;
@@ -584,6 +464,33 @@ mod tests {
         let back = scanfleet_common::inventory::parse(Path::new("inv.json"), &text).unwrap();
         assert_eq!(back, d.assets);
         assert_eq!(back[0].exposure.as_ref().map(|e| e.is_closed()), Some(true));
+    }
+
+    #[test]
+    fn a_rebuilt_discovery_comes_with_its_zones_assigned() {
+        let mut d = Discovery {
+            instances: vec![inst("i-1", &["10.0.0.1"]), inst("i-2", &["10.0.0.2"])],
+            ..Discovery::default()
+        };
+        d.network.vpcs.push(Vpc {
+            vpc_id: "vpc-1".into(),
+            location: d.instances[0].location.clone(),
+            cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+            is_default: false,
+            tags: BTreeMap::new(),
+        });
+        d.rebuild_assets();
+        let names: Vec<&str> = d.zones.iter().map(|z| z.name.as_str()).collect();
+        assert_eq!(names, ["zone-vpc-1"]);
+        assert_eq!(d.zones[0].instances(), 2);
+        assert!(
+            d.assets
+                .iter()
+                .all(|a| a.zone.as_deref() == Some("zone-vpc-1"))
+        );
+        // The zones survive the JSON a bench or a cache keeps.
+        let back: Discovery = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back.zones, d.zones);
     }
 
     #[test]

@@ -1,32 +1,19 @@
-//! Result output: table (for people), JSON lines, one JSON document, CSV. Every
-//! string that came from the network is already escaped by the worker; CSV and
-//! table output escape it again for their own syntax.
+//! Result formats: table (for people), JSON lines, one JSON document, CSV. Every
+//! string that came from the network is escaped by the worker, but results are
+//! read back from a store that others can write to, so the table escapes every
+//! cell again ([`text::escape`]) and CSV defuses spreadsheet formulas.
 
 use std::io::{self, Write};
 
-use scanfleet_common::scope::Skipped;
+use scanfleet_common::text;
 use scanfleet_common::{PortState, ProbeResult};
 use serde::Serialize;
 
+use super::ScanSummary;
 use crate::cli::Format;
 
-/// What a finished scan reports besides its results.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScanSummary {
-    pub scan_id: String,
-    pub engine: String,
-    pub started_at_unix_ms: u64,
-    pub finished_at_unix_ms: u64,
-    pub targets: usize,
-    pub hosts_up: Option<usize>,
-    pub ports_per_target: usize,
-    pub open_ports: usize,
-    pub shards_total: u64,
-    pub shards_failed: u64,
-    pub skipped: Vec<Skipped>,
-    /// Things the user should know: engine fallback, ICMP without privileges, failed shards.
-    pub notes: Vec<String>,
-}
+/// Longest table cell; longer untrusted text is cut with `...`.
+const CELL_MAX: usize = 200;
 
 /// Keep what the user asked to see: open ports, or every state with `all_states`.
 pub fn visible(results: &[ProbeResult], all_states: bool) -> Vec<&ProbeResult> {
@@ -136,8 +123,8 @@ fn write_table(out: &mut dyn Write, results: &[&ProbeResult]) -> io::Result<()> 
                 r.ip.to_string(),
                 format!("{}/{}", r.port, r.protocol.as_str()),
                 r.state.as_str().to_string(),
-                s.map(|s| s.name.clone()).unwrap_or_default(),
-                version,
+                text::escape(s.map_or("", |s| s.name.as_str()), CELL_MAX),
+                text::escape(&version, CELL_MAX),
             ]
         })
         .collect();
@@ -192,6 +179,23 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn table_cells_from_the_store_are_escaped() {
+        let mut r = result(22, PortState::Open, "");
+        if let Some(s) = r.service.as_mut() {
+            s.name = "ssh\u{1b}]0;pwned\u{7}".into();
+            s.product = Some("Open\u{202e}SSH".into());
+        }
+        let mut buf = Vec::new();
+        write(&mut buf, Format::Table, &summary(), &[&r]).unwrap();
+        let t = String::from_utf8(buf).unwrap();
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(
+            t.contains("ssh\\x1b]0;pwned\\x07") && t.contains("Open\\xe2\\x80\\xaeSSH"),
+            "{t}"
+        );
     }
 
     fn summary() -> ScanSummary {

@@ -115,13 +115,7 @@ impl Moto {
             .credentials_provider(creds)
             .region(Region::new(region.to_string()))
             .endpoint_url(&self.url)
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
+            .http_client(scanfleet_common::aws::https_client())
             .load()
             .await
     }

@@ -17,8 +17,8 @@
 //! and is left out, as AWS Trusted Advisor's "unrestricted access" checks do.
 //! UDP is not analysed: workers scan TCP.
 //!
-//! Everything here is pure; discovery calls [`exposure`] per instance and stores
-//! the result on the asset, and findings call [`exposed`].
+//! Everything here is pure; [`super::assets::build_assets`] calls [`exposure`]
+//! per instance and stores the result on the asset, and findings call [`exposed`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use scanfleet_common::{Asset, Exposure, ExposurePath, PortRange};
 
-use crate::discovery::model::{
+use super::network::{
     AclEntry, Instance, Interface, InterfaceAddress, Network, NetworkAcl, RouteTable, SecurityGroup,
 };
 
@@ -404,7 +404,7 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::model::{ElasticIp, Location, Route, SgRule, Subnet};
+    use crate::estate::network::{ElasticIp, Location, Route, SgRule, Subnet};
     use proptest::prelude::*;
 
     fn loc() -> Location {

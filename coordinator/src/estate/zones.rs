@@ -15,8 +15,7 @@ use ipnet::IpNet;
 use scanfleet_common::{Asset, Target};
 use serde::{Deserialize, Serialize};
 
-use crate::discovery::Discovery;
-use crate::discovery::model::Network;
+use super::network::Network;
 
 pub use scanfleet_common::DEFAULT_ZONE;
 
@@ -91,15 +90,9 @@ impl Dsu {
     }
 }
 
-/// Zones of a discovered estate, sorted by name.
-pub fn compute(d: &Discovery) -> Vec<Zone> {
-    from_network(
-        &d.network,
-        d.assets.iter().filter_map(|a| a.vpc_id.as_deref()),
-    )
-}
-
-/// Zones of a network; `instance_vpcs` yields the VPC of each instance, for counts.
+/// Zones of a network, sorted by name; `instance_vpcs` yields the VPC of each
+/// instance, for counts. Discovery calls it on every rebuild of its assets, so a
+/// discovery result comes with its zones.
 pub fn from_network<'a>(
     net: &Network,
     instance_vpcs: impl IntoIterator<Item = &'a str>,
@@ -274,7 +267,7 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::model::{Location, Peering, PeeringSide, Vpc};
+    use crate::estate::network::{Location, Peering, PeeringSide, Vpc};
     use proptest::prelude::*;
 
     fn vpc(id: &str, account: &str) -> Vpc {

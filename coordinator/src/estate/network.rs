@@ -1,8 +1,8 @@
-//! What discovery learns about an estate, in plain serializable types: the
-//! instances and the network around them (VPCs, peerings, subnets, route tables,
-//! network ACLs, security groups, Elastic IPs). The AWS backend fills these from
-//! the EC2 API; zones and reachability are pure functions over them, so tests can
-//! build an estate by hand.
+//! The network model of an estate, in plain serializable types: the instances
+//! and the network around them (VPCs, peerings, subnets, route tables, network
+//! ACLs, security groups, Elastic IPs). AWS discovery fills these from the EC2
+//! API; zones and reachability are pure functions over them, so tests can build
+//! an estate by hand.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
