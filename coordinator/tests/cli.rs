@@ -95,7 +95,7 @@ fn loopback_scan_reports_exactly_our_listeners() {
         assert_eq!(v["asset_id"], "127.0.0.1");
     }
     assert!(
-        err.contains("scanfleet: scan sf-") && err.contains("2 open port(s)"),
+        err.contains("scanfleet: scan sf-") && err.contains("3 ports each, 2 open ports"),
         "summary missing: {err}"
     );
 }

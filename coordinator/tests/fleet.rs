@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::{LAB, Moto, Vhost, lab_ready, packets, parse_open, relay, truth, worker_bin};
 
-const SECRET: &str = "fleet-test-secret";
+const SECRET: &str = "fleet-test-secret-0123456789abcdef0123";
 /// Ports wide enough for every open port of the lab, small enough for a quick shard.
 const PORTS: &str = "1-10000";
 

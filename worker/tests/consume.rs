@@ -19,7 +19,7 @@ use scanfleet_common::{JobEnvelope, PortSpec, PortState, ProbeProfile, ScanJob, 
 use scanfleet_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &[u8] = b"test-fleet-secret";
+const SECRET: &[u8] = b"test-fleet-secret-0123456789abcdef0123";
 
 struct Counted {
     port: u16,
