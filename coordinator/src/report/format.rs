@@ -1,7 +1,8 @@
 //! Result formats: table (for people), JSON lines, one JSON document, CSV. Every
 //! string that came from the network is escaped by the worker, but results are
 //! read back from a store that others can write to, so the table escapes every
-//! cell again ([`text::escape`]) and CSV defuses spreadsheet formulas.
+//! cell again ([`text::escape`]) and CSV escapes control characters and defuses
+//! spreadsheet formulas.
 
 use std::io::{self, Write};
 
@@ -65,6 +66,15 @@ pub fn write(
 }
 
 fn csv_field(s: &str) -> String {
+    // Control characters from the store are escaped, as in the table; other text
+    // (UTF-8 included) is kept as it is.
+    let escaped;
+    let s = if s.chars().any(char::is_control) {
+        escaped = text::escape(s, usize::MAX);
+        escaped.as_str()
+    } else {
+        s
+    };
     if s.contains([',', '"', '\n', '\r']) || s.starts_with(['=', '+', '-', '@']) {
         // Quote, and defuse spreadsheet formulas in untrusted text.
         let s = if s.starts_with(['=', '+', '-', '@']) {
