@@ -104,12 +104,15 @@ fn expect_usage_error(name: &str, args: &[&str], env: &[(&str, &str)], needle: &
     assert!(out.stdout.is_empty(), "{name} {args:?}: printed output");
 }
 
+/// Arguments, extra environment, and what the error must name.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn worker_usage_errors_exit_2_before_any_connection() {
     let broker = Counted::new();
     let store = Counted::new();
     let (q, r) = (broker.amqp(), store.redis());
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (vec!["--queue", "amqp://x:99999/"], vec![], "invalid port"),
         (vec!["--queue", "nats://x"], vec![], "--queue nats://x"),
         (
