@@ -91,11 +91,24 @@ mod tests {
     use scanfleet_common::ShardOutcome;
     use scanfleet_common::store::memory::MemoryStore;
 
+    /// Follow with a hidden bar, polling every 100 ms (of paused time).
+    async fn quietly(
+        store: &dyn ResultStore,
+        scan_id: &str,
+        stop: &CancellationToken,
+    ) -> Result<Followed, FollowError> {
+        let bar = Bar::hidden();
+        let shows = Watchers {
+            bar: &bar,
+            metrics: None,
+        };
+        follow(store, scan_id, shows, Duration::from_millis(100), stop).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn ends_when_every_shard_has_an_outcome() {
         let store = std::sync::Arc::new(MemoryStore::new());
         store.begin_scan("f", 2).await.unwrap();
-        let bar = Bar::hidden();
         let s = store.clone();
         let finisher = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -105,19 +118,9 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let shows = Watchers {
-            bar: &bar,
-            metrics: None,
-        };
-        let end = follow(
-            store.as_ref(),
-            "f",
-            shows,
-            Duration::from_millis(100),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let end = quietly(store.as_ref(), "f", &CancellationToken::new())
+            .await
+            .unwrap();
         finisher.await.unwrap();
         match end {
             Followed::Finished(p) => assert_eq!((p.shards_done, p.shards_failed), (1, 1)),
@@ -129,34 +132,11 @@ mod tests {
     async fn an_interrupt_or_an_unknown_scan_ends_it() {
         let store = MemoryStore::new();
         store.begin_scan("g", 1).await.unwrap();
-        let bar = Bar::hidden();
         let stop = CancellationToken::new();
         stop.cancel();
-        let end = follow(
-            &store,
-            "g",
-            Watchers {
-                bar: &bar,
-                metrics: None,
-            },
-            Duration::from_millis(100),
-            &stop,
-        )
-        .await
-        .unwrap();
+        let end = quietly(&store, "g", &stop).await.unwrap();
         assert!(matches!(end, Followed::Interrupted(Some(_))));
-        let e = follow(
-            &store,
-            "nope",
-            Watchers {
-                bar: &bar,
-                metrics: None,
-            },
-            Duration::from_millis(100),
-            &stop,
-        )
-        .await
-        .unwrap_err();
+        let e = quietly(&store, "nope", &stop).await.unwrap_err();
         assert!(matches!(e.source, StoreError::UnknownScan(_)));
     }
 
@@ -164,19 +144,9 @@ mod tests {
     async fn a_scan_of_no_shards_is_finished_at_once() {
         let store = MemoryStore::new();
         store.begin_scan("e", 0).await.unwrap();
-        let bar = Bar::hidden();
-        let end = follow(
-            &store,
-            "e",
-            Watchers {
-                bar: &bar,
-                metrics: None,
-            },
-            Duration::from_millis(100),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let end = quietly(&store, "e", &CancellationToken::new())
+            .await
+            .unwrap();
         assert!(matches!(end, Followed::Finished(_)));
     }
 }

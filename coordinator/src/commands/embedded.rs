@@ -19,11 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::CliError;
 use crate::config::ScanSettings;
-use crate::follow::{self, Followed, Watchers};
+use crate::follow::Followed;
 use crate::plan;
-use crate::progress::Bar;
 use crate::publish::Publisher;
-use crate::report::{self, ScanHead};
+use crate::report;
 
 /// Deliveries of a shard in one process: a shard that fails three times on the
 /// same machine will not do better on a fourth.
@@ -104,19 +103,15 @@ pub async fn scan(mut settings: ScanSettings, shutdown: CancellationToken) -> Re
         .map(|w| tokio::spawn(w.clone().run(stop_workers.clone())))
         .collect();
 
-    let bar = Bar::new(settings.progress, planned.pairs);
-    let end = follow::follow(
+    let end = super::follow_scan(
+        &settings,
+        &planned,
         store.as_ref(),
-        &planned.scan_id,
-        Watchers {
-            bar: &bar,
-            metrics: Some(&scan_metrics),
-        },
+        &scan_metrics,
         Duration::from_millis(100),
         &shutdown,
     )
     .await;
-    bar.finish();
     stop_workers.cancel();
     for h in handles {
         let _ = h.await;
@@ -140,45 +135,18 @@ pub async fn scan(mut settings: ScanSettings, shutdown: CancellationToken) -> Re
         notes.push(n);
     }
 
-    let progress = store
-        .progress(&planned.scan_id)
-        .await
-        .context("reading progress")?;
-    let results = store
-        .results(&planned.scan_id)
-        .await
-        .context("reading results")?;
-    let summary = report::summary(
-        ScanHead {
-            scan_id: planned.scan_id.clone(),
-            engine,
-            started_at_unix_ms: started_ms,
-            targets: Some(planned.targets.len()),
-            ports_per_target: settings.ports.len(),
-            skipped: planned.skipped.clone(),
-            notes,
-        },
-        &progress,
-        &results,
-    );
-    let visible = report::visible(&results, settings.profile.all_states);
-    report::emit(&settings.output, settings.format, &summary, &visible)?;
     let interrupted = matches!(end, Followed::Interrupted(_));
-    report::say_summary(
-        &summary,
+    let ending = super::Ending {
+        engine,
+        notes,
         started,
-        if interrupted { "interrupted" } else { "done" },
-    );
+        started_ms,
+        how: if interrupted { "interrupted" } else { "done" },
+    };
+    super::report_scan(&settings, &planned, store.as_ref(), ending, " failed").await?;
     if interrupted {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "scan interrupted; the results above are partial"
-        )));
-    }
-    if progress.shards_failed > 0 {
-        return Err(CliError::Runtime(anyhow::anyhow!(
-            "{} of {} shard(s) failed",
-            progress.shards_failed,
-            progress.shards_total
         )));
     }
     Ok(())

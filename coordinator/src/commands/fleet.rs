@@ -10,10 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::CliError;
 use crate::backends;
 use crate::config::ScanSettings;
-use crate::follow::{self, Followed, Watchers};
+use crate::follow::Followed;
 use crate::plan;
-use crate::progress::Bar;
-use crate::report::{self, ScanHead};
+use crate::report;
 
 /// Publish a scan to the fleet and, unless detached, follow it to the end.
 ///
@@ -54,57 +53,37 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         return Ok(());
     }
 
-    let bar = Bar::new(settings.progress, planned.pairs);
-    let end = follow::follow(
+    let end = super::follow_scan(
+        &settings,
+        &planned,
         publisher.store.as_ref(),
-        &planned.scan_id,
-        Watchers {
-            bar: &bar,
-            metrics: Some(&scan_metrics),
-        },
+        &scan_metrics,
         Duration::from_millis(250),
         &shutdown,
     )
     .await;
-    bar.finish();
     stop_metrics.cancel();
-    let progress = match end.context("following the scan")? {
-        Followed::Finished(p) => p,
-        Followed::Interrupted(_) => {
-            eprintln!(
-                "scanfleet: stopped following scan {id}; workers go on. Follow it with `scanfleet status {id}`",
-                id = planned.scan_id
-            );
-            return Err(CliError::Runtime(anyhow::anyhow!("interrupted")));
-        }
-    };
-    let results = publisher
-        .store
-        .results(&planned.scan_id)
-        .await
-        .context("reading results")?;
-    let summary = report::summary(
-        ScanHead {
-            scan_id: planned.scan_id.clone(),
-            engine: format!("fleet ({:?})", settings.profile.mode).to_lowercase(),
-            started_at_unix_ms: started_ms,
-            targets: Some(planned.targets.len()),
-            ports_per_target: settings.ports.len(),
-            skipped: planned.skipped.clone(),
-            notes: Vec::new(),
-        },
-        &progress,
-        &results,
-    );
-    let visible = report::visible(&results, settings.profile.all_states);
-    report::emit(&settings.output, settings.format, &summary, &visible)?;
-    report::say_summary(&summary, started, "done");
-    if progress.shards_failed > 0 {
-        return Err(CliError::Runtime(anyhow::anyhow!(
-            "{} of {} shard(s) failed; see `scanfleet queues dead-letters`",
-            progress.shards_failed,
-            progress.shards_total
-        )));
+    if let Followed::Interrupted(_) = end.context("following the scan")? {
+        eprintln!(
+            "scanfleet: stopped following scan {id}; workers go on. Follow it with `scanfleet status {id}`",
+            id = planned.scan_id
+        );
+        return Err(CliError::Runtime(anyhow::anyhow!("interrupted")));
     }
+    let ending = super::Ending {
+        engine: format!("fleet ({:?})", settings.profile.mode).to_lowercase(),
+        notes: Vec::new(),
+        started,
+        started_ms,
+        how: "done",
+    };
+    super::report_scan(
+        &settings,
+        &planned,
+        publisher.store.as_ref(),
+        ending,
+        " failed; see `scanfleet queues dead-letters`",
+    )
+    .await?;
     Ok(())
 }

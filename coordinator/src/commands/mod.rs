@@ -6,3 +6,97 @@ pub mod fleet;
 pub mod queues;
 pub mod status;
 pub mod watch;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use scanfleet_common::Progress;
+use scanfleet_common::store::ResultStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::CliError;
+use crate::config::ScanSettings;
+use crate::follow::{self, FollowError, Followed, Watchers};
+use crate::metrics::ScanMetrics;
+use crate::plan::Planned;
+use crate::progress::Bar;
+use crate::report::{self, ScanHead};
+
+/// Follow a published scan with a progress bar (and the scan's gauges) until every
+/// shard has an outcome or `shutdown` fires.
+async fn follow_scan(
+    settings: &ScanSettings,
+    planned: &Planned,
+    store: &dyn ResultStore,
+    metrics: &ScanMetrics,
+    poll: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Followed, FollowError> {
+    let bar = Bar::new(settings.progress, planned.pairs);
+    let end = follow::follow(
+        store,
+        &planned.scan_id,
+        Watchers {
+            bar: &bar,
+            metrics: Some(metrics),
+        },
+        poll,
+        shutdown,
+    )
+    .await;
+    bar.finish();
+    end
+}
+
+/// How a scan that was followed ended, for its report.
+struct Ending {
+    engine: String,
+    notes: Vec<String>,
+    started: Instant,
+    started_ms: u64,
+    /// `done` or `interrupted`, as the summary line says it.
+    how: &'static str,
+}
+
+/// Read a scan's results back, write its report and its summary line, and fail when
+/// shards failed (`hint` says where to look).
+async fn report_scan(
+    settings: &ScanSettings,
+    planned: &Planned,
+    store: &dyn ResultStore,
+    ending: Ending,
+    hint: &str,
+) -> Result<Progress, CliError> {
+    let progress = store
+        .progress(&planned.scan_id)
+        .await
+        .context("reading progress")?;
+    let results = store
+        .results(&planned.scan_id)
+        .await
+        .context("reading results")?;
+    let summary = report::summary(
+        ScanHead {
+            scan_id: planned.scan_id.clone(),
+            engine: ending.engine,
+            started_at_unix_ms: ending.started_ms,
+            targets: Some(planned.targets.len()),
+            ports_per_target: settings.ports.len(),
+            skipped: planned.skipped.clone(),
+            notes: ending.notes,
+        },
+        &progress,
+        &results,
+    );
+    let visible = report::visible(&results, settings.profile.all_states);
+    report::emit(&settings.output, settings.format, &summary, &visible)?;
+    report::say_summary(&summary, ending.started, ending.how);
+    if ending.how == "done" && progress.shards_failed > 0 {
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "{} of {}{hint}",
+            progress.shards_failed,
+            report::count(progress.shards_total, "shard"),
+        )));
+    }
+    Ok(progress)
+}
