@@ -11,8 +11,8 @@ use scanfleet_common::queue::Topology;
 use scanfleet_common::store::ResultStore;
 use scanfleet_common::telemetry::redact;
 
-use crate::CliError;
 use crate::config::FleetSettings;
+use crate::error::CliError;
 use crate::publish::Publisher;
 
 /// Connect the queue a URL names.

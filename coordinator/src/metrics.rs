@@ -14,10 +14,10 @@ pub async fn serve(
     addr: std::net::SocketAddr,
     registry: Registry,
     stop: tokio_util::sync::CancellationToken,
-) -> Result<std::net::SocketAddr, crate::CliError> {
+) -> Result<std::net::SocketAddr, crate::error::CliError> {
     scanfleet_common::telemetry::serve(addr, registry, stop)
         .await
-        .map_err(|e| crate::CliError::Input(format!("--metrics-addr {addr}: {e}")))
+        .map_err(|e| crate::error::CliError::Input(format!("--metrics-addr {addr}: {e}")))
 }
 
 /// Gauges of one followed scan.

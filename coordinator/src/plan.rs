@@ -31,7 +31,7 @@ pub fn prepare(settings: &ScanSettings) -> Planned {
     let (targets, skipped) = scope::apply(&settings.assets, &settings.scope, &settings.rate);
     let (zoned, min_shards) = if settings.is_fleet() {
         (
-            crate::zones::group_targets(&settings.assets, targets.clone()),
+            crate::estate::zones::group_targets(&settings.assets, targets.clone()),
             1,
         )
     } else {

@@ -46,28 +46,11 @@ async fn discovery_benchmark() {
 
     let moto = Moto::start();
     let seed_started = Instant::now();
-    let org = aws_sdk_organizations::Client::new(&moto.root("us-east-1").await);
-    org.create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("organization");
+    let org = new_organization(&moto).await;
     let ids: Vec<String> = futures_util::stream::iter(0..accounts)
         .map(|i| {
             let org = org.clone();
-            async move {
-                let a = org
-                    .create_account()
-                    .account_name(format!("bench-{i}"))
-                    .email(format!("bench-{i}@example.org"))
-                    .send()
-                    .await
-                    .expect("account");
-                a.create_account_status()
-                    .and_then(|s| s.account_id())
-                    .expect("account id")
-                    .to_string()
-            }
+            async move { create_account(&org, &format!("bench-{i}")).await }
         })
         .buffer_unordered(16)
         .collect()
@@ -84,23 +67,16 @@ async fn discovery_benchmark() {
                 let ec2 = Ec2::new(&moto.account(&account, &region).await).await;
                 let second = (i / 250) % 250;
                 let third = i % 250;
-                let vpc = ec2.vpc(&format!("10.{second}.0.0/16")).await;
-                let az = format!("{region}a");
                 let subnet = ec2
-                    .subnet(&vpc, &format!("10.{second}.{third}.0/24"), &az)
+                    .vpc_with_subnet(
+                        &format!("10.{second}.0.0/16"),
+                        &format!("10.{second}.{third}.0/24"),
+                        &format!("{region}a"),
+                    )
                     .await;
                 for k in 0..per_region {
                     let ip = format!("10.{second}.{third}.{}", 10 + k);
-                    ec2.launch(Launch {
-                        name: "bench",
-                        instance_type: "m5.large",
-                        image: "ami-1e749f67",
-                        subnet: &subnet,
-                        ip: &ip,
-                        groups: &[],
-                        tags: &[],
-                    })
-                    .await;
+                    ec2.launch(Launch::plain("bench", &subnet, &ip)).await;
                 }
             }
         })

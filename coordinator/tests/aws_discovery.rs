@@ -24,7 +24,6 @@ use scanfleet_coordinator::estate::zones;
 
 const ROLE: &str = "scanfleet-discovery";
 const EXTERNAL_ID: &str = "ext-4f2a9c";
-const LINUX: &str = "ami-1e749f67";
 const WINDOWS: &str = "ami-12c6146b";
 
 /// Resource ids to readable names, so that assertions are exact and stable.
@@ -280,16 +279,7 @@ async fn seed(moto: &Moto) -> Estate {
     let x = Ec2::new(&moto.account(&sandbox, "us-east-1").await).await;
     let c = n.add(&x.vpc("10.9.0.0/16").await, "C1");
     let cs = x.subnet(&c, "10.9.1.0/24", "us-east-1a").await;
-    x.launch(Launch {
-        name: "c-1",
-        instance_type: "m5.large",
-        image: LINUX,
-        subnet: &cs,
-        ip: "10.9.1.10",
-        groups: &[],
-        tags: &[],
-    })
-    .await;
+    x.launch(Launch::plain("c-1", &cs, "10.9.1.10")).await;
 
     Estate {
         names: n,
@@ -683,18 +673,10 @@ async fn accounts_list_regions_from_ec2_and_the_caller_account() {
     let moto = Moto::start();
     let ids = organization(&moto, &["one"]).await;
     let one = Ec2::new(&moto.account(&ids[0], "ap-southeast-2").await).await;
-    let vpc = one.vpc("10.7.0.0/16").await;
-    let subnet = one.subnet(&vpc, "10.7.1.0/24", "ap-southeast-2a").await;
-    one.launch(Launch {
-        name: "far",
-        instance_type: "m5.large",
-        image: LINUX,
-        subnet: &subnet,
-        ip: "10.7.1.5",
-        groups: &[],
-        tags: &[],
-    })
-    .await;
+    let subnet = one
+        .vpc_with_subnet("10.7.0.0/16", "10.7.1.0/24", "ap-southeast-2a")
+        .await;
+    one.launch(Launch::plain("far", &subnet, "10.7.1.5")).await;
     let root = moto.root("us-east-1").await;
 
     let opts = AwsDiscoveryOptions {

@@ -9,7 +9,7 @@ mod support;
 
 use std::process::Command;
 
-use aws_support::{Ec2, Launch, Moto};
+use aws_support::{Ec2, LINUX, Launch, Moto};
 use support::{LAB, lab_ready, lab_sh, packets, parse_open, truth};
 
 #[test]
@@ -25,14 +25,15 @@ fn lab_scan_discover_aws_scans_exactly_the_discovered_lab() {
         serde_json::from_slice(&std::fs::read(&t.inventory).unwrap()).unwrap();
     rt.block_on(async {
         let ec2 = Ec2::new(&moto.root("us-east-1").await).await;
-        let vpc = ec2.vpc("10.213.0.0/16").await;
-        let subnet = ec2.subnet(&vpc, "10.213.0.0/24", "us-east-1a").await;
+        let subnet = ec2
+            .vpc_with_subnet("10.213.0.0/16", "10.213.0.0/24", "us-east-1a")
+            .await;
         for a in &assets {
             let name = a["id"].as_str().unwrap();
             ec2.launch(Launch {
                 name,
                 instance_type: a["instance_type"].as_str().unwrap_or("m5.large"),
-                image: "ami-1e749f67",
+                image: LINUX,
                 subnet: &subnet,
                 ip: a["private_ip"].as_str().unwrap(),
                 groups: &[],

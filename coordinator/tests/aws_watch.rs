@@ -17,7 +17,6 @@ use scanfleet_coordinator::discovery::events::{WatchEvent, WatchOptions, watch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const LINUX: &str = "ami-1e749f67";
 
 fn event(account: &str, instance: &str, state: &str) -> String {
     serde_json::json!({
@@ -54,18 +53,11 @@ async fn rig() -> Rig {
     let moto = Moto::start();
     let account = organization(&moto, &["app"]).await.remove(0);
     let ec2 = Ec2::new(&moto.account(&account, "us-east-1").await).await;
-    let vpc = ec2.vpc("10.20.0.0/16").await;
-    let subnet = ec2.subnet(&vpc, "10.20.1.0/24", "us-east-1a").await;
-    ec2.launch(Launch {
-        name: "old-1",
-        instance_type: "m5.large",
-        image: LINUX,
-        subnet: &subnet,
-        ip: "10.20.1.10",
-        groups: &[],
-        tags: &[],
-    })
-    .await;
+    let subnet = ec2
+        .vpc_with_subnet("10.20.0.0/16", "10.20.1.0/24", "us-east-1a")
+        .await;
+    ec2.launch(Launch::plain("old-1", &subnet, "10.20.1.10"))
+        .await;
     let opts = AwsDiscoveryOptions {
         accounts: AccountSource::List(vec![AccountRef {
             account_id: account.clone(),
@@ -121,13 +113,8 @@ async fn state_change_events_rediscover_the_region_within_seconds() {
     let new = r
         .ec2
         .launch(Launch {
-            name: "new-1",
             instance_type: "c5.large",
-            image: LINUX,
-            subnet: &r.subnet,
-            ip: "10.20.1.20",
-            groups: &[],
-            tags: &[],
+            ..Launch::plain("new-1", &r.subnet, "10.20.1.20")
         })
         .await;
     let sent = Instant::now();
@@ -236,15 +223,7 @@ async fn scheduled_rediscovery_reports_new_and_gone() {
     let queue_url = queue.queue_url().unwrap().to_string();
     let new = r
         .ec2
-        .launch(Launch {
-            name: "new-2",
-            instance_type: "m5.large",
-            image: LINUX,
-            subnet: &r.subnet,
-            ip: "10.20.1.30",
-            groups: &[],
-            tags: &[],
-        })
+        .launch(Launch::plain("new-2", &r.subnet, "10.20.1.30"))
         .await;
     r.ec2
         .0

@@ -18,8 +18,9 @@ fn watch_reports_a_newly_running_instance() {
     let (ec2, subnet, queue_url) = rt.block_on(async {
         let sdk = moto.root("us-east-1").await;
         let ec2 = Ec2::new(&sdk).await;
-        let vpc = ec2.vpc("10.30.0.0/16").await;
-        let subnet = ec2.subnet(&vpc, "10.30.1.0/24", "us-east-1a").await;
+        let subnet = ec2
+            .vpc_with_subnet("10.30.0.0/16", "10.30.1.0/24", "us-east-1a")
+            .await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let q = sqs
             .create_queue()
@@ -81,15 +82,7 @@ fn watch_reports_a_newly_running_instance() {
 
     let instance = rt.block_on(async {
         let id = ec2
-            .launch(Launch {
-                name: "new-1",
-                instance_type: "m5.large",
-                image: "ami-1e749f67",
-                subnet: &subnet,
-                ip: "10.30.1.7",
-                groups: &[],
-                tags: &[],
-            })
+            .launch(Launch::plain("new-1", &subnet, "10.30.1.7"))
             .await;
         let event = serde_json::json!({
             "version": "0", "id": "evt-1", "detail-type": "EC2 Instance State-change Notification",

@@ -17,8 +17,8 @@ use scanfleet_worker::probe::{self, syn::SynConfig};
 use scanfleet_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::CliError;
 use crate::config::ScanSettings;
+use crate::error::CliError;
 use crate::follow::Followed;
 use crate::plan;
 use crate::publish::Publisher;

@@ -7,9 +7,9 @@ use anyhow::Context;
 use scanfleet_common::envelope::now_unix_ms;
 use tokio_util::sync::CancellationToken;
 
-use crate::CliError;
 use crate::backends;
 use crate::config::ScanSettings;
+use crate::error::CliError;
 use crate::follow::Followed;
 use crate::plan;
 use crate::report;

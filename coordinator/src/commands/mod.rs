@@ -14,8 +14,8 @@ use scanfleet_common::Progress;
 use scanfleet_common::store::ResultStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::CliError;
 use crate::config::ScanSettings;
+use crate::error::CliError;
 use crate::follow::{self, FollowError, Followed, Watchers};
 use crate::metrics::ScanMetrics;
 use crate::plan::Planned;

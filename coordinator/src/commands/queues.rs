@@ -6,9 +6,9 @@ use scanfleet_common::config::Sources;
 use scanfleet_common::config::args::check_zone;
 use scanfleet_common::queue::Topology;
 
-use crate::CliError;
 use crate::backends;
 use crate::cli::{QueuesAction, QueuesArgs};
+use crate::error::CliError;
 
 /// `scanfleet queues init|dead-letters`.
 ///

@@ -4,10 +4,10 @@ use scanfleet_common::config::Sources;
 use scanfleet_common::store::StoreError;
 use scanfleet_common::text;
 
-use crate::CliError;
 use crate::backends;
 use crate::cli::{ResultsArgs, StatusArgs};
 use crate::config;
+use crate::error::CliError;
 use crate::report::{self, ScanHead};
 
 /// Longest scan id accepted; the ids `scanfleet scan` prints are about 20 bytes.

@@ -11,13 +11,13 @@ use scanfleet_common::config::Sources;
 use scanfleet_common::text;
 use tokio_util::sync::CancellationToken;
 
-use crate::CliError;
 use crate::aws_cmd;
 use crate::backends;
 use crate::cli::{Format, ProgressWhen, WatchArgs};
 use crate::config::{self, ScanSettings, Source, probe};
 use crate::discovery::aws::AwsDiscoverer;
 use crate::discovery::events::{self, WatchEvent, WatchOptions};
+use crate::error::CliError;
 use crate::plan;
 use crate::report::{self, Output};
 

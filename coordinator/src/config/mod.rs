@@ -17,8 +17,8 @@ use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::targets::{self, DEFAULT_MAX_TARGETS};
 use scanfleet_common::{Asset, PortSpec, ProbeProfile, inventory};
 
-use crate::CliError;
 use crate::cli::{Format, OutputArgs, ProgressWhen, PublishArgs, ScanArgs};
+use crate::error::CliError;
 use crate::report::Output;
 use probe::DefaultPorts;
 

@@ -6,8 +6,8 @@ use scanfleet_common::rate::RatePolicy;
 use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::{PortSpec, ProbeProfile, ScanMode};
 
-use crate::CliError;
 use crate::cli::{ProbeArgs, ScopeArgs};
+use crate::error::CliError;
 
 /// Which ports a command scans when nobody says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use scanfleet_common::scope::Skipped;
 use scanfleet_common::{ProbeResult, Progress, text};
 use serde::Serialize;
 
-use crate::CliError;
 use crate::cli::Format;
+use crate::error::CliError;
 pub use format::{open_count, visible, write};
 
 /// What a finished scan reports besides its results.

@@ -1,17 +1,13 @@
 //! Shared by the `aws_*` tests: a private moto server per test, AWS
 //! configurations for it, and seeding helpers built on the AWS SDK.
 //!
-//! Every test starts its own `moto_server` on a free port (the binary is
-//! `$SCANFLEET_MOTO_SERVER`, else `moto_server` on the PATH): these tests create
+//! Every test starts its own `moto_server` on a free port ([`Moto::start`], the
+//! testkit's server; the binary is `$SCANFLEET_MOTO_SERVER`, else `moto_server`
+//! on the PATH): these tests create
 //! an organization, switch on moto's IAM enforcement (`/moto-api/reset-auth`) and
 //! depend on exact state, none of which may leak into a server other tests share.
 
 #![allow(dead_code)]
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::Credentials;
@@ -21,92 +17,25 @@ use aws_sdk_ec2::types::{
 };
 
 pub const MANAGEMENT: &str = "123456789012";
+/// The image every seeded instance runs.
+pub const LINUX: &str = "ami-1e749f67";
 
-/// A moto server that lives as long as this value.
-pub struct Moto {
-    child: Child,
-    pub port: u16,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
+/// A private moto server (the testkit's, started, killed and logged there)
+/// that lives as long as this value, with AWS configurations for it.
+pub struct Moto(scanfleet_testkit::Moto);
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Moto {
+    type Target = scanfleet_testkit::Moto;
+
+    fn deref(&self) -> &scanfleet_testkit::Moto {
+        &self.0
     }
-}
-
-fn post(port: u16, path: &str, body: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    if !out.starts_with("HTTP/1.1 200") && !out.starts_with("HTTP/1.0 200") {
-        return Err(std::io::Error::other(out));
-    }
-    Ok(out)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
 }
 
 impl Moto {
     /// Start a private moto server and wait until it answers.
     pub fn start() -> Moto {
-        let bin = std::env::var("SCANFLEET_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_path = dir.path().join("moto.log");
-        // A free port can be taken between probing and binding: try a few.
-        for _ in 0..3 {
-            let port = free_port();
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {bin} (install moto[server] or set SCANFLEET_MOTO_SERVER): {e}"));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                if post(port, "/moto-api/reset", "").is_ok() {
-                    return Moto {
-                        child,
-                        port,
-                        url: format!("http://127.0.0.1:{port}"),
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "{bin} did not come up: {}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-    }
-
-    /// POST to the server's own API (`/moto-api/...`); returns the answer.
-    pub fn post(&self, path: &str, body: &str) -> std::io::Result<String> {
-        post(self.port, path, body)
-    }
-
-    /// From now on every request must be signed by a known IAM identity and be
-    /// allowed by its policies (moto's `INITIAL_NO_AUTH_ACTION_COUNT` = 0).
-    pub fn enforce_iam(&self) {
-        self.post("/moto-api/reset-auth", "0").expect("reset-auth");
+        Moto(scanfleet_testkit::Moto::start())
     }
 
     /// AWS configuration for this server with the given credentials and region.
@@ -196,9 +125,30 @@ pub struct Launch<'a> {
     pub tags: &'a [(&'a str, &'a str)],
 }
 
+impl<'a> Launch<'a> {
+    /// A Linux m5.large without groups or tags.
+    pub fn plain(name: &'a str, subnet: &'a str, ip: &'a str) -> Launch<'a> {
+        Launch {
+            name,
+            instance_type: "m5.large",
+            image: LINUX,
+            subnet,
+            ip,
+            groups: &[],
+            tags: &[],
+        }
+    }
+}
+
 impl Ec2 {
     pub async fn new(sdk: &SdkConfig) -> Ec2 {
         Ec2(aws_sdk_ec2::Client::new(sdk))
+    }
+
+    /// A VPC with one subnet; returns the subnet.
+    pub async fn vpc_with_subnet(&self, vpc_cidr: &str, subnet_cidr: &str, az: &str) -> String {
+        let vpc = self.vpc(vpc_cidr).await;
+        self.subnet(&vpc, subnet_cidr, az).await
     }
 
     pub async fn vpc(&self, cidr: &str) -> String {
@@ -528,29 +478,39 @@ impl Ec2 {
 
 /// An organization with accounts named `names`; returns their ids in order.
 pub async fn organization(moto: &Moto, names: &[&str]) -> Vec<String> {
+    let org = new_organization(moto).await;
+    let mut ids = Vec::new();
+    for n in names {
+        ids.push(create_account(&org, n).await);
+    }
+    ids
+}
+
+/// Create the organization (all features) of moto's management account; returns
+/// its client.
+pub async fn new_organization(moto: &Moto) -> aws_sdk_organizations::Client {
     let org = aws_sdk_organizations::Client::new(&moto.root("us-east-1").await);
     org.create_organization()
         .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
         .send()
         .await
         .expect("organization");
-    let mut ids = Vec::new();
-    for n in names {
-        let a = org
-            .create_account()
-            .account_name(*n)
-            .email(format!("{n}@example.org"))
-            .send()
-            .await
-            .expect("account");
-        ids.push(
-            a.create_account_status()
-                .and_then(|s| s.account_id())
-                .expect("account id")
-                .to_string(),
-        );
-    }
-    ids
+    org
+}
+
+/// Create a member account named `name`; returns its id.
+pub async fn create_account(org: &aws_sdk_organizations::Client, name: &str) -> String {
+    let a = org
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.org"))
+        .send()
+        .await
+        .expect("account");
+    a.create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("account id")
+        .to_string()
 }
 
 /// The read-only discovery role in `account`, trusting `principal` and
