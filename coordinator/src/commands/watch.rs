@@ -55,25 +55,7 @@ pub async fn watch(
             6 * 3600,
         )?
         .value;
-    // The scans of new instances: exactly what `scan --discover aws` would do.
-    let (ports, profile) = probe::probe(&args.probe, src, probe::DefaultPorts::All)?;
-    let template = ScanSettings {
-        assets: Vec::new(),
-        source: Source::Aws(args.aws_args.clone()),
-        ports,
-        profile,
-        scope: probe::scope(&args.scope, src, true)?,
-        rate: probe::rate(src)?,
-        workers: 1,
-        format: Format::Jsonl,
-        output: Output::default(),
-        progress: ProgressWhen::Never,
-        shard_size: 256,
-        metrics_addr: None,
-        fleet: config::fleet(&args.publish, src)?,
-        detach: true,
-        job_ttl: config::job_ttl(&args.publish, src)?,
-    };
+    let template = template(&args, src)?;
     let opts = aws_cmd::options(&args.aws_args, src)?;
 
     let publisher = match &template.fleet {
@@ -137,6 +119,29 @@ pub async fn watch(
     }
 }
 
+/// The settings of the scans of new instances: exactly what `scan --discover aws`
+/// would use with the same flags (ports, rate, timeout, mode, scope), detached.
+fn template(args: &WatchArgs, src: &Sources) -> Result<ScanSettings, CliError> {
+    let (ports, profile) = probe::probe(&args.probe, src, probe::DefaultPorts::All)?;
+    Ok(ScanSettings {
+        assets: Vec::new(),
+        source: Source::Aws(args.aws_args.clone()),
+        ports,
+        profile,
+        scope: probe::scope(&args.scope, src, true)?,
+        rate: probe::rate(src)?,
+        workers: 1,
+        format: Format::Jsonl,
+        output: Output::default(),
+        progress: ProgressWhen::Never,
+        shard_size: 256,
+        metrics_addr: None,
+        fleet: config::fleet(&args.publish, src)?,
+        detach: true,
+        job_ttl: config::job_ttl(&args.publish, src)?,
+    })
+}
+
 /// The JSON line of an event, and the assets it asks to scan.
 fn describe(ev: &WatchEvent) -> (serde_json::Value, Vec<Asset>) {
     let ids = |v: &[Asset]| v.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
@@ -157,5 +162,80 @@ fn describe(ev: &WatchEvent) -> (serde_json::Value, Vec<Asset>) {
             serde_json::json!({"event": "failed", "reason": failure.to_string()}),
             Vec::new(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use scanfleet_common::ScanMode;
+    use scanfleet_common::config::FileConfig;
+
+    fn watch_template(argv: &[&str]) -> ScanSettings {
+        let cli = Cli::try_parse_from(
+            [
+                "scanfleet",
+                "watch",
+                "--events-queue",
+                "http://127.0.0.1:1/q",
+            ]
+            .into_iter()
+            .chain(argv.iter().copied()),
+        )
+        .unwrap();
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        template(&args, &Sources::fixed(FileConfig::default(), None, &[])).unwrap()
+    }
+
+    #[test]
+    fn the_scans_of_new_instances_use_the_probe_settings_given() {
+        let s = watch_template(&[
+            "-p",
+            "22,443",
+            "--rate",
+            "300",
+            "--timeout-ms",
+            "2500",
+            "--retries",
+            "4",
+            "--mode",
+            "connect",
+            "--no-service-detection",
+        ]);
+        assert_eq!(s.ports.to_string(), "22,443");
+        assert_eq!(s.profile.mode, ScanMode::Connect);
+        assert_eq!(s.profile.timeout_ms, 2500);
+        assert_eq!(s.profile.retries, 4);
+        assert!(!s.profile.service_detection);
+        assert_eq!(s.profile.global_rate_pps, 300);
+        // The jobs carry them: planned from the same settings as `scan`.
+        let planned = plan::prepare(&ScanSettings {
+            assets: vec![Asset {
+                id: "i-0a".into(),
+                instance_type: Some("m5.large".into()),
+                account_id: Some("123456789012".into()),
+                region: Some("us-east-1".into()),
+                state: Some("running".into()),
+                ..Asset::from_ip("10.0.0.5".parse().unwrap())
+            }],
+            ..s
+        });
+        assert_eq!(planned.targets.len(), 1, "{:?}", planned.skipped);
+        let job = &planned.jobs[0];
+        assert_eq!(job.profile.timeout_ms, 2500);
+        assert_eq!(job.profile.mode, ScanMode::Connect);
+        assert_eq!(job.ports.to_string(), "22,443");
+        assert_eq!(job.profile.global_rate_pps, 300);
+    }
+
+    #[test]
+    fn without_ports_a_new_instance_gets_every_port() {
+        let s = watch_template(&[]);
+        assert_eq!(s.ports.len(), 65535);
+        assert!(s.detach && s.fleet.is_none());
     }
 }
