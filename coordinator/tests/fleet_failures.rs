@@ -791,9 +791,35 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
         &env,
     );
     let scan_id = coord.scan_id(Duration::from_secs(30));
-    let _forget = ForgetScan(scan_id);
+    let _forget = ForgetScan(scan_id.clone());
+    // Progress moves while the one shard runs (the worker reports per result batch),
+    // not in one jump at its end.
+    let rt = rt();
+    let store = rt
+        .block_on(RedisStore::connect(SHARED_REDIS, RedisConfig::default()))
+        .unwrap();
+    let pairs = 10_000u64;
+    let mut midway = Vec::new();
+    let ended = wait_until(Duration::from_secs(60), || {
+        let p = rt.block_on(store.progress(&scan_id)).unwrap();
+        if p.shards_done == 0 && p.ports_done > 0 && p.ports_done < pairs {
+            midway.push(p.ports_done);
+        }
+        p.finished()
+    });
+    assert!(ended, "the scan did not finish");
+    midway.dedup();
+    assert!(
+        midway.len() >= 3 && midway.windows(2).all(|w| w[0] < w[1]),
+        "progress did not grow within the shard: {midway:?}"
+    );
     let out = coord.finish(Duration::from_secs(60));
     assert_exact(&out, &expected(&t, &[host]));
+    assert_eq!(
+        rt.block_on(store.progress(&scan_id)).unwrap().ports_done,
+        pairs,
+        "every pair counted once at the end"
+    );
 
     // A redelivery would show up within a lease of the end at the latest.
     std::thread::sleep(Duration::from_secs(LEASE_SECS + 2));
