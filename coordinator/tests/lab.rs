@@ -141,3 +141,97 @@ fn lab_states_of_firewalled_ports() {
         assert_eq!(got, want, "mode {mode}");
     }
 }
+
+/// Packets the scanner namespace tried to send off the lab subnet (its nftables
+/// "off-lab" drop counter).
+fn off_lab_packets() -> u64 {
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "sflab-scan",
+            "nft",
+            "list",
+            "chain",
+            "ip",
+            "sflab",
+            "output",
+        ])
+        .output()
+        .expect("nft in the scanner namespace");
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no off-lab counter: {text}"))
+}
+
+#[test]
+fn lab_syn_scope_holds_for_mapped_and_non_unicast_targets() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    let quick = [
+        "-p",
+        "1-1000",
+        "--mode",
+        "syn",
+        "--no-ping",
+        "--no-service-detection",
+        "--format",
+        "jsonl",
+    ];
+    // The IPv4-mapped spelling of an excluded host: not one packet reaches it.
+    packets(1, true);
+    let mut args = vec![
+        "scan",
+        "-t",
+        "::ffff:10.213.0.11",
+        "--exclude",
+        "10.213.0.0/24",
+    ];
+    args.extend(quick);
+    let out = scan_in_lab(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("excluded block 10.213.0.0/24"), "{err}");
+    assert!(out.stdout.is_empty(), "results for an excluded host");
+    assert_eq!(packets(1, false), 0, "the excluded host received packets");
+
+    // Multicast and broadcast in SYN mode: refused before any packet, on or off the lab.
+    let off_lab = off_lab_packets();
+    for target in ["224.0.0.1", "255.255.255.255", "10.213.0.0/24,224.0.0.251"] {
+        let mut args = vec!["scan", "-t", target];
+        args.extend(quick);
+        let out = scan_in_lab(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{target}: {err}");
+        assert!(err.contains("--allow-address-class"), "{target}: {err}");
+    }
+    assert_eq!(
+        packets(1, false),
+        0,
+        "a refused scan sent packets to the lab"
+    );
+    assert_eq!(
+        off_lab_packets(),
+        off_lab,
+        "a refused scan sent packets off the lab"
+    );
+
+    // Control: the same mapped spelling without the exclusion is scanned, and its
+    // results name the IPv4 address.
+    let mut args = vec!["scan", "-t", "::ffff:10.213.0.11"];
+    args.extend(quick);
+    let out = scan_in_lab(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"ip\":\"10.213.0.11\""), "{text}");
+    assert!(packets(1, false) > 0, "the control scan sent nothing");
+}
