@@ -22,9 +22,6 @@ pub mod telemetry;
 pub mod text;
 pub mod types;
 
-/// The old name of [`backend`], kept while callers move over.
-#[doc(hidden)]
-pub use backend as fleet;
 pub use envelope::{EnvelopeError, JobEnvelope};
 pub use ports::{PortSpec, PortSpecError};
 pub use types::*;

@@ -6,32 +6,15 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use scanfleet_common::queue::amqp::{AmqpConfig, AmqpQueue};
 use scanfleet_common::queue::{DeadLetter, JobQueue, Nack, QueueAdmin, QueueError, Topology};
+use scanfleet_testkit::{PrivateRabbit, amqp_url, unique_name};
 
-fn amqp_url() -> String {
-    std::env::var("SCANFLEET_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn unique_prefix() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() % 1_000_000)
-        .unwrap_or(0);
-    format!(
-        "sftest-{}-{}-{t}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+mod support;
 
 fn config(prefix: &str) -> AmqpConfig {
     AmqpConfig {
@@ -69,7 +52,7 @@ async fn with_topology<F, Fut>(
     F: FnOnce(AmqpQueue) -> Fut,
     Fut: Future<Output = AmqpQueue>,
 {
-    let prefix = unique_prefix();
+    let prefix = unique_name("sftest");
     let q = AmqpQueue::connect(&amqp_url(), cfg(config(&prefix)))
         .await
         .expect("RabbitMQ on SCANFLEET_AMQP_URL (127.0.0.1:5672) must be running");
@@ -217,23 +200,9 @@ async fn dead_letter_keeps_reason_and_zone() {
             q.publish("za", b"forged").await.unwrap();
             q.publish("zb", b"stale").await.unwrap();
             let a = q.receive("za", WAIT).await.unwrap().unwrap();
-            q.nack(
-                &a,
-                Nack::DeadLetter {
-                    reason: "bad signature".into(),
-                },
-            )
-            .await
-            .unwrap();
+            support::dead_letter(&q, &a, "bad signature").await;
             let b = q.receive("zb", WAIT).await.unwrap().unwrap();
-            q.nack(
-                &b,
-                Nack::DeadLetter {
-                    reason: "job expired".into(),
-                },
-            )
-            .await
-            .unwrap();
+            support::dead_letter(&q, &b, "job expired").await;
             assert!(q.ack(&a).await.is_err(), "settled by the dead-lettering");
             assert_eq!(
                 q.receive("za", Duration::from_millis(300)).await.unwrap(),
@@ -458,89 +427,6 @@ async fn connect_errors_say_whether_to_retry() {
     )
     .await;
     assert!(matches!(cfg, Err(QueueError::Permanent(m)) if m.contains("prefetch")));
-}
-
-/// A RabbitMQ node of this test's own, on a spare port, in a temporary directory.
-struct PrivateRabbit {
-    node: String,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl PrivateRabbit {
-    fn new() -> PrivateRabbit {
-        let port = spare_port();
-        let node = format!("sftest{}-{port}@localhost", std::process::id());
-        let dir = std::env::temp_dir().join(format!("sftest-rabbit-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("mnesia")).unwrap();
-        std::fs::create_dir_all(dir.join("log")).unwrap();
-        std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
-        )
-        .unwrap();
-        let ok = Command::new("chown")
-            .arg("-R")
-            .arg("rabbitmq:rabbitmq")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "chown to the rabbitmq user (tests run as root)"
-        );
-        PrivateRabbit { node, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    fn start(&self) {
-        let d = |p: &str| self.dir.join(p);
-        let status = Command::new("rabbitmq-server")
-            .arg("-detached")
-            .env("RABBITMQ_NODENAME", &self.node)
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env(
-                "RABBITMQ_DIST_PORT",
-                (u32::from(self.port) + 20000).to_string(),
-            )
-            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
-            .env("RABBITMQ_LOG_BASE", d("log"))
-            .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
-            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-n", &self.node, "stop"])
-            .output();
-    }
-}
-
-impl Drop for PrivateRabbit {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A port nobody listens on, whose distribution port (+20000) is free too.
-fn spare_port() -> u16 {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        if port < 45000 && std::net::TcpListener::bind(("127.0.0.1", port + 20000)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no spare port pair");
 }
 
 async fn connect_until(url: &str, cfg: &AmqpConfig, within: Duration) -> AmqpQueue {

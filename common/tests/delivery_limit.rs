@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
 use scanfleet_common::queue::amqp::{AmqpConfig, AmqpQueue};
 use scanfleet_common::queue::sqs::{SqsConfig, SqsQueue};
@@ -15,6 +13,8 @@ use scanfleet_common::queue::{
     DEFAULT_DELIVERY_LIMIT, DeadLetter, JobQueue, Nack, QueueAdmin, Topology,
 };
 use scanfleet_testkit::{amqp_url, moto_url, unique_name};
+
+mod support;
 
 const LIMIT: u32 = 2;
 const WAIT: Duration = Duration::from_secs(5);
@@ -73,71 +73,58 @@ fn assert_poison_handled(seen: &[(u32, Option<u32>, bool)], dead: &[DeadLetter],
     );
 }
 
+/// `queues init --delivery-limit 2` through `declarer`, a poison job published,
+/// then consumed by `worker`, which declares nothing: exactly [`LIMIT`]
+/// deliveries, the job dead-lettered with its reason. A declaration with the
+/// default limit is then refused as permanent; returns its message.
+async fn limit_is_the_consumers<Q>(declarer: &Q, worker: &Q, zone: &str) -> String
+where
+    Q: JobQueue + QueueAdmin,
+{
+    let zones = [zone.to_string()];
+    declarer
+        .init(&zones, &Topology::with_delivery_limit(LIMIT))
+        .await
+        .unwrap();
+    declarer.publish(zone, b"poison").await.unwrap();
+
+    assert!(worker.zone_exists(zone).await.unwrap());
+    let seen = consume_poison(worker, zone).await;
+    let dead = wait_dead(worker, 1).await;
+    assert_poison_handled(&seen, &dead, zone);
+
+    // Declaring it again with the default limit is refused and changes nothing.
+    let err = worker.init(&zones, &Topology::default()).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    err.to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_limit_declared_once_is_the_consumers_limit() {
-    let prefix = unique_name("sfdl");
     let config = AmqpConfig {
-        prefix: prefix.clone(),
+        prefix: unique_name("sfdl"),
         ..AmqpConfig::default()
     };
-    let zone = "z".to_string();
+    let zone = "z";
     // `queues init --delivery-limit 2`, then the coordinator publishes.
     let declarer = AmqpQueue::connect(&amqp_url(), config.clone())
         .await
         .expect("RabbitMQ on SCANFLEET_AMQP_URL must be running");
-    declarer
-        .init(
-            std::slice::from_ref(&zone),
-            &Topology::with_delivery_limit(LIMIT),
-        )
-        .await
-        .unwrap();
-    declarer.publish(&zone, b"poison").await.unwrap();
-
     // A worker: its own connection, declares nothing, so no PRECONDITION_FAILED.
     let worker = AmqpQueue::connect(&amqp_url(), config.clone())
         .await
         .unwrap();
-    assert!(worker.zone_exists(&zone).await.unwrap());
-    let seen = consume_poison(&worker, &zone).await;
-    let dead = wait_dead(&worker, 1).await;
-    assert_poison_handled(&seen, &dead, &zone);
-
-    // Declaring it again with the default limit is refused and changes nothing.
-    let err = worker
-        .init(std::slice::from_ref(&zone), &Topology::default())
-        .await
-        .unwrap_err();
-    assert!(
-        !err.is_transient()
-            && err
-                .to_string()
-                .contains(&format!("{DEFAULT_DELIVERY_LIMIT}")),
-        "{err}"
-    );
-    declarer.publish(&zone, b"after").await.unwrap();
-    let d = worker.receive(&zone, WAIT).await.unwrap().unwrap();
+    let err = limit_is_the_consumers(&declarer, &worker, zone).await;
+    assert!(err.contains(&format!("{DEFAULT_DELIVERY_LIMIT}")), "{err}");
+    declarer.publish(zone, b"after").await.unwrap();
+    let d = worker.receive(zone, WAIT).await.unwrap().unwrap();
     assert_eq!(
         (d.payload.as_slice(), d.delivery_limit),
         (&b"after"[..], Some(LIMIT))
     );
     worker.ack(&d).await.unwrap();
 
-    declarer.delete_topology(&[zone.as_str()]).await.unwrap();
-}
-
-fn sdk() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "scanfleet-tests",
-        )))
-        .build()
+    declarer.delete_topology(&[zone]).await.unwrap();
 }
 
 fn sqs(target: &str) -> SqsQueue {
@@ -149,45 +136,17 @@ fn sqs(target: &str) -> SqsQueue {
         attempt_timeout: Duration::from_secs(10),
         ..SqsConfig::default()
     };
-    SqsQueue::with_sdk_config(target, config, &sdk()).unwrap()
+    SqsQueue::with_sdk_config(target, config, &support::moto_sdk()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_limit_declared_once_is_the_consumers_limit() {
     let name = unique_name("sfdl");
     let target = format!("sqs://{name}");
-    let zone = "default".to_string();
-    let declarer = sqs(&target);
-    declarer
-        .init(
-            std::slice::from_ref(&zone),
-            &Topology::with_delivery_limit(LIMIT),
-        )
-        .await
-        .unwrap();
-    declarer.publish(&zone, b"poison").await.unwrap();
-
-    let worker = sqs(&target);
-    assert!(worker.zone_exists(&zone).await.unwrap());
-    let seen = consume_poison(&worker, &zone).await;
-    let dead = wait_dead(&worker, 1).await;
-    assert_poison_handled(&seen, &dead, &zone);
-
-    // A declaration with the default limit is refused; the policy stays at 2.
-    let err = worker
-        .init(std::slice::from_ref(&zone), &Topology::default())
-        .await
-        .unwrap_err();
-    assert!(
-        !err.is_transient() && err.to_string().contains("not 5"),
-        "{err}"
-    );
-    let raw = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk())
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .endpoint_url(moto_url())
-            .build(),
-    );
+    let err = limit_is_the_consumers(&sqs(&target), &sqs(&target), "default").await;
+    // The redrive policy stays at 2.
+    assert!(err.contains("not 5"), "{err}");
+    let raw = support::raw_sqs(moto_url());
     let url = raw.get_queue_url().queue_name(&name).send().await.unwrap();
     let attrs = raw
         .get_queue_attributes()

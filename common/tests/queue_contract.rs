@@ -23,14 +23,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use futures_util::FutureExt;
 use scanfleet_common::queue::amqp::{AmqpConfig, AmqpQueue};
 use scanfleet_common::queue::memory::MemoryQueue;
 use scanfleet_common::queue::sqs::{SqsConfig, SqsQueue};
 use scanfleet_common::queue::{Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
 use scanfleet_testkit::{amqp_url, moto_url, unique_name};
+
+mod support;
 
 /// Zones every fixture declares.
 const ZONES: [&str; 2] = ["za", "zb"];
@@ -107,20 +107,6 @@ struct Fixture {
     queue: Arc<dyn JobQueue>,
     admin: Arc<dyn QueueAdmin>,
     caps: Caps,
-}
-
-fn sqs_sdk() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "scanfleet-tests",
-        )))
-        .build()
 }
 
 /// The zones as `QueueAdmin::init` takes them.
@@ -212,7 +198,7 @@ where
             };
             let target = format!("sqs://{}", unique_name("sft-qc"));
             let q = Arc::new(
-                SqsQueue::with_sdk_config(&target, config, &sqs_sdk())
+                SqsQueue::with_sdk_config(&target, config, &support::moto_sdk())
                     .expect("a valid SQS target and config"),
             );
             QueueAdmin::init(&*q, &zones(), &topology)
@@ -362,23 +348,9 @@ async fn dead_letter_keeps_reason_and_zone(f: Fixture) {
     q.publish("zb", b"stale").await.unwrap();
     let a = must_receive(q, "za").await;
     let reason = "signature does not match: forged or stale job";
-    q.nack(
-        &a,
-        Nack::DeadLetter {
-            reason: reason.into(),
-        },
-    )
-    .await
-    .unwrap();
+    support::dead_letter(q, &a, reason).await;
     let b = must_receive(q, "zb").await;
-    q.nack(
-        &b,
-        Nack::DeadLetter {
-            reason: "job expired".into(),
-        },
-    )
-    .await
-    .unwrap();
+    support::dead_letter(q, &b, "job expired").await;
     assert_empty(q, "za").await;
     assert_empty(q, "zb").await;
     let dead = take_dead_letters(&*f.admin, 2).await;

@@ -6,148 +6,29 @@
 //! own, so a shared server is never reset. Credentials are dummies (`testing`),
 //! the region is us-east-1. The server-kill test always runs a private instance.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_sqs::config::{BehaviorVersion, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
 use scanfleet_common::queue::sqs::{SqsConfig, SqsQueue};
 use scanfleet_common::queue::{Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
+use scanfleet_testkit::{Moto, free_port, moto_url, unique_name};
+
+mod support;
 
 /// The account moto puts every queue in.
 const ACCOUNT: &str = "123456789012";
 /// Marks the re-run of this binary that checks configuration from the environment.
 const ENV_CHILD: &str = "SCANFLEET_SQS_ENV_CHILD";
 
-/// A `moto_server` this process started. A shell holds it and kills it when its
-/// stdin closes: on [`Moto::kill`], or when this process exits however it exits.
-struct Moto {
-    port: u16,
-    shell: Child,
-    stdin: Option<ChildStdin>,
-}
-
-impl Moto {
-    fn start(port: u16) -> Moto {
-        let log = std::env::temp_dir().join(format!("scanfleet-moto-{port}.log"));
-        let script = r#"moto_server -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null & pid=$!
-read -r _
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-exit 0"#;
-        let mut shell = Command::new("sh")
-            .args(["-c", script, "moto-holder", &port.to_string()])
-            .arg(&log)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("sh to start moto_server");
-        let stdin = shell.stdin.take();
-        let mut moto = Moto { port, shell, stdin };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !answers(port) {
-            if Instant::now() > deadline || moto.shell.try_wait().ok().flatten().is_some() {
-                let out = std::fs::read_to_string(&log).unwrap_or_default();
-                moto.kill();
-                panic!(
-                    "moto_server did not answer on port {port}; is moto[server] installed?\n{out}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL the server and wait until it is gone.
-    fn kill(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.shell.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Whether an HTTP server answers on 127.0.0.1:`port`.
-fn answers(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut head = [0u8; 5];
-    s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_ok()
-        && s.read_exact(&mut head).is_ok()
-        && &head == b"HTTP/"
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// The server the tests share: `SCANFLEET_MOTO_URL`, or one started once.
-fn moto_url() -> &'static str {
-    static SHARED: OnceLock<(String, Option<Moto>)> = OnceLock::new();
-    &SHARED
-        .get_or_init(|| match std::env::var("SCANFLEET_MOTO_URL") {
-            Ok(url) if !url.is_empty() => (url.trim_end_matches('/').to_string(), None),
-            _ => {
-                let moto = Moto::start(free_port());
-                (moto.url(), Some(moto))
-            }
-        })
-        .0
-}
-
 /// A queue name no other test (or run) uses.
 fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "sft-{tag}-{}-{}-{}",
-        std::process::id(),
-        nanos % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// AWS configuration for moto: dummy static credentials, us-east-1. Built here
-/// rather than read from the environment so that no test changes the process
-/// environment and nothing asks instance metadata for credentials.
-fn sdk() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "scanfleet-tests",
-        )))
-        .build()
+    unique_name(&format!("sft-{tag}"))
 }
 
 /// Test defaults: short polls and timeouts so failures show quickly.
@@ -174,7 +55,10 @@ async fn init_with(q: &SqsQueue, zones: &[&str], limit: u32) -> Result<(), Queue
 }
 
 fn sqs(target: &str, config: SqsConfig) -> Arc<SqsQueue> {
-    Arc::new(SqsQueue::with_sdk_config(target, config, &sdk()).expect("a valid target and config"))
+    Arc::new(
+        SqsQueue::with_sdk_config(target, config, &support::moto_sdk())
+            .expect("a valid target and config"),
+    )
 }
 
 async fn must_receive(q: &SqsQueue, zone: &str) -> Delivery {
@@ -356,12 +240,7 @@ async fn init_is_idempotent_and_keeps_the_declared_limit() {
         "{msg}"
     );
 
-    let raw = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk())
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .endpoint_url(moto)
-            .build(),
-    );
+    let raw = support::raw_sqs(moto);
     let url = raw
         .get_queue_url()
         .queue_name(format!("{name}-b"))
@@ -513,11 +392,7 @@ async fn retried_until_the_limit_lands_in_the_dead_letter_queue() {
     let dead = q.take_dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
-        (
-            dead[0].zone.as_str(),
-            dead[0].payload.as_slice(),
-            dead[0].reason.as_str()
-        ),
+        support::parts(&dead[0]),
         ("default", &b"flaky"[..], "delivery limit of 2 reached")
     );
     assert!(
@@ -569,12 +444,7 @@ async fn lapsed_leases_past_the_limit_are_dead_lettered() {
     // A queue without a redrive policy (made by hand) states no limit: a retry
     // is a retry, never a dead letter.
     let name = unique("bare");
-    let raw = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk())
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .endpoint_url(moto)
-            .build(),
-    );
+    let raw = support::raw_sqs(moto);
     raw.create_queue().queue_name(&name).send().await.unwrap();
     let q = sqs(&format!("sqs://{name}"), fast);
     q.publish("default", b"again").await.unwrap();
@@ -598,14 +468,7 @@ async fn nack_dead_letter_keeps_reason_and_zone() {
     q.publish("edge", &payload).await.unwrap();
     let d = must_receive(&q, "edge").await;
     let reason = "signature does not match: forged or stale job";
-    q.nack(
-        &d,
-        Nack::DeadLetter {
-            reason: reason.into(),
-        },
-    )
-    .await
-    .unwrap();
+    support::dead_letter(&*q, &d, reason).await;
     assert_eq!(
         q.receive("edge", Duration::from_secs(1)).await.unwrap(),
         None,
@@ -614,11 +477,7 @@ async fn nack_dead_letter_keeps_reason_and_zone() {
     let dead = q.take_dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
-        (
-            dead[0].zone.as_str(),
-            dead[0].payload.as_slice(),
-            dead[0].reason.as_str()
-        ),
+        support::parts(&dead[0]),
         ("edge", payload.as_slice(), reason)
     );
     // Settling it again is refused: its receipt handle is gone.
@@ -684,7 +543,7 @@ async fn missing_queue_and_bad_receipt_are_permanent_and_named() {
 #[tokio::test]
 async fn killed_server_is_transient_and_recovers_after_restart() {
     let port = free_port();
-    let mut moto = Moto::start(port);
+    let mut moto = Moto::start_on(port);
     let name = unique("kill");
     let q = sqs(
         &format!("sqs://{name}"),
@@ -692,7 +551,7 @@ async fn killed_server_is_transient_and_recovers_after_restart() {
             max_attempts: 1,
             long_poll: Duration::from_secs(3),
             attempt_timeout: Duration::from_secs(5),
-            ..config(&moto.url())
+            ..config(&moto.url)
         },
     );
     init(&q, &["default"]).await.unwrap();
@@ -713,7 +572,7 @@ async fn killed_server_is_transient_and_recovers_after_restart() {
     let err = q.receive("default", Duration::ZERO).await.unwrap_err();
     transient(&err);
 
-    let moto = Moto::start(port);
+    let moto = Moto::start_on(port);
     // moto keeps no state across restarts: the queue is gone, and that is permanent.
     let err = q.publish("default", b"after").await.unwrap_err();
     assert!(permanent(&err).contains("does not exist"), "{err}");

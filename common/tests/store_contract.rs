@@ -176,26 +176,25 @@ async fn rewrites_replace_per_ip_port_proto(st: Arc<dyn ResultStore>, scan: Stri
 /// whatever the write order.
 async fn results_are_ordered_by_ip_then_port(st: Arc<dyn ResultStore>, scan: String) {
     st.begin_scan(&scan, 2).await.unwrap();
-    st.write_results(
-        &scan,
-        &[
-            r(&scan, "fd00::1", 22, PortState::Filtered),
-            r(&scan, "10.0.0.10", 443, PortState::Open),
-            r(&scan, "10.0.0.2", 8080, PortState::Open),
+    let batches = [
+        [
+            ("fd00::1", 22, PortState::Filtered),
+            ("10.0.0.10", 443, PortState::Open),
+            ("10.0.0.2", 8080, PortState::Open),
         ],
-    )
-    .await
-    .unwrap();
-    st.write_results(
-        &scan,
-        &[
-            r(&scan, "10.0.0.2", 9, PortState::Closed),
-            r(&scan, "10.0.0.2", 80, PortState::Open),
-            r(&scan, "10.0.0.10", 22, PortState::Open),
+        [
+            ("10.0.0.2", 9, PortState::Closed),
+            ("10.0.0.2", 80, PortState::Open),
+            ("10.0.0.10", 22, PortState::Open),
         ],
-    )
-    .await
-    .unwrap();
+    ];
+    for batch in batches {
+        let results: Vec<ProbeResult> = batch
+            .iter()
+            .map(|&(ip, port, state)| r(&scan, ip, port, state))
+            .collect();
+        st.write_results(&scan, &results).await.unwrap();
+    }
     let got: Vec<(IpAddr, u16)> = st
         .results(&scan)
         .await

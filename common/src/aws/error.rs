@@ -183,7 +183,7 @@ where
 }
 
 /// An error and its causes, `a: b: c`, without the repeats some layers add.
-fn chain(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
@@ -197,7 +197,9 @@ fn chain(err: &(dyn StdError + 'static)) -> String {
 }
 
 /// The credentials provider's error behind a failed call, if that is what failed.
-fn credentials_error<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e CredentialsError> {
+pub(crate) fn credentials_error<'e>(
+    err: &'e (dyn StdError + 'static),
+) -> Option<&'e CredentialsError> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(c) = e.downcast_ref::<CredentialsError>() {

@@ -13,3 +13,4 @@ pub use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 pub use aws_smithy_types::retry::ProvideErrorKind;
 pub use client::{CONNECT_TIMEOUT, ClientSettings, configure, https_client, load};
 pub use error::{AwsErrorInfo, EXTRA_TRANSIENT_CODES, ErrorClass, classify, inspect};
+pub(crate) use error::{chain, credentials_error};

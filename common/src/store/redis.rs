@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
+use redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind};
 
 use super::{ResultStore, StoreError};
 use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome, escape_bytes};
@@ -378,6 +378,21 @@ impl RedisStore {
         }
     }
 
+    /// Run one of the scripts, bounded in time; its answer, where a negative one
+    /// means the scan is not known.
+    async fn run_script(
+        &self,
+        what: &str,
+        inv: ScriptInvocation<'_>,
+        scan_id: &str,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        let code: i64 = self
+            .bounded(what, async move { inv.invoke_async(&mut conn).await })
+            .await?;
+        Self::unknown_if_negative(code, scan_id)
+    }
+
     fn unknown_if_negative(code: i64, scan_id: &str) -> Result<i64, StoreError> {
         if code < 0 {
             Err(StoreError::UnknownScan(scan_id.to_owned()))
@@ -458,14 +473,7 @@ impl ResultStore for RedisStore {
                     .map_err(|e| StoreError::Permanent(format!("encode result {f}: {e}")))?;
                 inv.arg(f).arg(json);
             }
-            let mut conn = self.conn.clone();
-            let code: i64 = self
-                .bounded(
-                    "write results",
-                    async move { inv.invoke_async(&mut conn).await },
-                )
-                .await?;
-            Self::unknown_if_negative(code, scan_id)?;
+            self.run_script("write results", inv, scan_id).await?;
         }
         Ok(())
     }
@@ -492,14 +500,7 @@ impl ResultStore for RedisStore {
             .key(&k.stream)
             .key(&k.ports);
         inv.arg(shard_id).arg(json).arg(kind).arg(self.ttl_ms());
-        let mut conn = self.conn.clone();
-        let code: i64 = self
-            .bounded(
-                "finish shard",
-                async move { inv.invoke_async(&mut conn).await },
-            )
-            .await?;
-        Ok(Self::unknown_if_negative(code, scan_id)? == 1)
+        Ok(self.run_script("finish shard", inv, scan_id).await? == 1)
     }
 
     async fn record_ports(
@@ -514,14 +515,9 @@ impl ResultStore for RedisStore {
         let mut inv = SCRIPT.prepare_invoke();
         inv.key(&k.meta).key(&k.ports);
         inv.arg(shard_id).arg(ports_done).arg(self.ttl_ms());
-        let mut conn = self.conn.clone();
-        let code: i64 = self
-            .bounded(
-                "record ports",
-                async move { inv.invoke_async(&mut conn).await },
-            )
-            .await?;
-        Self::unknown_if_negative(code, scan_id).map(|_| ())
+        self.run_script("record ports", inv, scan_id)
+            .await
+            .map(|_| ())
     }
 
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError> {

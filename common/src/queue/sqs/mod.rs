@@ -42,20 +42,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::retry::RetryConfig;
-use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Region, SharedHttpClient};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use tokio::time::Instant;
 
 use super::{DeadLetter, Delivery, JobQueue, Nack, QueueAdmin, QueueError, Topology};
+use crate::aws::{ClientSettings, configure};
 use body::*;
 use config::whole_secs;
 use error::*;
 use names::*;
-
-/// TCP connect timeout of the HTTP client.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The SQS job queue. Cheap to share behind an `Arc`; queue URLs are resolved on
 /// first use and cached.
@@ -86,13 +81,9 @@ impl SqsQueue {
     pub async fn connect(target: &str, config: SqsConfig) -> Result<Self, QueueError> {
         config.validate()?;
         let parsed = parse_target(target)?;
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
         // A known region keeps the loader from asking instance metadata for one.
-        if let Some(region) = config.region.clone().or_else(|| parsed.region.clone()) {
-            loader = loader.region(Region::new(region));
-        }
-        let sdk = loader.load().await;
+        let region = config.region.clone().or_else(|| parsed.region.clone());
+        let sdk = crate::aws::load(region.as_deref()).await;
         Self::build(parsed, config, &sdk)
     }
 
@@ -111,24 +102,18 @@ impl SqsQueue {
     }
 
     fn build(target: Target, config: SqsConfig, sdk: &SdkConfig) -> Result<Self, QueueError> {
-        let mut builder = aws_sdk_sqs::config::Builder::from(sdk);
-        if sdk.http_client().is_none() {
-            builder = builder.http_client(https_client());
-        }
+        let settings = ClientSettings {
+            region: config.region.clone().or_else(|| target.region.clone()),
+            max_attempts: config.max_attempts,
+            attempt_timeout: config.attempt_timeout,
+            ..ClientSettings::default()
+        };
+        let mut builder = aws_sdk_sqs::config::Builder::from(&configure(sdk, &settings));
+        // Set here rather than in the shared configuration, so that it wins over
+        // AWS_ENDPOINT_URL_SQS too.
         if let Some(endpoint) = config.endpoint.clone().or_else(|| target.endpoint.clone()) {
             builder = builder.endpoint_url(endpoint);
         }
-        if let Some(region) = config.region.clone().or_else(|| target.region.clone()) {
-            builder = builder.region(Region::new(region));
-        }
-        builder = builder
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(config.attempt_timeout)
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts));
         let conf = builder.build();
         if conf.region().is_none() {
             return Err(QueueError::Permanent(format!(
@@ -183,6 +168,11 @@ impl SqsQueue {
         send.send()
             .await
             .map_err(|e| sdk_error("SendMessage", &dlq_name, e))?;
+        self.delete((name, url), receipt).await
+    }
+
+    /// DeleteMessage of `receipt` on queue `name` at `url`.
+    async fn delete(&self, (name, url): (&str, &str), receipt: &str) -> Result<(), QueueError> {
         self.client
             .delete_message()
             .queue_url(url)
@@ -190,6 +180,25 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| sdk_error("DeleteMessage", name, e))?;
+        Ok(())
+    }
+
+    /// ChangeMessageVisibility of `receipt` on queue `name` at `url`: invisible
+    /// for `secs` from now.
+    async fn set_visibility(
+        &self,
+        (name, url): (&str, &str),
+        receipt: &str,
+        secs: u64,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs as i32)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ChangeMessageVisibility", name, e))?;
         Ok(())
     }
 
@@ -382,14 +391,7 @@ impl JobQueue for SqsQueue {
     /// DeleteMessage.
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let (name, url) = self.zone_url(&delivery.zone).await?;
-        self.client
-            .delete_message()
-            .queue_url(&url)
-            .receipt_handle(&delivery.handle)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DeleteMessage", &name, e))?;
-        Ok(())
+        self.delete((&name, &url), &delivery.handle).await
     }
 
     /// Retry: ChangeMessageVisibility to 0, so the message is delivered again at
@@ -405,15 +407,9 @@ impl JobQueue for SqsQueue {
                 format!("delivery limit of {limit} reached")
             }
             Nack::Retry => {
-                self.client
-                    .change_message_visibility()
-                    .queue_url(&url)
-                    .receipt_handle(&delivery.handle)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ChangeMessageVisibility", &name, e))?;
-                return Ok(());
+                return self
+                    .set_visibility((&name, &url), &delivery.handle, 0)
+                    .await;
             }
         };
         self.dead_letter(
@@ -430,15 +426,9 @@ impl JobQueue for SqsQueue {
     /// also caps the total at 12 h from the first receive).
     async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError> {
         let (name, url) = self.zone_url(&delivery.zone).await?;
-        self.client
-            .change_message_visibility()
-            .queue_url(&url)
-            .receipt_handle(&delivery.handle)
-            .visibility_timeout(whole_secs(by.min(MAX_VISIBILITY)) as i32)
-            .send()
+        let secs = whole_secs(by.min(MAX_VISIBILITY));
+        self.set_visibility((&name, &url), &delivery.handle, secs)
             .await
-            .map_err(|e| sdk_error("ChangeMessageVisibility", &name, e))?;
-        Ok(())
     }
 }
 
@@ -459,13 +449,4 @@ impl QueueAdmin for SqsQueue {
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         self.take_dead(max).await
     }
-}
-
-/// The HTTPS client: rustls on ring, the crypto the rest of the workspace uses.
-/// Plain `http://` endpoints (emulators) work too.
-fn https_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
 }

@@ -240,13 +240,7 @@ impl SqsQueue {
                 let reason = string_attr(m, ATTR_REASON).unwrap_or_else(|| {
                     "moved to the dead-letter queue by the SQS redrive policy (receive limit reached)".to_string()
                 });
-                self.client
-                    .delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("DeleteMessage", &dlq_name, e))?;
+                self.delete((&dlq_name, &url), receipt).await?;
                 out.push(DeadLetter {
                     zone,
                     payload: decode_body(m),
@@ -282,23 +276,27 @@ impl SqsQueue {
         }
         let url = match &self.locate {
             Locate::Prefix(prefix) => format!("{prefix}{name}"),
-            Locate::ByName => self
-                .client
-                .get_queue_url()
-                .queue_name(name)
-                .send()
-                .await
-                .map_err(|e| sdk_error("GetQueueUrl", name, e))?
-                .queue_url()
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    QueueError::Permanent(format!(
-                        "SQS GetQueueUrl on queue {name}: no URL in the answer"
-                    ))
-                })?,
+            Locate::ByName => self.get_queue_url(name).await?,
         };
         self.write_urls().insert(name.to_string(), url.clone());
         Ok(url)
+    }
+
+    /// GetQueueUrl of queue `name`, uncached.
+    async fn get_queue_url(&self, name: &str) -> Result<String, QueueError> {
+        self.client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetQueueUrl", name, e))?
+            .queue_url()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                QueueError::Permanent(format!(
+                    "SQS GetQueueUrl on queue {name}: no URL in the answer"
+                ))
+            })
     }
 
     /// The queue name and URL of `zone`.
@@ -330,21 +328,7 @@ impl SqsQueue {
                 true,
             ),
             Err(e) if matches!(e.code(), Some("QueueAlreadyExists" | "QueueNameExists")) => {
-                let url = self
-                    .client
-                    .get_queue_url()
-                    .queue_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("GetQueueUrl", name, e))?
-                    .queue_url()
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        QueueError::Permanent(format!(
-                            "SQS GetQueueUrl on queue {name}: no URL in the answer"
-                        ))
-                    })?;
-                (url, false)
+                (self.get_queue_url(name).await?, false)
             }
             Err(e) => return Err(sdk_error("CreateQueue", name, e)),
         };
