@@ -9,16 +9,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use scanfleet_common::PortState;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::TcpSocket;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use super::order::Permutation;
-use super::{PortObservation, ProbeError, ProbeRequest, ProbeStats, Prober};
+use super::{Engine, PortObservation, ProbeError, ProbeStats, Run};
 use crate::rate::TokenBucket;
 
 /// File descriptors kept free for everything else the process does.
@@ -166,18 +164,10 @@ pub fn available() -> bool {
     Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).is_ok()
 }
 
-#[async_trait]
-impl Prober for ConnectProber {
-    fn name(&self) -> &'static str {
-        "connect"
-    }
+impl Engine for ConnectProber {
+    const NAME: &'static str = "connect";
 
-    async fn scan(
-        &self,
-        req: &ProbeRequest,
-        out: mpsc::Sender<PortObservation>,
-        cancel: CancellationToken,
-    ) -> Result<ProbeStats, ProbeError> {
+    async fn run(&self, Run { req, out, cancel }: Run<'_>) -> Result<ProbeStats, ProbeError> {
         let nt = req.targets.len() as u64;
         let total = nt * req.ports.len() as u64;
         let perm = Permutation::new(total, req.seed);
@@ -248,8 +238,11 @@ impl Prober for ConnectProber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::{ProbeRequest, Prober};
     use scanfleet_common::{PortSpec, ProbeProfile, Target};
     use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
 
     #[tokio::test]
     async fn finds_its_own_listeners_on_loopback_and_reports_every_port() {

@@ -7,6 +7,7 @@ pub mod ping;
 pub mod syn;
 pub mod synthetic;
 
+use std::future::Future;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
@@ -45,9 +46,13 @@ pub struct ProbeStats {
 /// Why a probe run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    /// The process lacks a privilege the engine needs (CAP_NET_RAW for raw sockets).
-    #[error("{0}")]
-    Permission(String),
+    /// The process lacks a privilege the engine needs (CAP_NET_RAW for raw
+    /// sockets); the cause is the refused socket call.
+    #[error(
+        "raw sockets need root or CAP_NET_RAW ({0}); run the worker as root, grant the capability \
+         (setcap cap_net_raw,cap_net_admin+ep, or docker --cap-add NET_RAW --cap-add NET_ADMIN), or use the connect scan"
+    )]
+    Permission(#[source] std::io::Error),
     /// A setting the engine cannot work with; the message names it. Permanent.
     #[error("probe engine configuration: {0}")]
     Config(String),
@@ -80,6 +85,39 @@ pub trait Prober: Send + Sync {
         out: mpsc::Sender<PortObservation>,
         cancel: CancellationToken,
     ) -> Result<ProbeStats, ProbeError>;
+}
+
+/// One probe run as an [`Engine`] receives it: the arguments of [`Prober::scan`].
+pub struct Run<'a> {
+    pub req: &'a ProbeRequest,
+    pub out: mpsc::Sender<PortObservation>,
+    pub cancel: CancellationToken,
+}
+
+/// What a scanning engine implements; every `Engine` is a [`Prober`], named
+/// [`Engine::NAME`] and scanning with [`Engine::run`].
+pub trait Engine: Send + Sync {
+    /// What [`Prober::name`] returns.
+    const NAME: &'static str;
+
+    /// [`Prober::scan`], with the same contract.
+    fn run(&self, run: Run<'_>) -> impl Future<Output = Result<ProbeStats, ProbeError>> + Send;
+}
+
+#[async_trait]
+impl<E: Engine> Prober for E {
+    fn name(&self) -> &'static str {
+        E::NAME
+    }
+
+    async fn scan(
+        &self,
+        req: &ProbeRequest,
+        out: mpsc::Sender<PortObservation>,
+        cancel: CancellationToken,
+    ) -> Result<ProbeStats, ProbeError> {
+        self.run(Run { req, out, cancel }).await
+    }
 }
 
 /// The engine chosen for a run, and what the user should be told about the choice.

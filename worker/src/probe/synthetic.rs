@@ -4,14 +4,11 @@
 //! loaded without a network. Never selected by `auto`; results carry the reason
 //! `synthetic` so they cannot pass for real ones.
 
-use async_trait::async_trait;
 use scanfleet_common::PortState;
 use siphasher::sip::SipHasher13;
 use std::hash::{Hash, Hasher};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::{PortObservation, ProbeError, ProbeRequest, ProbeStats, Prober};
+use super::{Engine, PortObservation, ProbeError, ProbeStats, Run};
 
 /// The synthetic prober.
 #[derive(Debug, Clone, Default)]
@@ -29,18 +26,10 @@ pub fn synthetic_state(ip: std::net::IpAddr, port: u16) -> PortState {
     }
 }
 
-#[async_trait]
-impl Prober for SyntheticProber {
-    fn name(&self) -> &'static str {
-        "synthetic"
-    }
+impl Engine for SyntheticProber {
+    const NAME: &'static str = "synthetic";
 
-    async fn scan(
-        &self,
-        req: &ProbeRequest,
-        out: mpsc::Sender<PortObservation>,
-        cancel: CancellationToken,
-    ) -> Result<ProbeStats, ProbeError> {
+    async fn run(&self, Run { req, out, cancel }: Run<'_>) -> Result<ProbeStats, ProbeError> {
         let mut sent = 0u64;
         for t in &req.targets {
             for port in req.ports.iter() {

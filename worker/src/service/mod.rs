@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scanfleet_common::{ServiceInfo, escape_bytes};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
@@ -227,6 +228,16 @@ impl Detector {
         }
     }
 
+    /// A fresh connection for one probe, or the step to report when there is none.
+    async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Step> {
+        match probes::connect(addr, self.config.connect_timeout, deadline).await {
+            Connect::Ok(s) => Ok(s),
+            Connect::Gone => Err(Step::Gone),
+            // A lost SYN on a lossy path: the next probe connects again.
+            Connect::TimedOut => Err(Step::Quiet),
+        }
+    }
+
     /// Connect, send the probe's payload (nothing for the banner), read the answer.
     async fn plain_probe(
         &self,
@@ -235,11 +246,9 @@ impl Detector {
         wait: Duration,
         deadline: Instant,
     ) -> Step {
-        let mut stream = match probes::connect(addr, self.config.connect_timeout, deadline).await {
-            Connect::Ok(s) => s,
-            Connect::Gone => return Step::Gone,
-            // A lost SYN on a lossy path: the next probe connects again.
-            Connect::TimedOut => return Step::Quiet,
+        let mut stream = match self.connect(addr, deadline).await {
+            Ok(s) => s,
+            Err(step) => return step,
         };
         let payload = match probe {
             Probe::Http => http::request(addr.ip(), addr.port(), false),
@@ -270,11 +279,9 @@ impl Detector {
         let Some(config) = self.tls.clone() else {
             return Step::Quiet;
         };
-        let tcp = match probes::connect(addr, self.config.connect_timeout, deadline).await {
-            Connect::Ok(s) => s,
-            Connect::Gone => return Step::Gone,
-            // A lost SYN on a lossy path: the next probe connects again.
-            Connect::TimedOut => return Step::Quiet,
+        let tcp = match self.connect(addr, deadline).await {
+            Ok(s) => s,
+            Err(step) => return step,
         };
         let cap = self.config.read_cap();
         let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
@@ -430,6 +437,23 @@ mod tests {
         detector().detect(addr.ip(), addr.port()).await
     }
 
+    /// Detection at `addr` with the plan of `port`, as if the service listened there.
+    async fn detect_as(addr: SocketAddr, port: u16) -> ServiceInfo {
+        detector()
+            .detect_with_plan(addr, probes::plan(port))
+            .await
+            .expect("a service")
+    }
+
+    /// Name, product and version.
+    fn identity(info: &ServiceInfo) -> (&str, Option<&str>, Option<&str>) {
+        (
+            info.name.as_str(),
+            info.product.as_deref(),
+            info.version.as_deref(),
+        )
+    }
+
     #[tokio::test]
     async fn ssh_banner() {
         let addr = greeter(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n").await;
@@ -450,14 +474,7 @@ mod tests {
     async fn smtp_banner() {
         let addr = greeter(b"220 lab-t1.scanfleet.test ESMTP Postfix\r\n").await;
         let info = detect(addr).await.unwrap();
-        assert_eq!(
-            (
-                info.name.as_str(),
-                info.product.as_deref(),
-                info.version.as_deref()
-            ),
-            ("smtp", Some("Postfix"), None)
-        );
+        assert_eq!(identity(&info), ("smtp", Some("Postfix"), None));
         assert_eq!(info.cpe.as_deref(), Some("cpe:/a:postfix:postfix"));
         assert_eq!(info.extra["hostname"], "lab-t1.scanfleet.test");
     }
@@ -466,14 +483,7 @@ mod tests {
     async fn ftp_banner() {
         let addr = greeter(b"220 (vsFTPd 3.0.3)\r\n").await;
         let info = detect(addr).await.unwrap();
-        assert_eq!(
-            (
-                info.name.as_str(),
-                info.product.as_deref(),
-                info.version.as_deref()
-            ),
-            ("ftp", Some("vsftpd"), Some("3.0.3"))
-        );
+        assert_eq!(identity(&info), ("ftp", Some("vsftpd"), Some("3.0.3")));
     }
 
     #[tokio::test]
@@ -481,14 +491,7 @@ mod tests {
         let addr =
             greeter(b"\x4a\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00abcdefgh\x00\xff\xf7").await;
         let info = detect(addr).await.unwrap();
-        assert_eq!(
-            (
-                info.name.as_str(),
-                info.product.as_deref(),
-                info.version.as_deref()
-            ),
-            ("mysql", Some("MySQL"), Some("8.0.36"))
-        );
+        assert_eq!(identity(&info), ("mysql", Some("MySQL"), Some("8.0.36")));
         assert!(
             info.banner
                 .unwrap()
@@ -582,10 +585,7 @@ mod tests {
     async fn https_with_certificate_facts() {
         let addr = tls_http_server(rustls::DEFAULT_VERSIONS).await;
         // As on port 443: TLS first.
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(443))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 443).await;
         assert_eq!(info.name, "https");
         assert_eq!(info.product.as_deref(), Some("scanfleet-lab-httpd"));
         assert_eq!(info.version.as_deref(), Some("1.0"));
@@ -608,10 +608,7 @@ mod tests {
     #[tokio::test]
     async fn tls12_only_server() {
         let addr = tls_http_server(&[&rustls::version::TLS12]).await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(8443))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 8443).await;
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.version"], "TLSv1.2");
         assert!(
@@ -629,10 +626,7 @@ mod tests {
             let _ = s.write_all(b"\x15\x03\x03\x00\x02\x02\x28").await;
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(443))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 443).await;
         assert_eq!(info.name, "tls");
         assert_eq!(info.extra["tls"], "true");
         assert!(
@@ -645,10 +639,7 @@ mod tests {
     #[tokio::test]
     async fn ssh_on_a_tls_port_is_still_ssh() {
         let addr = greeter(b"SSH-2.0-OpenSSH_8.4p1\r\n").await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(443))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 443).await;
         assert_eq!(
             (info.name.as_str(), info.version.as_deref()),
             ("ssh", Some("8.4p1"))
@@ -685,18 +676,8 @@ mod tests {
     #[tokio::test]
     async fn redis_with_hint_and_without() {
         let addr = redis_server("7.0.15").await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(6379))
-            .await
-            .unwrap();
-        assert_eq!(
-            (
-                info.name.as_str(),
-                info.product.as_deref(),
-                info.version.as_deref()
-            ),
-            ("redis", Some("Redis"), Some("7.0.15"))
-        );
+        let info = detect_as(addr, 6379).await;
+        assert_eq!(identity(&info), ("redis", Some("Redis"), Some("7.0.15")));
         assert_eq!(info.cpe.as_deref(), Some("cpe:/a:redis:redis:7.0.15"));
         // Unhinted: HTTP is dropped, the TLS ClientHello draws Redis' error.
         let info = detect(addr).await.unwrap();
@@ -715,10 +696,7 @@ mod tests {
             let _ = s.read(&mut buf).await;
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(6379))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 6379).await;
         assert_eq!(
             (info.name.as_str(), info.version.as_deref()),
             ("redis", None)
@@ -754,10 +732,7 @@ mod tests {
             eprintln!("redis-server not installed: skipped");
             return;
         };
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(6379))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 6379).await;
         assert_eq!(
             (info.name.as_str(), info.product.as_deref()),
             ("redis", Some("Redis"))
@@ -775,10 +750,7 @@ mod tests {
         let Some((_child, addr)) = real_redis(&["--requirepass", "s3cret"]).await else {
             return;
         };
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(6379))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 6379).await;
         assert_eq!((info.name.as_str(), info.version), ("redis", None));
     }
 
@@ -792,10 +764,7 @@ mod tests {
             }
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(5432))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 5432).await;
         assert_eq!(
             (info.name.as_str(), info.product.as_deref()),
             ("postgresql", Some("PostgreSQL"))
@@ -812,10 +781,7 @@ mod tests {
             }
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(11211))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 11211).await;
         assert_eq!(
             (info.name.as_str(), info.version.as_deref()),
             ("memcached", Some("1.6.21"))
@@ -848,18 +814,8 @@ mod tests {
             }
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(5672))
-            .await
-            .unwrap();
-        assert_eq!(
-            (
-                info.name.as_str(),
-                info.product.as_deref(),
-                info.version.as_deref()
-            ),
-            ("amqp", Some("RabbitMQ"), Some("3.12.1"))
-        );
+        let info = detect_as(addr, 5672).await;
+        assert_eq!(identity(&info), ("amqp", Some("RabbitMQ"), Some("3.12.1")));
     }
 
     #[tokio::test]
@@ -889,10 +845,7 @@ mod tests {
             let _ = s.read(&mut query).await;
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(27017))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 27017).await;
         assert_eq!(
             (info.name.as_str(), info.product.as_deref()),
             ("mongodb", Some("MongoDB"))
@@ -966,10 +919,7 @@ mod tests {
                 .await;
         })
         .await;
-        let info = detector()
-            .detect_with_plan(addr, probes::plan(8080))
-            .await
-            .unwrap();
+        let info = detect_as(addr, 8080).await;
         assert_eq!(info.name, "http");
         assert_eq!(info.product.as_deref(), Some("\\x1b]0;pwned\\x07evil"));
         assert_eq!(info.version.as_deref(), Some("\\x1b[2J1.0"));

@@ -37,6 +37,21 @@ const MAX_SAN_ENTRIES: usize = 64;
 #[derive(Debug)]
 struct AcceptAnyCert;
 
+/// The handshake signature checks of [`AcceptAnyCert`], one per TLS version,
+/// alike: every signature passes.
+macro_rules! accept_signatures {
+    ($($method:ident),+) => {$(
+        fn $method(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+    )+};
+}
+
 impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(
         &self,
@@ -49,23 +64,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
+    accept_signatures!(verify_tls12_signature, verify_tls13_signature);
 
     /// Offer every common scheme, including ones ring cannot verify: we verify
     /// nothing, and a wider offer lets more servers complete the handshake.

@@ -409,36 +409,22 @@ impl<'a> Tx<'a> {
         let sport = scan.clock.port_at(Instant::now());
         let seq = scan.key.cookie(local, e.ip, port, sport);
         let batch = match (local, e.ip) {
-            (IpAddr::V4(l), IpAddr::V4(d)) => self.socks.v4.as_mut().map(|b| {
-                let len = packet::build_syn_v4(
-                    b.slot(),
-                    &Probe {
-                        local: l,
-                        target: d,
-                        local_port: sport,
-                        target_port: port,
-                        seq,
-                    },
-                );
-                b.commit(len, e.ip);
-                b.is_full()
-            }),
-            (IpAddr::V6(l), IpAddr::V6(d)) => self.socks.v6.as_mut().map(|b| {
-                let len = packet::build_syn_v6(
-                    b.slot(),
-                    &Probe {
-                        local: l,
-                        target: d,
-                        local_port: sport,
-                        target_port: port,
-                        seq,
-                    },
-                );
-                b.commit(len, e.ip);
-                b.is_full()
-            }),
+            (IpAddr::V4(_), IpAddr::V4(_)) => self.socks.v4.as_mut(),
+            (IpAddr::V6(_), IpAddr::V6(_)) => self.socks.v6.as_mut(),
             _ => None,
         };
+        let probe = Probe {
+            local,
+            target: e.ip,
+            local_port: sport,
+            target_port: port,
+            seq,
+        };
+        let batch = batch.map(|b| {
+            let len = packet::build_syn(b.slot(), &probe);
+            b.commit(len, e.ip);
+            b.is_full()
+        });
         if batch == Some(true) {
             self.flush();
         }

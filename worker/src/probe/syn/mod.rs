@@ -50,7 +50,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use scanfleet_common::PortState;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -61,7 +60,7 @@ use self::plan::{PortIndex, TargetTable};
 use self::sock::{Family, SendBatch};
 use self::timing::PortClock;
 use super::order::Permutation;
-use super::{PortObservation, ProbeError, ProbeRequest, ProbeStats, Prober};
+use super::{Engine, PortObservation, ProbeError, ProbeStats, Run};
 
 /// Settings of the SYN engine (the worker's, not the job's: the job's profile
 /// brings timeout, retries and rates).
@@ -138,11 +137,13 @@ pub struct SynProber {
     config: SynConfig,
 }
 
-fn permission_error(e: &io::Error) -> ProbeError {
-    ProbeError::Permission(format!(
-        "raw sockets need root or CAP_NET_RAW ({e}); run the worker as root, grant the capability \
-         (setcap cap_net_raw,cap_net_admin+ep, or docker --cap-add NET_RAW --cap-add NET_ADMIN), or use the connect scan"
-    ))
+/// A failed socket call as a probe error: refused for lack of privilege, or other I/O.
+fn socket_error(e: io::Error) -> ProbeError {
+    if is_permission(&e) {
+        ProbeError::Permission(e)
+    } else {
+        ProbeError::Io(e)
+    }
 }
 
 fn is_permission(e: &io::Error) -> bool {
@@ -157,11 +158,7 @@ impl SynProber {
     /// a bad [`SynConfig`]; [`ProbeError::Io`] for another socket error.
     pub fn new(config: SynConfig) -> Result<Self, ProbeError> {
         config.validate().map_err(ProbeError::Config)?;
-        match sock::raw_socket(Family::V4, libc::IPPROTO_RAW) {
-            Ok(_) => {}
-            Err(e) if is_permission(&e) => return Err(permission_error(&e)),
-            Err(e) => return Err(ProbeError::Io(e)),
-        }
+        sock::raw_socket(Family::V4, libc::IPPROTO_RAW).map_err(socket_error)?;
         warn_on_ephemeral_overlap(config.source_ports);
         Ok(SynProber { config })
     }
@@ -212,18 +209,11 @@ fn open_sockets(cfg: &SynConfig, targets: &mut TargetTable) -> Result<Opened, Pr
     let (first, last) = cfg.source_ports;
     let mut rx = RxSockets::default();
     let mut tx = TxSockets { v4: None, v6: None };
-    let fail = |e: io::Error| {
-        if is_permission(&e) {
-            permission_error(&e)
-        } else {
-            ProbeError::Io(e)
-        }
-    };
     if need4 {
-        let send = sock::raw_socket(Family::V4, libc::IPPROTO_RAW).map_err(fail)?;
+        let send = sock::raw_socket(Family::V4, libc::IPPROTO_RAW).map_err(socket_error)?;
         let _ = sock::set_send_buffer(&send, 4 << 20);
-        let tcp = sock::raw_socket(Family::V4, libc::IPPROTO_TCP).map_err(fail)?;
-        let icmp = sock::raw_socket(Family::V4, libc::IPPROTO_ICMP).map_err(fail)?;
+        let tcp = sock::raw_socket(Family::V4, libc::IPPROTO_TCP).map_err(socket_error)?;
+        let icmp = sock::raw_socket(Family::V4, libc::IPPROTO_ICMP).map_err(socket_error)?;
         setup_rx(
             &tcp,
             cfg.recv_buffer_bytes,
@@ -261,7 +251,7 @@ fn open_sockets(cfg: &SynConfig, targets: &mut TargetTable) -> Result<Opened, Pr
                 rx.tcp6 = Some(tcp);
                 rx.icmp6 = Some(icmp);
             }
-            Err(e) if is_permission(&e) => return Err(permission_error(&e)),
+            Err(e) if is_permission(&e) => return Err(ProbeError::Permission(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "IPv6 raw sockets unavailable; IPv6 targets are reported filtered (ipv6-unavailable)");
                 for t in targets
@@ -340,18 +330,10 @@ async fn emit(
     Ok(())
 }
 
-#[async_trait]
-impl Prober for SynProber {
-    fn name(&self) -> &'static str {
-        "syn"
-    }
+impl Engine for SynProber {
+    const NAME: &'static str = "syn";
 
-    async fn scan(
-        &self,
-        req: &ProbeRequest,
-        out: mpsc::Sender<PortObservation>,
-        cancel: CancellationToken,
-    ) -> Result<ProbeStats, ProbeError> {
+    async fn run(&self, Run { req, out, cancel }: Run<'_>) -> Result<ProbeStats, ProbeError> {
         if cancel.is_cancelled() {
             return Err(ProbeError::Cancelled);
         }

@@ -63,17 +63,34 @@ fn write_tcp_syn(tcp: &mut MutableTcpPacket<'_>, local_port: u16, target_port: u
     }
 }
 
+/// Build a SYN of the family of `p`'s addresses into `buf` and return its
+/// length, or 0 when `buf` is too short or the two addresses differ in family.
+pub fn build_syn(buf: &mut [u8], p: &Probe<IpAddr>) -> usize {
+    match (p.local, p.target) {
+        (IpAddr::V4(local), IpAddr::V4(target)) => build_syn_v4(buf, &p.with(local, target)),
+        (IpAddr::V6(local), IpAddr::V6(target)) => build_syn_v6(buf, &p.with(local, target)),
+        _ => 0,
+    }
+}
+
+impl<A> Probe<A> {
+    /// The same ports and cookie between other addresses.
+    fn with<B>(&self, local: B, target: B) -> Probe<B> {
+        Probe {
+            local,
+            target,
+            local_port: self.local_port,
+            target_port: self.target_port,
+            seq: self.seq,
+        }
+    }
+}
+
 /// Build an IPv4 SYN with correct IP and TCP checksums into `buf` and return
 /// its length, or 0 when `buf` is shorter than [`SYN_LEN_V4`].
 pub fn build_syn_v4(buf: &mut [u8], p: &Probe<Ipv4Addr>) -> usize {
-    let Some(buf) = buf.get_mut(..SYN_LEN_V4) else {
-        return 0;
-    };
-    buf.fill(0);
-    {
-        let Some(mut ip) = MutableIpv4Packet::new(buf) else {
-            return 0;
-        };
+    let header = |ip: &mut [u8]| {
+        let mut ip = MutableIpv4Packet::new(ip)?;
         ip.set_version(4);
         ip.set_header_length(5);
         ip.set_total_length(SYN_LEN_V4 as u16);
@@ -85,27 +102,18 @@ pub fn build_syn_v4(buf: &mut [u8], p: &Probe<Ipv4Addr>) -> usize {
         ip.set_destination(p.target);
         let cs = ipv4::checksum(&ip.to_immutable());
         ip.set_checksum(cs);
-    }
-    let Some(mut tcp) = MutableTcpPacket::new(&mut buf[20..]) else {
-        return 0;
+        Some(())
     };
-    write_tcp_syn(&mut tcp, p.local_port, p.target_port, p.seq);
-    let cs = tcp::ipv4_checksum(&tcp.to_immutable(), &p.local, &p.target);
-    tcp.set_checksum(cs);
-    SYN_LEN_V4
+    build_syn_after(buf, SYN_LEN_V4, header, p, |tcp| {
+        tcp::ipv4_checksum(tcp, &p.local, &p.target)
+    })
 }
 
 /// Build an IPv6 SYN (header included, as an `IPPROTO_RAW` socket sends it)
 /// into `buf` and return its length, or 0 when `buf` is too short.
 pub fn build_syn_v6(buf: &mut [u8], p: &Probe<Ipv6Addr>) -> usize {
-    let Some(buf) = buf.get_mut(..SYN_LEN_V6) else {
-        return 0;
-    };
-    buf.fill(0);
-    {
-        let Some(mut ip) = MutableIpv6Packet::new(buf) else {
-            return 0;
-        };
+    let header = |ip: &mut [u8]| {
+        let mut ip = MutableIpv6Packet::new(ip)?;
         ip.set_version(6);
         ip.set_flow_label(p.seq & 0xf_ffff);
         ip.set_payload_length(TCP_SYN_LEN as u16);
@@ -113,14 +121,38 @@ pub fn build_syn_v6(buf: &mut [u8], p: &Probe<Ipv6Addr>) -> usize {
         ip.set_hop_limit(PROBE_TTL);
         ip.set_source(p.local);
         ip.set_destination(p.target);
+        Some(())
+    };
+    build_syn_after(buf, SYN_LEN_V6, header, p, |tcp| {
+        tcp::ipv6_checksum(tcp, &p.local, &p.target)
+    })
+}
+
+/// Zero the first `len` bytes of `buf`, write the IP header with `header` and
+/// the TCP SYN after it, checksummed by `checksum`; `len`, or 0 when `buf` is
+/// too short.
+fn build_syn_after<A>(
+    buf: &mut [u8],
+    len: usize,
+    header: impl FnOnce(&mut [u8]) -> Option<()>,
+    p: &Probe<A>,
+    checksum: impl FnOnce(&TcpPacket<'_>) -> u16,
+) -> usize {
+    let Some(buf) = buf.get_mut(..len) else {
+        return 0;
+    };
+    buf.fill(0);
+    let (ip, tcp) = buf.split_at_mut(len - TCP_SYN_LEN);
+    if header(ip).is_none() {
+        return 0;
     }
-    let Some(mut tcp) = MutableTcpPacket::new(&mut buf[40..]) else {
+    let Some(mut tcp) = MutableTcpPacket::new(tcp) else {
         return 0;
     };
     write_tcp_syn(&mut tcp, p.local_port, p.target_port, p.seq);
-    let cs = tcp::ipv6_checksum(&tcp.to_immutable(), &p.local, &p.target);
+    let cs = checksum(&tcp.to_immutable());
     tcp.set_checksum(cs);
-    SYN_LEN_V6
+    len
 }
 
 /// What a reply says about the probed port.
@@ -226,15 +258,12 @@ pub fn parse_icmp_v4(pkt: &[u8]) -> Option<Reply> {
     {
         return None;
     }
-    let qtcp = quoted.get(qihl..qihl + 8)?;
-    Some(Reply {
-        kind: ReplyKind::Unreachable { code },
-        target: IpAddr::V4(qip.get_destination()),
-        target_port: u16::from_be_bytes([qtcp[2], qtcp[3]]),
-        local: IpAddr::V4(qip.get_source()),
-        local_port: u16::from_be_bytes([qtcp[0], qtcp[1]]),
-        cookie: u32::from_be_bytes([qtcp[4], qtcp[5], qtcp[6], qtcp[7]]),
-    })
+    unreachable(
+        code,
+        IpAddr::V4(qip.get_source()),
+        IpAddr::V4(qip.get_destination()),
+        quoted.get(qihl..)?,
+    )
 }
 
 /// Parse what an `AF_INET6`/`IPPROTO_TCP` raw socket delivers: the TCP segment
@@ -258,12 +287,23 @@ pub fn parse_icmp_v6(msg: &[u8]) -> Option<Reply> {
     if qip.get_version() != 6 || qip.get_next_header() != IpNextHeaderProtocols::Tcp {
         return None;
     }
-    let qtcp = quoted.get(40..48)?;
+    unreachable(
+        code,
+        IpAddr::V6(qip.get_source()),
+        IpAddr::V6(qip.get_destination()),
+        quoted.get(40..)?,
+    )
+}
+
+/// An unreachable with `code` about the probe from `local` to `target` whose
+/// TCP header starts `qtcp` (at least its first 8 bytes: ports and sequence).
+fn unreachable(code: u8, local: IpAddr, target: IpAddr, qtcp: &[u8]) -> Option<Reply> {
+    let qtcp = qtcp.get(..8)?;
     Some(Reply {
         kind: ReplyKind::Unreachable { code },
-        target: IpAddr::V6(qip.get_destination()),
+        target,
         target_port: u16::from_be_bytes([qtcp[2], qtcp[3]]),
-        local: IpAddr::V6(qip.get_source()),
+        local,
         local_port: u16::from_be_bytes([qtcp[0], qtcp[1]]),
         cookie: u32::from_be_bytes([qtcp[4], qtcp[5], qtcp[6], qtcp[7]]),
     })
@@ -273,6 +313,42 @@ pub fn parse_icmp_v6(msg: &[u8]) -> Option<Reply> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn probe<A>(local: A, target: A, local_port: u16, target_port: u16, seq: u32) -> Probe<A> {
+        Probe {
+            local,
+            target,
+            local_port,
+            target_port,
+            seq,
+        }
+    }
+
+    /// A probe from fd00::1 port 61001 to fd00::2 port 22.
+    fn v6_probe(seq: u32) -> Probe<Ipv6Addr> {
+        let v6 = |s: &str| s.parse().unwrap();
+        probe(v6("fd00::1"), v6("fd00::2"), 61001, 22, seq)
+    }
+
+    #[test]
+    fn syn_of_either_family_and_never_of_mixed_ones() {
+        let (a, b) = (v4([10, 0, 0, 1]), v4([10, 0, 0, 2]));
+        let mut buf = [0u8; SYN_LEN_V6];
+        let mixed = probe(IpAddr::V4(a), "fd00::2".parse().unwrap(), 61000, 443, 1);
+        assert_eq!(build_syn(&mut buf, &mixed), 0);
+        let p4 = probe(a, b, 61000, 443, 1);
+        let wide = probe(IpAddr::V4(a), IpAddr::V4(b), 61000, 443, 1);
+        assert_eq!(build_syn(&mut buf, &wide), SYN_LEN_V4);
+        let mut want = [0u8; SYN_LEN_V4];
+        build_syn_v4(&mut want, &p4);
+        assert_eq!(&buf[..SYN_LEN_V4], &want);
+        let p6 = v6_probe(1);
+        let wide = probe(IpAddr::V6(p6.local), IpAddr::V6(p6.target), 61001, 22, 1);
+        assert_eq!(build_syn(&mut buf, &wide), SYN_LEN_V6);
+        let mut want = [0u8; SYN_LEN_V6];
+        build_syn_v6(&mut want, &p6);
+        assert_eq!(buf, want);
+    }
 
     fn v4(a: [u8; 4]) -> Ipv4Addr {
         Ipv4Addr::from(a)
@@ -303,13 +379,13 @@ mod tests {
 
     #[test]
     fn syn_v4_has_valid_checksums_and_fields() {
-        let p = Probe {
-            local: v4([10, 0, 0, 1]),
-            target: v4([10, 0, 0, 2]),
-            local_port: 61000,
-            target_port: 443,
-            seq: 0x1234_5678,
-        };
+        let p = probe(
+            v4([10, 0, 0, 1]),
+            v4([10, 0, 0, 2]),
+            61000,
+            443,
+            0x1234_5678,
+        );
         let mut buf = [0u8; 64];
         assert_eq!(build_syn_v4(&mut buf, &p), SYN_LEN_V4);
         let pkt = &buf[..SYN_LEN_V4];
@@ -335,13 +411,7 @@ mod tests {
 
     #[test]
     fn syn_v6_has_valid_checksum() {
-        let p = Probe {
-            local: "fd00::1".parse().unwrap(),
-            target: "fd00::2".parse().unwrap(),
-            local_port: 61001,
-            target_port: 22,
-            seq: 7,
-        };
+        let p = v6_probe(7);
         let mut buf = [0u8; SYN_LEN_V6];
         assert_eq!(build_syn_v6(&mut buf, &p), SYN_LEN_V6);
         let ip = Ipv6Packet::new(&buf).unwrap();
@@ -355,25 +425,13 @@ mod tests {
 
     #[test]
     fn short_buffers_build_nothing() {
-        let p = Probe {
-            local: v4([1, 1, 1, 1]),
-            target: v4([2, 2, 2, 2]),
-            local_port: 1,
-            target_port: 2,
-            seq: 3,
-        };
+        let p = probe(v4([1, 1, 1, 1]), v4([2, 2, 2, 2]), 1, 2, 3);
         assert_eq!(build_syn_v4(&mut [0u8; 43], &p), 0);
     }
 
     #[test]
     fn parses_syn_ack_rst_and_ignores_the_rest() {
-        let p = Probe {
-            local: v4([127, 0, 0, 1]),
-            target: v4([127, 0, 0, 1]),
-            local_port: 61000,
-            target_port: 80,
-            seq: 99,
-        };
+        let p = probe(v4([127, 0, 0, 1]), v4([127, 0, 0, 1]), 61000, 80, 99);
         let synack = parse_tcp_v4(&reply_v4(&p, TcpFlags::SYN | TcpFlags::ACK, 100)).unwrap();
         assert_eq!(synack.kind, ReplyKind::SynAck);
         assert_eq!(
@@ -392,13 +450,13 @@ mod tests {
 
     #[test]
     fn parses_icmp_unreachable_quoting_our_probe() {
-        let p = Probe {
-            local: v4([10, 214, 0, 1]),
-            target: v4([10, 214, 0, 2]),
-            local_port: 62000,
-            target_port: 3306,
-            seq: 0xabcd_ef01,
-        };
+        let p = probe(
+            v4([10, 214, 0, 1]),
+            v4([10, 214, 0, 2]),
+            62000,
+            3306,
+            0xabcd_ef01,
+        );
         let mut syn = [0u8; SYN_LEN_V4];
         build_syn_v4(&mut syn, &p);
         let mut pkt = vec![0u8; 20 + 8];
@@ -440,13 +498,7 @@ mod tests {
 
     #[test]
     fn parses_icmpv6_unreachable() {
-        let p = Probe {
-            local: "fd00::1".parse().unwrap(),
-            target: "fd00::2".parse().unwrap(),
-            local_port: 61001,
-            target_port: 22,
-            seq: 0x0102_0304,
-        };
+        let p = v6_probe(0x0102_0304);
         let mut syn = [0u8; SYN_LEN_V6];
         build_syn_v6(&mut syn, &p);
         let mut msg = vec![1u8, 1, 0, 0, 0, 0, 0, 0];

@@ -118,6 +118,95 @@ fn scan_in(
     })
 }
 
+/// [`scan_in`] with the default settings and no cancel.
+fn scan_default(ns: &Netns, req: ProbeRequest) -> Outcome {
+    scan_in(ns, SynConfig::default(), req, None)
+}
+
+/// The default settings but `send_batch` probes per `sendmmsg`.
+fn with_batch(send_batch: usize) -> SynConfig {
+    SynConfig {
+        send_batch,
+        ..SynConfig::default()
+    }
+}
+
+/// The ports `listeners` are bound to.
+fn ports_of(listeners: &[std::net::TcpListener]) -> Vec<u16> {
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// A loopback port that was free a moment ago, in the current namespace.
+fn free_port() -> u16 {
+    ports_of(&[std::net::TcpListener::bind("127.0.0.1:0").unwrap()])[0]
+}
+
+/// Three ports a target's firewall treats apart, each with a listener behind it.
+struct Rules {
+    /// Dropped: no answer at all.
+    drop: u16,
+    /// Refused with a TCP reset.
+    reset: u16,
+    /// Refused with an ICMP administratively-prohibited unreachable.
+    admin: u16,
+}
+
+impl Rules {
+    /// The nftables ruleset that applies the rules to traffic from `scanner`.
+    fn nft(&self, scanner: IpAddr) -> String {
+        let (ip, icmp) = if scanner.is_ipv4() {
+            ("ip", "icmp")
+        } else {
+            ("ip6", "icmpv6")
+        };
+        let Rules { drop, reset, admin } = self;
+        format!(
+            "table inet sfsyn {{ chain input {{ type filter hook input priority 0; policy accept;
+               {ip} saddr {scanner} tcp dport {drop} drop
+               {ip} saddr {scanner} tcp dport {reset} reject with tcp reset
+               {ip} saddr {scanner} tcp dport {admin} reject with {icmp} type admin-prohibited
+             }}
+             }}"
+        )
+    }
+
+    /// What a scan must report for `port` of the target, which listens on `open` too.
+    fn want(&self, port: u16, open: &[u16]) -> (PortState, &'static str) {
+        match port {
+            p if p == self.drop => (PortState::Filtered, "no-response"),
+            p if p == self.reset => (PortState::Closed, "rst"),
+            p if p == self.admin => (PortState::Filtered, "icmp-unreachable"),
+            p if open.contains(&p) => (PortState::Open, "syn-ack"),
+            _ => (PortState::Closed, "rst"),
+        }
+    }
+
+    fn ports(&self) -> [u16; 3] {
+        [self.drop, self.reset, self.admin]
+    }
+}
+
+impl Outcome {
+    /// The statistics of a scan that must have succeeded.
+    fn ok(&self) -> ProbeStats {
+        self.stats.clone().expect("scan")
+    }
+
+    /// (port, state, reason) of every observation, sorted.
+    fn sorted(&self) -> Vec<(u16, PortState, &'static str)> {
+        let mut got: Vec<_> = self
+            .seen
+            .iter()
+            .map(|(o, _)| (o.port, o.state, o.reason))
+            .collect();
+        got.sort();
+        got
+    }
+}
+
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[test]
@@ -127,10 +216,7 @@ fn syn_loopback_full_sweep_finds_exactly_its_listeners() {
     // port but ours must come back closed, so the whole sweep is exact.
     let ns = Netns::create("lo").unwrap();
     let listeners = ns.listeners(LO, &[22, 8080, 61500]);
-    let open: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
+    let open = ports_of(&listeners);
     // 10.214.255.1 has no route in this namespace: reported, never probed.
     let unroutable = IpAddr::V4(Ipv4Addr::new(10, 214, 255, 1));
     let req = request(
@@ -140,8 +226,8 @@ fn syn_loopback_full_sweep_finds_exactly_its_listeners() {
         200_000,
         1000,
     );
-    let out = scan_in(&ns, SynConfig::default(), req, None);
-    let stats = out.stats.clone().expect("scan");
+    let out = scan_default(&ns, req);
+    let stats = out.ok();
     let got = out.by_port();
     assert_eq!(got.len(), 2 * 65535, "every (target, port) once");
     for port in 1..=65535u16 {
@@ -166,21 +252,14 @@ fn syn_root_namespace_loopback_few_ports() {
     // The worker's normal setting: the host's own namespace, where the raw
     // socket also sees everyone else's TCP traffic. Only our own listeners and
     // a port we just freed are probed (127.0.0.1 only).
-    if let Some(why) = netns::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let (pa, pb) = (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    );
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    skip_unless_root!();
+    let listeners = [
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
+    let open = ports_of(&listeners);
+    let (pa, pb) = (open[0], open[1]);
+    let free = free_port();
     let req = request(
         vec![target(LO, 1000)],
         &format!("{pa},{pb},{free}"),
@@ -221,17 +300,8 @@ fn syn_loopback_few_ports_with_duplicate_target() {
     skip_unless_root!();
     let ns = Netns::create("dup").unwrap();
     let listeners = ns.listeners(LO, &[0, 0]);
-    let open: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    let free = ns.enter(|| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    });
+    let open = ports_of(&listeners);
+    let free = ns.enter(free_port);
     let spec = format!("{},{},{free}", open[0], open[1]);
     // The same address twice: each copy gets its own observations.
     let req = request(
@@ -241,22 +311,9 @@ fn syn_loopback_few_ports_with_duplicate_target() {
         1000,
         500,
     );
-    let out = scan_in(
-        &ns,
-        SynConfig {
-            send_batch: 1,
-            ..SynConfig::default()
-        },
-        req,
-        None,
-    );
-    out.stats.clone().expect("scan");
-    let mut got: Vec<(u16, PortState, &str)> = out
-        .seen
-        .iter()
-        .map(|(o, _)| (o.port, o.state, o.reason))
-        .collect();
-    got.sort();
+    let out = scan_in(&ns, with_batch(1), req, None);
+    out.ok();
+    let got = out.sorted();
     let mut want = vec![
         (open[0], PortState::Open, "syn-ack"),
         (open[0], PortState::Open, "syn-ack"),
@@ -281,21 +338,14 @@ fn syn_namespace_sweep_classifies_every_port_despite_loss() {
     let (a, b) = (IpAddr::V4(la.b), IpAddr::V4(lb.b));
 
     // Target A: listeners, and three rules over ports that have listeners too.
-    let (drop_p, reset_p, admin_p) = (5432u16, 9000u16, 3306u16);
+    let rules = Rules {
+        drop: 5432,
+        reset: 9000,
+        admin: 3306,
+    };
     let a_open = [22u16, 80, 443, 8080, 65000];
-    let mut a_ports = a_open.to_vec();
-    a_ports.extend([drop_p, reset_p, admin_p]);
-    let _la = ruled.listeners(a, &a_ports);
-    ruled
-        .nft(&format!(
-            "table inet sfsyn {{ chain input {{ type filter hook input priority 0; policy accept;
-               ip saddr {s_a} tcp dport {drop_p} drop
-               ip saddr {s_a} tcp dport {reset_p} reject with tcp reset
-               ip saddr {s_a} tcp dport {admin_p} reject with icmp type admin-prohibited
-             }}
-             }}"
-        ))
-        .unwrap();
+    let _la = ruled.listeners(a, &[&a_open[..], &rules.ports()].concat());
+    ruled.nft(&rules.nft(IpAddr::V4(s_a))).unwrap();
     // Target B: listeners behind 20 % random loss of everything the scanner sends.
     let b_open = [25u16, 3000, 40000, 61001];
     let _lb = lossy.listeners(b, &b_open);
@@ -317,20 +367,13 @@ fn syn_namespace_sweep_classifies_every_port_despite_loss() {
         150_000,
         1000,
     );
-    let out = scan_in(&scanner, SynConfig::default(), req, None);
-    let stats = out.stats.clone().expect("scan");
+    let out = scan_default(&scanner, req);
+    let stats = out.ok();
     let got = out.by_port();
     assert_eq!(got.len(), 2 * 65535, "every (target, port) exactly once");
 
     for port in 1..=65535u16 {
-        let want = match port {
-            p if p == drop_p => (PortState::Filtered, "no-response"),
-            p if p == reset_p => (PortState::Closed, "rst"),
-            p if p == admin_p => (PortState::Filtered, "icmp-unreachable"),
-            p if a_open.contains(&p) => (PortState::Open, "syn-ack"),
-            _ => (PortState::Closed, "rst"),
-        };
-        assert_eq!(got[&(a, port)], want, "{a}:{port}");
+        assert_eq!(got[&(a, port)], rules.want(port, &a_open), "{a}:{port}");
     }
     for p in b_open {
         assert_eq!(
@@ -368,32 +411,21 @@ fn syn_ipv6_namespace_sweep() {
         "fd00:214:13::2".parse().unwrap(),
     );
     let open = [22u16, 443, 61234];
-    let (drop_p, reset_p, admin_p) = (1000u16, 1001u16, 1002u16);
-    let _l = tgt.listeners(t, &[22, 443, 61234, drop_p, reset_p, admin_p]);
-    tgt.nft(&format!(
-        "table inet sfsyn {{ chain input {{ type filter hook input priority 0; policy accept;
-           ip6 saddr {s} tcp dport {drop_p} drop
-           ip6 saddr {s} tcp dport {reset_p} reject with tcp reset
-           ip6 saddr {s} tcp dport {admin_p} reject with icmpv6 type admin-prohibited
-         }}
-         }}"
-    ))
-    .unwrap();
+    let rules = Rules {
+        drop: 1000,
+        reset: 1001,
+        admin: 1002,
+    };
+    let _l = tgt.listeners(t, &[&open[..], &rules.ports()].concat());
+    tgt.nft(&rules.nft(s)).unwrap();
     let req = request(vec![target(t, 100_000)], "1-65535", 2, 100_000, 1000);
-    let out = scan_in(&scanner, SynConfig::default(), req, None);
-    let stats = out.stats.clone().expect("scan");
+    let out = scan_default(&scanner, req);
+    let stats = out.ok();
     eprintln!("IPv6 sweep: {:?}, {stats:?}", out.elapsed);
     let got = out.by_port();
     assert_eq!(got.len(), 65535);
     for port in 1..=65535u16 {
-        let want = match port {
-            p if p == drop_p => (PortState::Filtered, "no-response"),
-            p if p == reset_p => (PortState::Closed, "rst"),
-            p if p == admin_p => (PortState::Filtered, "icmp-unreachable"),
-            p if open.contains(&p) => (PortState::Open, "syn-ack"),
-            _ => (PortState::Closed, "rst"),
-        };
-        assert_eq!(got[&(t, port)], want, "[{t}]:{port}");
+        assert_eq!(got[&(t, port)], rules.want(port, &open), "[{t}]:{port}");
     }
 }
 
@@ -416,8 +448,8 @@ fn syn_per_target_rates_are_honoured_independently() {
         100_000,
         500,
     );
-    let out = scan_in(&scanner, SynConfig::default(), req, None);
-    out.stats.clone().expect("scan");
+    let out = scan_default(&scanner, req);
+    out.ok();
     let at = |ip: IpAddr| -> Vec<Duration> {
         out.seen
             .iter()
@@ -490,7 +522,9 @@ fn syn_permission_error_without_cap_net_raw() {
     .join()
     .unwrap();
     match err {
-        Some(ProbeError::Permission(m)) => assert!(m.contains("CAP_NET_RAW"), "{m}"),
+        Some(e @ ProbeError::Permission(_)) => {
+            assert!(e.to_string().contains("CAP_NET_RAW"), "{e}")
+        }
         other => panic!("expected a permission error, got {other:?}"),
     }
     assert!(
@@ -564,16 +598,8 @@ fn bench_syn_sweeps() {
             10_000_000,
             100,
         );
-        let out = scan_in(
-            &scanner,
-            SynConfig {
-                send_batch: batch,
-                ..SynConfig::default()
-            },
-            req,
-            None,
-        );
-        let stats = out.stats.clone().expect("scan");
+        let out = scan_in(&scanner, with_batch(batch), req, None);
+        let stats = out.ok();
         let send_time = out.elapsed.saturating_sub(Duration::from_millis(100));
         eprintln!(
             "bench   send only  batch {batch:>3}: {} sent in about {send_time:?} ({:.0} packets/s)",
@@ -584,16 +610,8 @@ fn bench_syn_sweeps() {
     for batch in [1usize, 16, 64, 256] {
         for (name, ip) in [("netns target", t), ("127.0.0.1", LO)] {
             let req = request(vec![target(ip, u32::MAX)], "-", 2, 10_000_000, 1000);
-            let out = scan_in(
-                &scanner,
-                SynConfig {
-                    send_batch: batch,
-                    ..SynConfig::default()
-                },
-                req,
-                None,
-            );
-            let stats = out.stats.clone().expect("scan");
+            let out = scan_in(&scanner, with_batch(batch), req, None);
+            let stats = out.ok();
             let open = out
                 .seen
                 .iter()
