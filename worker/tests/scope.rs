@@ -3,126 +3,25 @@
 //! unicast, is dead-lettered with reason scope and nothing is probed. Probes go
 //! only to listeners on 127.0.0.0/8 that the test starts.
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+mod support;
 
+use scanfleet_common::ScanJob;
 use scanfleet_common::address::AddressClass;
-use scanfleet_common::envelope::now_unix_ms;
-use scanfleet_common::queue::JobQueue;
-use scanfleet_common::queue::memory::MemoryQueue;
 use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::store::ResultStore;
-use scanfleet_common::store::memory::MemoryStore;
-use scanfleet_common::{JobEnvelope, PortSpec, ProbeProfile, ScanJob, ScanMode, Target};
-use scanfleet_worker::{Worker, WorkerConfig};
-use tokio_util::sync::CancellationToken;
+use support::{counted_listener, rig};
 
-const SECRET: &[u8] = b"scope-test-secret-of-at-least-32-bytes";
-
-/// A listener on `ip` that counts the connections it accepts.
-fn counted_listener(ip: &str) -> (u16, Arc<AtomicUsize>) {
-    let l = TcpListener::bind((ip, 0)).unwrap();
-    let port = l.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let a = accepted.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            if s.is_ok() {
-                a.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
-    (port, accepted)
-}
-
+/// One connect probe of `port` on `ip`, allowing the address classes `allow`.
 fn job(scan: &str, shard: u32, ip: &str, port: u16, allow: &[AddressClass]) -> ScanJob {
-    ScanJob {
-        scan_id: scan.into(),
-        shard_id: shard,
-        zone: "default".into(),
-        targets: vec![Target {
-            // Exactly as a hostile or older coordinator would write it.
-            ip: ip.parse::<IpAddr>().unwrap(),
-            asset_id: "t".into(),
-            rate_pps: 1000,
-        }],
-        ports: PortSpec::parse(&port.to_string()).unwrap(),
-        profile: ProbeProfile {
-            mode: ScanMode::Connect,
-            timeout_ms: 500,
-            service_detection: false,
-            host_discovery: false,
-            allow_address_classes: allow.iter().copied().collect::<BTreeSet<_>>(),
-            ..ProbeProfile::default()
-        },
-    }
-}
-
-struct Rig {
-    queue: Arc<MemoryQueue>,
-    store: Arc<MemoryStore>,
-    worker: Arc<Worker>,
-}
-
-fn rig(scope: ScopePolicy) -> Rig {
-    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30), 3));
-    let store = Arc::new(MemoryStore::new());
-    let worker = Arc::new(Worker::new(
-        queue.clone() as Arc<dyn JobQueue>,
-        store.clone() as Arc<dyn ResultStore>,
-        WorkerConfig {
-            secret: Some(SECRET.to_vec()),
-            scope,
-            receive_wait: Duration::from_millis(50),
-            ..WorkerConfig::default()
-        },
-    ));
-    Rig {
-        queue,
-        store,
-        worker,
-    }
-}
-
-impl Rig {
-    async fn publish(&self, job: &ScanJob) {
-        let env = JobEnvelope::seal(job, 1, now_unix_ms() + 60_000, Some(SECRET));
-        self.queue
-            .publish("default", &env.to_bytes())
-            .await
-            .unwrap();
-    }
-
-    /// Run the worker until the queue is drained (bounded: 5 s).
-    async fn drain(&self) {
-        let stop = CancellationToken::new();
-        let h = tokio::spawn(self.worker.clone().run(stop.clone()));
-        for _ in 0..200 {
-            if self.queue.pending() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        stop.cancel();
-        h.await.unwrap().unwrap();
-        assert_eq!(self.queue.pending(), 0, "queue not drained");
-    }
-
-    fn dead_letter_reasons(&self) -> Vec<String> {
-        self.queue
-            .dead_letters()
-            .into_iter()
-            .map(|d| d.reason)
-            .collect()
-    }
+    let mut job = support::job(scan, shard, ip, port);
+    job.profile.allow_address_classes = allow.iter().copied().collect();
+    job
 }
 
 #[tokio::test]
 async fn mapped_job_target_inside_an_exclusion_is_dead_lettered_unprobed() {
-    let (port, accepted) = counted_listener("127.0.0.100");
+    let target = counted_listener("127.0.0.100");
+    let port = target.port;
     let r = rig(ScopePolicy {
         exclude_cidrs: vec!["127.0.0.96/27".parse().unwrap()],
         ..ScopePolicy::default()
@@ -143,23 +42,15 @@ async fn mapped_job_target_inside_an_exclusion_is_dead_lettered_unprobed() {
             "{reason}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        0,
-        "an excluded target was probed"
-    );
+    r.assert_unprobed(&target, "an excluded target").await;
     assert!(r.store.results("mapped").await.unwrap().is_empty());
-    let text = r.worker.metrics.render();
-    assert!(
-        text.contains("scanfleet_jobs_dead_lettered_total{reason=\"scope\"} 2"),
-        "{text}"
-    );
+    r.assert_metric("scanfleet_jobs_dead_lettered_total{reason=\"scope\"} 2");
 }
 
 #[tokio::test]
 async fn non_unicast_job_targets_are_refused_unless_the_signed_job_allows_the_class() {
-    let (port, accepted) = counted_listener("127.0.0.1");
+    let target = counted_listener("127.0.0.1");
+    let port = target.port;
     let r = rig(ScopePolicy::default());
     r.store.begin_scan("classes", 5).await.unwrap();
     // 0.0.0.0 reaches the scanner itself: the listener above would count it.
@@ -190,12 +81,7 @@ async fn non_unicast_job_targets_are_refused_unless_the_signed_job_allows_the_cl
         "{reasons:?}"
     );
     assert!(reasons[3].contains("224.0.0.1 is multicast"), "{reasons:?}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        0,
-        "a refused job was probed"
-    );
+    r.assert_unprobed(&target, "a refused job").await;
 
     // The same target in a job whose signed profile allowed the class is worked.
     r.publish(&job(
@@ -209,8 +95,5 @@ async fn non_unicast_job_targets_are_refused_unless_the_signed_job_allows_the_cl
     r.drain().await;
     assert_eq!(r.dead_letter_reasons().len(), 4);
     assert_eq!(r.store.progress("classes").await.unwrap().shards_done, 1);
-    assert!(
-        accepted.load(Ordering::SeqCst) >= 1,
-        "the allowed job was not probed"
-    );
+    assert!(target.accepted() >= 1, "the allowed job was not probed");
 }
