@@ -1,6 +1,6 @@
 //! The AWS commands: `scanfleet discover --aws`, `scanfleet zones`, and the
 //! discovery step of `scanfleet scan --discover aws`. Thin glue over
-//! [`crate::discovery`], [`crate::zones`] and the scope policy.
+//! [`crate::discovery`], [`crate::estate::zones`] and the scope policy.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +8,10 @@ use scanfleet_common::Asset;
 use scanfleet_common::config::{Sources, in_range};
 use scanfleet_common::scope::{self, ScopePolicy};
 
-use crate::CliError;
 use crate::cli::{AwsArgs, DiscoverArgs, ZonesArgs};
 use crate::discovery::aws::{self, AccountSource, AwsDiscoveryOptions};
 use crate::discovery::{Discovery, Summary};
+use crate::error::CliError;
 use crate::estate::zones::{self, Zone};
 use crate::report::Output;
 
@@ -127,7 +127,7 @@ pub async fn discover_cmd(args: DiscoverArgs, src: &Sources) -> Result<(), CliEr
     match out.path() {
         Some(path) => d
             .write_inventory(path)
-            .map_err(|e| CliError::Runtime(anyhow::anyhow!("{e}")))?,
+            .map_err(|e| CliError::Runtime(anyhow::Error::new(e)))?,
         None => print!("{}", d.inventory_json()),
     }
     Ok(())

@@ -24,9 +24,6 @@ pub mod publish;
 pub mod report;
 
 pub use error::CliError;
-/// Old paths of [`estate::zones`] and [`estate::reachability`], until every
-/// caller names the estate.
-pub use estate::{reachability, zones};
 
 /// Run a parsed command line to completion.
 ///

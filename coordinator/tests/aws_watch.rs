@@ -17,7 +17,6 @@ use scanfleet_coordinator::discovery::events::{WatchEvent, WatchOptions, watch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-
 fn event(account: &str, instance: &str, state: &str) -> String {
     serde_json::json!({
         "version": "0",

@@ -498,6 +498,7 @@ async fn handle_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::estate::testing::{instance, location};
 
     const EVENT: &str = r#"{
         "version": "0",
@@ -571,43 +572,21 @@ mod tests {
         );
     }
 
-    fn instance(
-        id: &str,
-        account: &str,
-        region: &str,
-        ip: &str,
-    ) -> crate::estate::network::Instance {
-        crate::estate::network::Instance {
-            instance_id: id.into(),
-            location: Location {
-                account_id: account.into(),
-                region: region.into(),
-            },
-            availability_zone: None,
-            vpc_id: None,
-            subnet_id: None,
-            state: "running".into(),
-            instance_type: None,
-            platform: None,
-            image_id: None,
-            image_name: None,
-            private_ip: Some(ip.parse().unwrap()),
-            public_ip: None,
-            interfaces: vec![],
-            security_groups: vec![],
-            tags: Default::default(),
-        }
-    }
-
     #[test]
     fn a_failed_account_or_region_keeps_what_was_known() {
+        let known = [
+            ("i-a1", "111111111111", "us-east-1", "10.0.0.1"),
+            ("i-a2", "111111111111", "eu-west-1", "10.0.0.2"),
+            ("i-b1", "222222222222", "us-east-1", "10.0.0.3"),
+            ("i-c1", "333333333333", "us-east-1", "10.0.0.4"),
+        ];
         let mut old = Discovery {
-            instances: vec![
-                instance("i-a1", "111111111111", "us-east-1", "10.0.0.1"),
-                instance("i-a2", "111111111111", "eu-west-1", "10.0.0.2"),
-                instance("i-b1", "222222222222", "us-east-1", "10.0.0.3"),
-                instance("i-c1", "333333333333", "us-east-1", "10.0.0.4"),
-            ],
+            instances: known
+                .iter()
+                .map(|(id, account, region, ip)| {
+                    instance(id, location(account, region), None, &[ip])
+                })
+                .collect(),
             ..Discovery::default()
         };
         old.rebuild_assets();

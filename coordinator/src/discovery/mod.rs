@@ -41,8 +41,16 @@ pub enum DiscoveryError {
         path: String,
         source: std::io::Error,
     },
-    /// Writing the inventory failed.
-    #[error("inventory {path}: {source}")]
+    /// The accounts file was read but a line of it is wrong; the cause (the
+    /// [`DiscoveryError::Invalid`] naming the line) is shown too, as above.
+    #[error("accounts file {path}: {source}")]
+    AccountsFileInvalid {
+        path: String,
+        source: Box<DiscoveryError>,
+    },
+    /// Writing the inventory failed. The cause is the source only: shown by
+    /// whoever prints the chain (`{:#}` of an `anyhow::Error`).
+    #[error("inventory {path}")]
     Write {
         path: String,
         source: std::io::Error,
@@ -410,46 +418,12 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estate::network::{Interface, InterfaceAddress, Vpc};
+    use crate::estate::network::Vpc;
+    use crate::estate::testing::{self, location};
 
     fn inst(id: &str, ips: &[&str]) -> Instance {
-        let at = Location {
-            account_id: "111111111111".into(),
-            region: "us-east-1".into(),
-        };
-        Instance {
-            instance_id: id.into(),
-            location: at,
-            availability_zone: None,
-            vpc_id: Some("vpc-1".into()),
-            subnet_id: None,
-            state: "running".into(),
-            instance_type: None,
-            platform: None,
-            image_id: None,
-            image_name: None,
-            private_ip: ips.first().and_then(|p| p.parse().ok()),
-            public_ip: None,
-            interfaces: vec![Interface {
-                interface_id: "eni-1".into(),
-                subnet_id: None,
-                vpc_id: Some("vpc-1".into()),
-                device_index: 0,
-                addresses: ips
-                    .iter()
-                    .enumerate()
-                    .map(|(n, p)| InterfaceAddress {
-                        private_ip: p.parse().unwrap(),
-                        public_ip: None,
-                        primary: n == 0,
-                    })
-                    .collect(),
-                ipv6: vec![],
-                security_groups: vec![],
-            }],
-            security_groups: vec![],
-            tags: BTreeMap::new(),
-        }
+        let at = location("111111111111", "us-east-1");
+        testing::instance(id, at, Some("vpc-1"), ips)
     }
 
     #[test]

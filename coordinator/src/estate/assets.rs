@@ -94,62 +94,25 @@ pub fn instance_asset(i: &Instance, net: &Network) -> Option<Asset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::estate::testing::{self, interface, location};
     use std::collections::BTreeMap;
 
+    /// Addresses with their public addresses: the first on `eni-1` (device 0),
+    /// the rest on `eni-2` (device 1), which EC2 happens to list first.
     fn inst(id: &str, ips: &[(&str, Option<&str>)]) -> Instance {
-        Instance {
-            instance_id: id.into(),
-            location: Location {
-                account_id: "1".into(),
-                region: "r".into(),
-            },
-            availability_zone: None,
-            vpc_id: Some("vpc-1".into()),
-            subnet_id: None,
-            state: "running".into(),
-            instance_type: None,
-            platform: None,
-            image_id: None,
-            image_name: None,
-            private_ip: ips.first().map(|(p, _)| p.parse().unwrap()),
-            public_ip: None,
-            interfaces: vec![
-                Interface {
-                    interface_id: "eni-2".into(),
-                    subnet_id: None,
-                    vpc_id: None,
-                    device_index: 1,
-                    addresses: ips[1..]
-                        .iter()
-                        .map(|(p, q)| InterfaceAddress {
-                            private_ip: p.parse().unwrap(),
-                            public_ip: q.map(|q| q.parse().unwrap()),
-                            primary: false,
-                        })
-                        .collect(),
-                    ipv6: vec![],
-                    security_groups: vec!["sg-b".into()],
-                },
-                Interface {
-                    interface_id: "eni-1".into(),
-                    subnet_id: None,
-                    vpc_id: None,
-                    device_index: 0,
-                    addresses: ips[..1]
-                        .iter()
-                        .map(|(p, q)| InterfaceAddress {
-                            private_ip: p.parse().unwrap(),
-                            public_ip: q.map(|q| q.parse().unwrap()),
-                            primary: true,
-                        })
-                        .collect(),
-                    ipv6: vec![],
-                    security_groups: vec!["sg-a".into(), "sg-b".into()],
-                },
-            ],
-            security_groups: vec![],
-            tags: BTreeMap::from([(ASG_TAG.to_string(), "web".to_string())]),
+        let private: Vec<&str> = ips.iter().map(|(p, _)| *p).collect();
+        let mut i = testing::instance(id, location("1", "r"), Some("vpc-1"), &private[..1]);
+        i.interfaces[0].vpc_id = None;
+        i.interfaces[0].security_groups = vec!["sg-a".into(), "sg-b".into()];
+        let mut second = interface("eni-2", 1, None, &private[1..]);
+        second.security_groups = vec!["sg-b".into()];
+        i.interfaces.insert(0, second);
+        let addresses = i.interfaces.iter_mut().rev().flat_map(|n| &mut n.addresses);
+        for (a, (_, public)) in addresses.zip(ips) {
+            a.public_ip = public.map(|q| q.parse().unwrap());
         }
+        i.tags = BTreeMap::from([(ASG_TAG.to_string(), "web".to_string())]);
+        i
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! ACLs, security groups, Elastic IPs). AWS discovery fills these from the EC2
 //! API; zones and reachability are pure functions over them, so tests can build
 //! an estate by hand.
+//!
+//! An absent optional field reads as `None` (serde's rule for `Option`), and a
+//! `None` is left out when written.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -37,9 +40,9 @@ pub struct Vpc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeeringSide {
     pub vpc_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
 
@@ -67,9 +70,9 @@ pub struct Subnet {
     pub vpc_id: String,
     #[serde(flatten)]
     pub location: Location,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr: Option<IpNet>,
 }
 
@@ -79,13 +82,13 @@ pub struct Subnet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     /// IPv4 or IPv6 destination; `None` for prefix-list destinations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<IpNet>,
     /// The route's target id (`igw-...`, `nat-...`, `pcx-...`, `local`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// `active` or `blackhole`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
 
@@ -115,10 +118,10 @@ pub struct AclEntry {
     pub protocol: String,
     pub allow: bool,
     /// IPv4 or IPv6 block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr: Option<IpNet>,
     /// Ports for TCP and UDP rules; `None` means all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<PortRange>,
 }
 
@@ -143,9 +146,9 @@ pub struct NetworkAcl {
 pub struct SgRule {
     /// `tcp`, `udp`, `icmp`, a protocol number, or `-1` for all.
     pub protocol: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from_port: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to_port: Option<i32>,
     /// IPv4 and IPv6 source blocks (group and prefix-list sources are not kept:
     /// they never mean "the whole internet").
@@ -157,9 +160,9 @@ pub struct SgRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityGroup {
     pub group_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
     #[serde(flatten)]
     pub location: Location,
@@ -171,13 +174,13 @@ pub struct SecurityGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElasticIp {
     pub public_ip: IpAddr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allocation_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network_interface_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip: Option<IpAddr>,
     #[serde(flatten)]
     pub location: Location,
@@ -187,7 +190,7 @@ pub struct ElasticIp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceAddress {
     pub private_ip: IpAddr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<IpAddr>,
     #[serde(default)]
     pub primary: bool,
@@ -197,9 +200,9 @@ pub struct InterfaceAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
     pub interface_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
     /// Device index: 0 is the primary interface.
     #[serde(default)]
@@ -219,26 +222,26 @@ pub struct Instance {
     pub instance_id: String,
     #[serde(flatten)]
     pub location: Location,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
     pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
     /// Name of the image, when DescribeImages found it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
     /// The instance's primary private address (absent for a terminated instance).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ip: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<IpAddr>,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
@@ -366,5 +369,25 @@ impl Network {
         };
         self.peerings
             .retain(|p| !touches(&p.requester) && !touches(&p.accepter));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_optional_fields_read_as_none_and_none_is_not_written() {
+        let text = r#"{"instance_id":"i-1","account_id":"1","region":"r","state":"running"}"#;
+        let i: Instance = serde_json::from_str(text).unwrap();
+        assert_eq!((i.vpc_id, i.private_ip, i.image_name), (None, None, None));
+        let back = serde_json::to_value(crate::estate::testing::instance(
+            "i-1",
+            i.location,
+            None,
+            &[],
+        ))
+        .unwrap();
+        assert!(back.get("vpc_id").is_none() && back.get("private_ip").is_none());
     }
 }

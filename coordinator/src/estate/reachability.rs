@@ -405,13 +405,11 @@ pub fn exposure(instance: &Instance, ix: &NetIndex<'_>) -> Option<Exposure> {
 mod tests {
     use super::*;
     use crate::estate::network::{ElasticIp, Location, Route, SgRule, Subnet};
+    use crate::estate::testing;
     use proptest::prelude::*;
 
     fn loc() -> Location {
-        Location {
-            account_id: "111111111111".into(),
-            region: "us-east-1".into(),
-        }
+        testing::location("111111111111", "us-east-1")
     }
 
     fn entry(
@@ -538,35 +536,14 @@ mod tests {
     }
 
     fn instance(subnet: &str, public: Option<&str>, groups: &[&str]) -> Instance {
-        Instance {
-            instance_id: "i-1".into(),
-            location: loc(),
-            availability_zone: None,
-            vpc_id: Some("vpc-1".into()),
-            subnet_id: Some(subnet.into()),
-            state: "running".into(),
-            instance_type: Some("m5.large".into()),
-            platform: None,
-            image_id: None,
-            image_name: None,
-            private_ip: Some("10.0.1.10".parse().unwrap()),
-            public_ip: None,
-            interfaces: vec![Interface {
-                interface_id: "eni-1".into(),
-                subnet_id: Some(subnet.into()),
-                vpc_id: Some("vpc-1".into()),
-                device_index: 0,
-                addresses: vec![InterfaceAddress {
-                    private_ip: "10.0.1.10".parse().unwrap(),
-                    public_ip: public.map(|p| p.parse().unwrap()),
-                    primary: true,
-                }],
-                ipv6: vec![],
-                security_groups: groups.iter().map(|s| s.to_string()).collect(),
-            }],
-            security_groups: vec![],
-            tags: Default::default(),
-        }
+        let mut i = testing::instance("i-1", loc(), Some("vpc-1"), &["10.0.1.10"]);
+        i.subnet_id = Some(subnet.into());
+        i.instance_type = Some("m5.large".into());
+        let eni = &mut i.interfaces[0];
+        eni.subnet_id = Some(subnet.into());
+        eni.addresses[0].public_ip = public.map(|p| p.parse().unwrap());
+        eni.security_groups = groups.iter().map(|s| s.to_string()).collect();
+        i
     }
 
     fn open(e: &Exposure) -> Vec<String> {
@@ -646,6 +623,10 @@ mod tests {
             ["eni-1 (3.3.3.3): no security group allows inbound TCP from 0.0.0.0/0"]
         );
 
+        let web = |net: &Network| {
+            let i = instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]);
+            exposure(&i, &NetIndex::new(net)).unwrap()
+        };
         let mut strict = net.clone();
         strict.network_acls.push(NetworkAcl {
             network_acl_id: "acl-strict".into(),
@@ -660,22 +641,14 @@ mod tests {
                 entry(100, true, "-1", true, "0.0.0.0/0", None),
             ],
         });
-        let e = exposure(
-            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]),
-            &NetIndex::new(&strict),
-        )
-        .unwrap();
+        let e = web(&strict);
         assert_eq!(
             open(&e),
             ["3.3.3.3 80"],
             "rule 100 denies 443 before rule 110 allows it"
         );
         strict.network_acls[1].entries.retain(|x| !x.egress);
-        let e = exposure(
-            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]),
-            &NetIndex::new(&strict),
-        )
-        .unwrap();
+        let e = web(&strict);
         assert_eq!(
             e.notes,
             ["eni-1 (3.3.3.3): network ACL acl-strict denies outbound replies to 0.0.0.0/0"]
@@ -684,11 +657,7 @@ mod tests {
             entry(100, false, "6", true, "0.0.0.0/0", Some((8000, 9000))),
             entry(100, true, "-1", true, "0.0.0.0/0", None),
         ];
-        let e = exposure(
-            &instance("subnet-pub", Some("3.3.3.3"), &["sg-web"]),
-            &NetIndex::new(&strict),
-        )
-        .unwrap();
+        let e = web(&strict);
         assert_eq!(
             e.notes,
             [

@@ -58,14 +58,17 @@ pub fn parse_accounts(text: &str) -> Result<Vec<AccountRef>, DiscoveryError> {
 ///
 /// # Errors
 /// [`DiscoveryError::AccountsFile`] when it cannot be read,
-/// [`DiscoveryError::Invalid`] naming the path and line that is wrong.
+/// [`DiscoveryError::AccountsFileInvalid`] naming the path and the line that is
+/// wrong.
 pub fn load_accounts(path: &Path) -> Result<Vec<AccountRef>, DiscoveryError> {
     let text = std::fs::read_to_string(path).map_err(|source| DiscoveryError::AccountsFile {
         path: path.display().to_string(),
         source,
     })?;
-    parse_accounts(&text)
-        .map_err(|e| DiscoveryError::Invalid(format!("accounts file {}: {e}", path.display())))
+    parse_accounts(&text).map_err(|e| DiscoveryError::AccountsFileInvalid {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    })
 }
 
 impl AwsDiscoverer {
@@ -247,5 +250,25 @@ mod tests {
             .to_string();
         assert!(e.contains("line 2") && e.contains("\"12345\""), "{e}");
         assert!(parse_accounts("# nothing\n").is_err());
+    }
+
+    #[test]
+    fn a_wrong_accounts_file_names_itself_and_keeps_the_line_as_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.txt");
+        std::fs::write(&path, "12345\n").unwrap();
+        let e = load_accounts(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "accounts file {}: accounts line 1: \"12345\" is not a 12-digit account id",
+                path.display()
+            )
+        );
+        let cause = std::error::Error::source(&e).map(|c| c.to_string());
+        assert_eq!(
+            cause.as_deref(),
+            Some("accounts line 1: \"12345\" is not a 12-digit account id")
+        );
     }
 }
