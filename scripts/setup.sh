@@ -11,11 +11,14 @@ die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (package installs and network namespaces need it)"
 
 # Debian packages: the lab (iproute2, nftables, socat, openssl, python3), the
-# services (redis, rabbitmq), the benchmark anchors (nmap, masscan).
+# services (redis, rabbitmq), the benchmark anchors (nmap, masscan), and the
+# operations checks (docker-compose to validate the compose file, prometheus for
+# promtool and a real Prometheus server).
 need=()
 for pair in ip:iproute2 nft:nftables socat:socat openssl:openssl redis-server:redis-server \
             redis-cli:redis-tools rabbitmq-server:rabbitmq-server nmap:nmap masscan:masscan \
-            setpriv:util-linux /usr/bin/python3:python3 ps:procps /usr/bin/time:time curl:curl; do
+            setpriv:util-linux /usr/bin/python3:python3 ps:procps /usr/bin/time:time curl:curl \
+            docker-compose:docker-compose promtool:prometheus; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -29,9 +32,11 @@ fi
 # moto's AWS server (EC2, STS, Organizations, SQS) for the AWS and SQS tests, in a
 # virtualenv of its own made with Debian's python3 (Debian's python refuses a
 # system-wide pip install, PEP 668), linked onto the PATH as moto_server.
+# python-hcl2 and checkov check the terraform module (no provider can be fetched).
 VENV=/opt/scanfleet/venv
-if [ ! -x "$VENV/bin/moto_server" ]; then
-  log "installing moto[server] from PyPI into $VENV"
+PY_TOOLS=('moto[server]' 'python-hcl2' 'checkov')
+if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/checkov" ] || ! "$VENV/bin/python" -c 'import hcl2' >/dev/null 2>&1; then
+  log "installing ${PY_TOOLS[*]} from PyPI into $VENV"
   if ! /usr/bin/python3 -m venv --help >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || die "apt-get update"
@@ -39,7 +44,7 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
   fi
   mkdir -p "$(dirname "$VENV")"
   /usr/bin/python3 -m venv "$VENV" || die "python3 -m venv $VENV"
-  "$VENV/bin/pip" install -q 'moto[server]' || die "pip install moto[server] into $VENV"
+  "$VENV/bin/pip" install -q "${PY_TOOLS[@]}" || die "pip install ${PY_TOOLS[*]} into $VENV"
 fi
 ln -sf "$VENV/bin/moto_server" /usr/local/bin/moto_server
 [ "$(command -v moto_server)" = /usr/local/bin/moto_server ] || \
