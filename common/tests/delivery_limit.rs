@@ -147,17 +147,9 @@ async fn sqs_limit_declared_once_is_the_consumers_limit() {
     // The redrive policy stays at 2.
     assert!(err.contains("not 5"), "{err}");
     let raw = support::raw_sqs(moto_url());
-    let url = raw.get_queue_url().queue_name(&name).send().await.unwrap();
-    let attrs = raw
-        .get_queue_attributes()
-        .queue_url(url.queue_url().unwrap())
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .unwrap();
+    let attrs = support::queue_attributes(&raw, &name).await;
     let policy: serde_json::Value =
-        serde_json::from_str(&attrs.attributes().unwrap()[&QueueAttributeName::RedrivePolicy])
-            .unwrap();
+        serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();
     assert_eq!(
         policy["maxReceiveCount"].to_string().trim_matches('"'),
         LIMIT.to_string(),

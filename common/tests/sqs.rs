@@ -94,14 +94,7 @@ async fn roundtrip_across_two_zones() {
     q.publish("east", b"job-b").await.unwrap();
     q.publish("east", &binary).await.unwrap();
 
-    let mut east = Vec::new();
-    for _ in 0..2 {
-        let d = must_receive(&q, "east").await;
-        assert_eq!((d.zone.as_str(), d.deliveries), ("east", 1));
-        q.ack(&d).await.unwrap();
-        east.push(d.payload);
-    }
-    east.sort();
+    let east = support::take_first_deliveries(&*q, "east", 2).await;
     let mut want = vec![b"job-b".to_vec(), binary];
     want.sort();
     assert_eq!(
@@ -241,20 +234,7 @@ async fn init_is_idempotent_and_keeps_the_declared_limit() {
     );
 
     let raw = support::raw_sqs(moto);
-    let url = raw
-        .get_queue_url()
-        .queue_name(format!("{name}-b"))
-        .send()
-        .await
-        .unwrap();
-    let attrs = raw
-        .get_queue_attributes()
-        .queue_url(url.queue_url().unwrap())
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let attrs = attrs.attributes().unwrap();
+    let attrs = support::queue_attributes(&raw, &format!("{name}-b")).await;
     assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "45");
     let redrive: serde_json::Value =
         serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();

@@ -107,6 +107,13 @@ fn failed(why: &str) -> ShardOutcome {
     ShardOutcome::Failed { reason: why.into() }
 }
 
+/// Record `shard` as done; whether it was recorded now.
+async fn done(st: &dyn ResultStore, scan: &str, shard: u32) -> bool {
+    st.finish_shard(scan, shard, &ShardOutcome::Done)
+        .await
+        .unwrap()
+}
+
 async fn begin_scan_registers_an_empty_scan(st: Arc<dyn ResultStore>, scan: String) {
     st.begin_scan(&scan, 3).await.unwrap();
     assert_eq!(
@@ -126,11 +133,7 @@ async fn begin_scan_again_keeps_what_is_there(st: Arc<dyn ResultStore>, scan: St
     st.write_results(&scan, &[r(&scan, "10.0.0.1", 22, PortState::Open)])
         .await
         .unwrap();
-    assert!(
-        st.finish_shard(&scan, 0, &ShardOutcome::Done)
-            .await
-            .unwrap()
-    );
+    assert!(done(&*st, &scan, 0).await);
     st.record_ports(&scan, 0, 7).await.unwrap();
     st.begin_scan(&scan, 2).await.unwrap();
     assert_eq!(
@@ -145,9 +148,7 @@ async fn begin_scan_again_keeps_what_is_there(st: Arc<dyn ResultStore>, scan: St
     );
     assert_eq!(st.results(&scan).await.unwrap().len(), 1);
     assert!(
-        !st.finish_shard(&scan, 0, &ShardOutcome::Done)
-            .await
-            .unwrap(),
+        !done(&*st, &scan, 0).await,
         "shard 0 stays done across the re-registration"
     );
 }
@@ -297,11 +298,7 @@ async fn progress_counts_shards_and_results(st: Arc<dyn ResultStore>, scan: Stri
     )
     .await
     .unwrap();
-    assert!(
-        st.finish_shard(&scan, 0, &ShardOutcome::Done)
-            .await
-            .unwrap()
-    );
+    assert!(done(&*st, &scan, 0).await);
     let p = st.progress(&scan).await.unwrap();
     assert_eq!(
         (p.shards_done, p.shards_failed, p.results),
@@ -313,11 +310,7 @@ async fn progress_counts_shards_and_results(st: Arc<dyn ResultStore>, scan: Stri
     st.write_results(&scan, &[r(&scan, "10.0.0.3", 22, PortState::Open)])
         .await
         .unwrap();
-    assert!(
-        st.finish_shard(&scan, 2, &ShardOutcome::Done)
-            .await
-            .unwrap()
-    );
+    assert!(done(&*st, &scan, 2).await);
     let p = st.progress(&scan).await.unwrap();
     assert_eq!(
         (p.shards_total, p.shards_done, p.shards_failed, p.results),

@@ -50,6 +50,8 @@
 //! mode disabled). The key names are ready for a cluster client: every call touches
 //! keys of one scan only, and they share a slot.
 
+mod scripts;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -58,10 +60,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind};
+use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 
 use super::{ResultStore, StoreError};
 use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome, escape_bytes};
+use scripts::{FINISH, PORTS, WRITE};
 
 /// Results per script call: bounds one request's size whatever batch a caller writes.
 const WRITE_CHUNK: usize = 1000;
@@ -159,74 +162,6 @@ impl fmt::Debug for RedisStore {
             .finish_non_exhaustive()
     }
 }
-
-/// KEYS: meta results stream shards ports (the last only for its expiry). ARGV: ttl_ms maxlen n keys_csv field1 value1 ...
-/// Returns -1 for an unknown scan, 1 otherwise.
-const WRITE_LUA: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-for i = 5, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-local maxlen = tonumber(ARGV[2])
-if maxlen > 0 and tonumber(ARGV[3]) > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'n', ARGV[3], 'keys', ARGV[4])
-end
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-return 1
-";
-
-/// KEYS: meta shards results stream ports (the last three only for their expiry). ARGV: shard outcome_json kind(done|failed) ttl_ms.
-/// Returns -1 for an unknown scan, 1 when Done was recorded now, 0 otherwise.
-const FINISH_LUA: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local prev = redis.call('HGET', KEYS[2], ARGV[1])
-local before = nil
-if prev then
-  local ok, v = pcall(cjson.decode, prev)
-  if ok and type(v) == 'table' then before = v['outcome'] end
-  if before ~= 'done' and before ~= 'failed' then
-    return redis.error_reply('BADDATA ' .. KEYS[2] .. ' field ' .. ARGV[1] .. ' does not hold a shard outcome')
-  end
-end
-if before == 'done' or (before == 'failed' and ARGV[3] == 'failed') then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if before == 'failed' then redis.call('HINCRBY', KEYS[1], 'shards_failed', -1) end
-redis.call('HINCRBY', KEYS[1], 'shards_' .. ARGV[3], 1)
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-if ARGV[3] == 'done' then return 1 end
-return 0
-";
-
-/// KEYS: meta ports. ARGV: shard ports_done ttl_ms.
-/// Returns -1 for an unknown scan, 1 otherwise. A shard's count only grows, and
-/// `meta.ports_done` moves by the same delta, so the sum is exact under redelivery.
-const PORTS_LUA: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local prev = redis.call('HGET', KEYS[2], ARGV[1])
-local before = 0
-if prev then
-  before = tonumber(prev)
-  if before == nil then
-    return redis.error_reply('BADDATA ' .. KEYS[2] .. ' field ' .. ARGV[1] .. ' does not hold a count')
-  end
-end
-local now = tonumber(ARGV[2])
-if now > before then
-  redis.call('HSET', KEYS[2], ARGV[1], now)
-  redis.call('HINCRBY', KEYS[1], 'ports_done', now - before)
-end
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-return 1
-";
 
 /// Whether a Redis error can heal by itself.
 fn classify(what: &str, e: &RedisError) -> StoreError {
@@ -447,8 +382,6 @@ impl ResultStore for RedisStore {
         scan_id: &str,
         results: &[ProbeResult],
     ) -> Result<(), StoreError> {
-        static SCRIPT: std::sync::LazyLock<Script> =
-            std::sync::LazyLock::new(|| Script::new(WRITE_LUA));
         let k = self.keys(scan_id)?;
         let ttl = self.ttl_ms();
         let chunks: Vec<&[ProbeResult]> = if results.is_empty() {
@@ -457,7 +390,7 @@ impl ResultStore for RedisStore {
             results.chunks(WRITE_CHUNK).collect()
         };
         for chunk in chunks {
-            let mut inv = SCRIPT.prepare_invoke();
+            let mut inv = WRITE.prepare_invoke();
             inv.key(&k.meta)
                 .key(&k.results)
                 .key(&k.stream)
@@ -484,8 +417,6 @@ impl ResultStore for RedisStore {
         shard_id: u32,
         outcome: &ShardOutcome,
     ) -> Result<bool, StoreError> {
-        static SCRIPT: std::sync::LazyLock<Script> =
-            std::sync::LazyLock::new(|| Script::new(FINISH_LUA));
         let k = self.keys(scan_id)?;
         let json = serde_json::to_string(outcome)
             .map_err(|e| StoreError::Permanent(format!("encode shard outcome: {e}")))?;
@@ -493,7 +424,7 @@ impl ResultStore for RedisStore {
             ShardOutcome::Done => "done",
             ShardOutcome::Failed { .. } => "failed",
         };
-        let mut inv = SCRIPT.prepare_invoke();
+        let mut inv = FINISH.prepare_invoke();
         inv.key(&k.meta)
             .key(&k.shards)
             .key(&k.results)
@@ -509,10 +440,8 @@ impl ResultStore for RedisStore {
         shard_id: u32,
         ports_done: u64,
     ) -> Result<(), StoreError> {
-        static SCRIPT: std::sync::LazyLock<Script> =
-            std::sync::LazyLock::new(|| Script::new(PORTS_LUA));
         let k = self.keys(scan_id)?;
-        let mut inv = SCRIPT.prepare_invoke();
+        let mut inv = PORTS.prepare_invoke();
         inv.key(&k.meta).key(&k.ports);
         inv.arg(shard_id).arg(ports_done).arg(self.ttl_ms());
         self.run_script("record ports", inv, scan_id)

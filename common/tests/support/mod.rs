@@ -5,8 +5,12 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_sqs::types::QueueAttributeName;
 use scanfleet_common::queue::{DeadLetter, Delivery, JobQueue, Nack};
 
 /// AWS configuration for moto: dummy static credentials, us-east-1. Built here
@@ -35,6 +39,45 @@ pub fn raw_sqs(endpoint: &str) -> aws_sdk_sqs::Client {
             .endpoint_url(endpoint)
             .build(),
     )
+}
+
+/// Every attribute of queue `name`, read with `raw` (see [`raw_sqs`]).
+pub async fn queue_attributes(
+    raw: &aws_sdk_sqs::Client,
+    name: &str,
+) -> HashMap<QueueAttributeName, String> {
+    let url = raw.get_queue_url().queue_name(name).send().await.unwrap();
+    raw.get_queue_attributes()
+        .queue_url(url.queue_url().unwrap())
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Receive `n` messages of `zone`, each on its first delivery, and ack them;
+/// their payloads, sorted (standard SQS queues do not keep order).
+pub async fn take_first_deliveries(
+    q: &(impl JobQueue + ?Sized),
+    zone: &str,
+    n: usize,
+) -> Vec<Vec<u8>> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let d = q
+            .receive(zone, Duration::from_secs(5))
+            .await
+            .expect("receive")
+            .unwrap_or_else(|| panic!("a message on zone {zone}"));
+        assert_eq!((d.zone.as_str(), d.deliveries), (zone, 1));
+        q.ack(&d).await.unwrap();
+        got.push(d.payload);
+    }
+    got.sort();
+    got
 }
 
 /// Nack `d` straight to the dead-letter queue with `reason`.
