@@ -256,7 +256,43 @@ contract!(
     deliveries_carry_the_queue_limit,
     init_is_idempotent_and_refuses_another_limit,
     zone_exists_reports_declared_zones,
+    peeked_dead_letters_stay_for_the_taker,
 );
+
+/// A coordinator reads the dead-letter queue to learn which of its shards the
+/// broker gave up on, and leaves the letters for `queues dead-letters`.
+async fn peeked_dead_letters_stay_for_the_taker(f: Fixture) {
+    let q = &*f.queue;
+    for (zone, body) in [("za", &b"one"[..]), ("zb", b"two"), ("za", b"three")] {
+        q.publish(zone, body).await.unwrap();
+        let d = must_receive(q, zone).await;
+        support::dead_letter(q, &d, "given up").await;
+    }
+    // RabbitMQ moves dead letters asynchronously: wait until all three are seen.
+    let until = Instant::now() + WAIT;
+    let mut peeked = Vec::new();
+    while peeked.len() < 3 && Instant::now() < until {
+        peeked = f.admin.peek_dead_letters(100).await.expect("peek");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut bodies: Vec<Vec<u8>> = peeked.iter().map(|d| d.payload.clone()).collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [b"one".to_vec(), b"three".to_vec(), b"two".to_vec()]
+    );
+    assert!(peeked.iter().all(|d| d.reason == "given up"), "{peeked:?}");
+    // A second peek sees them again, none twice; a peek of one sees one.
+    let again = f.admin.peek_dead_letters(100).await.expect("peek again");
+    assert_eq!(again.len(), 3, "{again:?}");
+    assert_eq!(
+        f.admin.peek_dead_letters(1).await.expect("peek one").len(),
+        1
+    );
+    // They are all still there to take.
+    assert_eq!(take_dead_letters(&*f.admin, 3).await.len(), 3);
+    assert!(f.admin.peek_dead_letters(100).await.unwrap().is_empty());
+}
 
 async fn must_receive(q: &dyn JobQueue, zone: &str) -> Delivery {
     q.receive(zone, WAIT)

@@ -88,6 +88,7 @@ contract!(
     zero_shard_scan_is_finished_at_once,
     port_progress_per_shard_only_grows,
     unknown_scan_is_an_error_everywhere,
+    unfinished_shards_are_those_without_an_outcome,
 );
 
 fn r(scan: &str, ip: &str, port: u16, state: PortState) -> ProbeResult {
@@ -371,5 +372,24 @@ async fn unknown_scan_is_an_error_everywhere(st: Arc<dyn ResultStore>, scan: Str
         "finish_shard",
     );
     unknown(st.record_ports(&scan, 0, 5).await, "record_ports");
+    unknown(
+        st.unfinished_shards(&scan).await.map(|_| ()),
+        "unfinished_shards",
+    );
     unknown(st.progress(&scan).await.map(|_| ()), "progress afterwards");
+}
+
+async fn unfinished_shards_are_those_without_an_outcome(st: Arc<dyn ResultStore>, scan: String) {
+    st.begin_scan(&scan, 4).await.unwrap();
+    assert_eq!(st.unfinished_shards(&scan).await.unwrap(), [0, 1, 2, 3]);
+    st.finish_shard(&scan, 2, &ShardOutcome::Done)
+        .await
+        .unwrap();
+    let failed = ShardOutcome::Failed {
+        reason: "dead-lettered".into(),
+    };
+    st.finish_shard(&scan, 0, &failed).await.unwrap();
+    // Progress counted on a shard is not an outcome.
+    st.record_ports(&scan, 1, 10).await.unwrap();
+    assert_eq!(st.unfinished_shards(&scan).await.unwrap(), [1, 3]);
 }

@@ -210,6 +210,10 @@ impl QueueAdmin for MemoryQueue {
         let n = max.min(s.dead.len());
         Ok(s.dead.drain(..n).collect())
     }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self.lock().dead.iter().take(max).cloned().collect())
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +266,13 @@ mod tests {
         assert_eq!(q.dead_letters()[1].reason, "bad signature");
         assert!(q.ack(&d).await.is_err());
 
+        let peeked = q.peek_dead_letters(10).await.unwrap();
+        assert_eq!(peeked.len(), 2, "a peek sees both");
+        assert_eq!(
+            q.peek_dead_letters(10).await.unwrap(),
+            peeked,
+            "and takes none"
+        );
         let first = q.take_dead_letters(1).await.unwrap();
         assert_eq!(first[0].reason, "delivery limit of 2 reached");
         let rest = q.take_dead_letters(10).await.unwrap();

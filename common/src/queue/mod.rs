@@ -181,4 +181,12 @@ pub trait QueueAdmin: Send + Sync {
     /// # Errors
     /// [`QueueError`] from the broker.
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Read up to `max` messages of the dead-letter queue and leave them there (for
+    /// `queues dead-letters` to take later): how a coordinator learns which of its
+    /// shards the broker gave up on. The order may change.
+    ///
+    /// # Errors
+    /// [`QueueError`] from the broker.
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
 }

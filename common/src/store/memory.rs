@@ -106,6 +106,15 @@ impl ResultStore for MemoryStore {
     async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
         self.with_scan(scan_id, |s| s.results.values().cloned().collect())
     }
+
+    async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {
+        self.with_scan(scan_id, |s| {
+            (0..s.shards_total)
+                .filter_map(|i| u32::try_from(i).ok())
+                .filter(|i| !s.shards.contains_key(i))
+                .collect()
+        })
+    }
 }
 
 #[cfg(test)]

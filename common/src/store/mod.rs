@@ -58,4 +58,7 @@ pub trait ResultStore: Send + Sync {
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError>;
     /// All stored results of a scan, ordered by ip then port.
     async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError>;
+    /// The shards of a scan that have no outcome yet, in order: what a scan that
+    /// ends at its deadline is missing.
+    async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError>;
 }

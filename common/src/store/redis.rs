@@ -488,6 +488,42 @@ impl ResultStore for RedisStore {
         })
     }
 
+    async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {
+        let k = self.keys(scan_id)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HGET")
+            .arg(&k.meta)
+            .arg("shards_total")
+            .cmd("HKEYS")
+            .arg(&k.shards);
+        let mut conn = self.conn.clone();
+        let (total, finished): (Option<String>, Vec<String>) = self
+            .bounded("read shard outcomes", async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        let Some(total) = total else {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        };
+        let total = parse_counter(&k.meta, "shards_total", Some(total))?;
+        let mut done = std::collections::BTreeSet::new();
+        for f in finished {
+            let id: u32 = f.parse().map_err(|_| {
+                StoreError::Permanent(format!(
+                    "{}: field {} is not a shard id",
+                    k.shards,
+                    crate::text::echo(&f)
+                ))
+            })?;
+            done.insert(id);
+        }
+        Ok((0..total)
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|i| !done.contains(i))
+            .collect())
+    }
+
     async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
         let k = self.keys(scan_id)?;
         let mut conn = self.conn.clone();

@@ -484,6 +484,10 @@ impl QueueAdmin for AmqpQueue {
     }
 
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        self.take_dead(max).await
+        self.take_dead(max, false).await
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.take_dead(max, true).await
     }
 }

@@ -109,7 +109,13 @@ impl AmqpQueue {
 
     /// Take up to `max` messages off the dead-letter queue (they are acked: this
     /// consumes them), with the reason and zone of each.
-    pub(super) async fn take_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    /// Take up to `max` dead letters, or with `keep` only read them: unacked, they
+    /// go back to the queue when the channel closes.
+    pub(super) async fn take_dead(
+        &self,
+        max: usize,
+        keep: bool,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let ch = {
             let mut link = self.link().await?;
             self.ensure_shared(&mut link).await?;
@@ -135,10 +141,12 @@ impl AmqpQueue {
                 .and_then(header_str)
                 .unwrap_or_else(|| d.routing_key.as_str().to_owned());
             let reason = dead_reason(&d.properties);
-            d.acker
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(|e| classify("ack dead letter", &e))?;
+            if !keep {
+                d.acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(|e| classify("ack dead letter", &e))?;
+            }
             out.push(DeadLetter {
                 zone,
                 payload: d.data,

@@ -447,6 +447,10 @@ impl QueueAdmin for SqsQueue {
     /// recorded reason; its zone comes from SQS's `DeadLetterQueueSourceArn`
     /// where the service sets it, else it is empty.
     async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        self.take_dead(max).await
+        self.take_dead(max, false).await
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.take_dead(max, true).await
     }
 }

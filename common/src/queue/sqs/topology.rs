@@ -206,10 +206,18 @@ impl SqsQueue {
     ///
     /// # Errors
     /// Any SQS error, with the queue and the operation named.
-    pub(super) async fn take_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    ///
+    /// With `keep` the messages are only read: they stay invisible while the read
+    /// goes on (so none is read twice) and are made visible again at its end.
+    pub(super) async fn take_dead(
+        &self,
+        max: usize,
+        keep: bool,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let dlq_name = self.dlq_name();
         let url = self.url_of(&dlq_name).await?;
         let mut out = Vec::new();
+        let mut kept: Vec<String> = Vec::new();
         while out.len() < max {
             let want = (max - out.len()).min(BATCH_ENTRIES) as i32;
             let got = self
@@ -240,13 +248,20 @@ impl SqsQueue {
                 let reason = string_attr(m, ATTR_REASON).unwrap_or_else(|| {
                     "moved to the dead-letter queue by the SQS redrive policy (receive limit reached)".to_string()
                 });
-                self.delete((&dlq_name, &url), receipt).await?;
+                if keep {
+                    kept.push(receipt.to_owned());
+                } else {
+                    self.delete((&dlq_name, &url), receipt).await?;
+                }
                 out.push(DeadLetter {
                     zone,
                     payload: decode_body(m),
                     reason,
                 });
             }
+        }
+        for receipt in &kept {
+            self.set_visibility((&dlq_name, &url), receipt, 0).await?;
         }
         Ok(out)
     }
