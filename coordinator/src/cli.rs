@@ -332,6 +332,12 @@ pub struct ScanArgs {
     #[arg(long)]
     pub detach: bool,
 
+    /// Fleet mode: stop following after SECS and end with the unfinished shards
+    /// listed (exit 1); default twice the plan's one-worker estimate plus 10 min,
+    /// at least 30 min [env SCANFLEET_DEADLINE_SECS; config scan.deadline_secs].
+    #[arg(long, value_name = "SECS")]
+    pub deadline: Option<u64>,
+
     #[command(flatten)]
     pub metrics: MetricsArg,
 

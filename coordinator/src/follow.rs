@@ -1,10 +1,14 @@
 //! The follow step, one for every mode: read the scan's progress from the store
 //! until every shard has an outcome ([`Progress::finished`], the one completion
-//! rule) or the user interrupts, showing it on the progress bar and in the
-//! `/metrics` gauges as it goes. A store outage is waited out and said once, with
-//! its end; a permanent store error ends the follow.
+//! rule), the deadline passes or the user interrupts, showing it on the progress
+//! bar and in the `/metrics` gauges as it goes. In a fleet it also looks at the
+//! dead-letter queue ([`crate::reconcile`]) so that a shard the broker gave up on
+//! ends the scan too. A store outage is waited out and said once, with its end; a
+//! permanent store error ends the follow.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use scanfleet_common::Progress;
 use scanfleet_common::store::{ResultStore, StoreError};
@@ -12,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ScanMetrics;
 use crate::progress::Bar;
+use crate::reconcile::DeadLetters;
+
+/// How often a fleet follow looks at the dead-letter queue.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(3);
 
 /// How a follow ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +28,8 @@ pub enum Followed {
     Finished(Progress),
     /// The user interrupted; the last progress read, if any.
     Interrupted(Option<Progress>),
+    /// The deadline passed with shards unfinished; the last progress read, if any.
+    DeadlineReached(Option<Progress>),
 }
 
 /// Why following failed.
@@ -37,6 +47,16 @@ pub struct Watchers<'a> {
     pub metrics: Option<&'a ScanMetrics>,
 }
 
+/// How a follow goes about it.
+pub struct Rules<'a> {
+    /// How often progress is read.
+    pub poll: Duration,
+    /// Stop with [`Followed::DeadlineReached`] after this long.
+    pub deadline: Option<Duration>,
+    /// Where to look for shards the broker or a worker dead-lettered.
+    pub dead_letters: Option<DeadLetters<'a>>,
+}
+
 /// Follow a scan to its end.
 ///
 /// # Errors
@@ -45,11 +65,14 @@ pub async fn follow(
     store: &dyn ResultStore,
     scan_id: &str,
     show: Watchers<'_>,
-    poll: Duration,
+    rules: Rules<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Followed, FollowError> {
+    let started = Instant::now();
     let mut last = None;
     let mut outage: Option<StoreError> = None;
+    let mut next_look = started + RECONCILE_EVERY;
+    let mut dlq_trouble = false;
     loop {
         match store.progress(scan_id).await {
             Ok(p) => {
@@ -78,9 +101,36 @@ pub async fn follow(
                 });
             }
         }
+        if let (Some(dl), true, None) = (&rules.dead_letters, Instant::now() >= next_look, &outage)
+        {
+            next_look = Instant::now() + RECONCILE_EVERY;
+            match dl.reconcile().await {
+                Ok(found) => {
+                    dlq_trouble = false;
+                    for (shard, reason) in found {
+                        eprintln!(
+                            "scanfleet: shard {shard} of scan {scan_id} was dead-lettered: {}",
+                            scanfleet_common::text::escape(&reason, 300)
+                        );
+                    }
+                    // Read progress again at once: those shards may have ended the scan.
+                    continue;
+                }
+                Err(e) if !dlq_trouble => {
+                    dlq_trouble = true;
+                    eprintln!("scanfleet: {:#}; still following", anyhow::Error::new(e));
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(d) = rules.deadline
+            && started.elapsed() >= d
+        {
+            return Ok(Followed::DeadlineReached(last));
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(Followed::Interrupted(last)),
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(rules.poll) => {}
         }
     }
 }
@@ -102,7 +152,12 @@ mod tests {
             bar: &bar,
             metrics: None,
         };
-        follow(store, scan_id, shows, Duration::from_millis(100), stop).await
+        let rules = Rules {
+            poll: Duration::from_millis(100),
+            deadline: Some(Duration::from_secs(3600)),
+            dead_letters: None,
+        };
+        follow(store, scan_id, shows, rules, stop).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -148,5 +203,99 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(end, Followed::Finished(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_ends_a_scan_that_would_wait_for_ever() {
+        let store = MemoryStore::new();
+        store.begin_scan("d", 2).await.unwrap();
+        store
+            .finish_shard("d", 0, &ShardOutcome::Done)
+            .await
+            .unwrap();
+        let bar = Bar::hidden();
+        let t0 = Instant::now();
+        let end = follow(
+            &store,
+            "d",
+            Watchers {
+                bar: &bar,
+                metrics: None,
+            },
+            Rules {
+                poll: Duration::from_secs(1),
+                deadline: Some(Duration::from_secs(60)),
+                dead_letters: None,
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(t0.elapsed() >= Duration::from_secs(60));
+        match end {
+            Followed::DeadlineReached(Some(p)) => assert_eq!(p.shards_done, 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.unfinished_shards("d").await.unwrap(), [1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_in_the_dead_letter_queue_ends_the_scan_failed() {
+        use scanfleet_common::queue::memory::MemoryQueue;
+        use scanfleet_common::queue::{JobQueue, Nack};
+        use scanfleet_common::{JobEnvelope, PortSpec, ProbeProfile, ScanJob};
+        let secret = b"s".repeat(32);
+        let q = MemoryQueue::new(Duration::from_secs(30), 2);
+        let store = MemoryStore::new();
+        store.begin_scan("x", 1).await.unwrap();
+        let job = ScanJob {
+            scan_id: "x".into(),
+            shard_id: 0,
+            zone: "default".into(),
+            targets: Vec::new(),
+            ports: PortSpec::parse("22").unwrap(),
+            profile: ProbeProfile::default(),
+        };
+        let env = JobEnvelope::seal(&job, 1, u64::MAX, Some(&secret));
+        q.publish("default", &env.to_bytes()).await.unwrap();
+        let d = q
+            .receive("default", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        q.nack(
+            &d,
+            Nack::DeadLetter {
+                reason: "signature does not verify".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let bar = Bar::hidden();
+        let end = follow(
+            &store,
+            "x",
+            Watchers {
+                bar: &bar,
+                metrics: None,
+            },
+            Rules {
+                poll: Duration::from_millis(250),
+                deadline: Some(Duration::from_secs(3600)),
+                dead_letters: Some(DeadLetters {
+                    admin: &q,
+                    store: &store,
+                    secret: Some(&secret),
+                    scan_id: "x",
+                }),
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        match end {
+            Followed::Finished(p) => assert_eq!((p.shards_done, p.shards_failed), (0, 1)),
+            other => panic!("{other:?}"),
+        }
     }
 }

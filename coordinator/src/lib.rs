@@ -5,7 +5,7 @@
 //!
 //! The modules in the order data flows through them: [`discovery`] (AWS) ->
 //! [`estate`] (zones, reachability) -> [`plan`] (scope, shards) -> [`publish`] ->
-//! [`follow`] -> [`report`]. [`commands`] holds each command's glue over them;
+//! [`follow`] (with [`reconcile`]) -> [`report`]. [`commands`] holds each command's glue over them;
 //! [`config`] and [`cli`] read what the user asked for.
 
 pub mod aws_cmd;
@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod publish;
+pub mod reconcile;
 pub mod report;
 
 pub use error::CliError;

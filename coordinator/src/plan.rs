@@ -5,6 +5,7 @@
 //! several workers have something to do. Nothing here prints or sends.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use scanfleet_common::scope::{self, Skipped};
 use scanfleet_common::{DEFAULT_ZONE, PortSpec, ProbeProfile, ScanJob, Target};
@@ -128,6 +129,31 @@ pub fn new_scan_id() -> String {
         now.as_secs(),
         rand::random::<u32>() & 0xff_ffff
     )
+}
+
+/// How long following a fleet scan may take before its unfinished shards are given
+/// up on, unless the user said (`--deadline`): twice what the plan takes on one
+/// worker at the targets' rates, plus 10 minutes for queues and start-up, and at
+/// least 30 minutes. Generous on purpose: it only ends a scan that would otherwise
+/// wait for ever (a shard lost with its worker and not dead-lettered).
+pub fn default_deadline(planned: &Planned) -> Duration {
+    let one_worker: f64 = planned
+        .jobs
+        .iter()
+        .map(|job| {
+            let rate: f64 = job
+                .targets
+                .iter()
+                .map(|t| f64::from(t.rate_pps.max(1)))
+                .sum::<f64>()
+                .min(f64::from(job.profile.global_rate_pps.max(1)));
+            let tries = 1.0 + f64::from(job.profile.retries);
+            let probes = job.targets.len() as f64 * job.ports.len() as f64 * tries;
+            probes / rate.max(1.0) + tries * job.profile.timeout_ms as f64 / 1000.0
+        })
+        .sum();
+    let secs = (2.0 * one_worker + 600.0).clamp(1800.0, 30.0 * 24.0 * 3600.0);
+    Duration::from_secs_f64(secs)
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub struct ScanFile {
     pub all_states: Option<bool>,
     pub max_targets: Option<u64>,
     pub shard_size: Option<usize>,
+    pub deadline_secs: Option<u64>,
 }
 
 /// `[scope]`: what may never be probed.

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ScanSettings;
 use crate::error::CliError;
-use crate::follow::Followed;
+use crate::follow::{Followed, Rules};
 use crate::plan;
 use crate::publish::Publisher;
 use crate::report;
@@ -108,7 +108,12 @@ pub async fn scan(mut settings: ScanSettings, shutdown: CancellationToken) -> Re
         &planned,
         store.as_ref(),
         &scan_metrics,
-        Duration::from_millis(100),
+        // In one process every shard ends: its workers record what they cannot do.
+        Rules {
+            poll: Duration::from_millis(100),
+            deadline: None,
+            dead_letters: None,
+        },
         &shutdown,
     )
     .await;
@@ -135,7 +140,7 @@ pub async fn scan(mut settings: ScanSettings, shutdown: CancellationToken) -> Re
         notes.push(n);
     }
 
-    let interrupted = matches!(end, Followed::Interrupted(_));
+    let interrupted = !matches!(end, Followed::Finished(_));
     let ending = super::Ending {
         engine,
         notes,

@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backends;
 use crate::config::ScanSettings;
 use crate::error::CliError;
-use crate::follow::Followed;
+use crate::follow::{Followed, Rules};
 use crate::plan;
+use crate::reconcile::DeadLetters;
 use crate::report;
 
 /// Publish a scan to the fleet and, unless detached, follow it to the end.
@@ -53,29 +54,65 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         return Ok(());
     }
 
+    let deadline = settings
+        .deadline
+        .unwrap_or_else(|| plan::default_deadline(&planned));
+    let rules = Rules {
+        poll: Duration::from_millis(250),
+        deadline: Some(deadline),
+        dead_letters: Some(DeadLetters {
+            admin: publisher.admin.as_ref(),
+            store: publisher.store.as_ref(),
+            secret: publisher.secret.as_deref(),
+            scan_id: &planned.scan_id,
+        }),
+    };
     let end = super::follow_scan(
         &settings,
         &planned,
         publisher.store.as_ref(),
         &scan_metrics,
-        Duration::from_millis(250),
+        rules,
         &shutdown,
     )
     .await;
     stop_metrics.cancel();
-    if let Followed::Interrupted(_) = end.context("following the scan")? {
+    let how = match end.context("following the scan")? {
+        Followed::Finished(_) => "done",
+        Followed::Interrupted(_) => {
+            eprintln!(
+                "scanfleet: stopped following scan {id}; workers go on. Follow it with `scanfleet status {id}`",
+                id = planned.scan_id
+            );
+            return Err(CliError::Runtime(anyhow::anyhow!("interrupted")));
+        }
+        Followed::DeadlineReached(_) => "ended at its deadline",
+    };
+    let unfinished = if how == "done" {
+        Vec::new()
+    } else {
+        publisher
+            .store
+            .unfinished_shards(&planned.scan_id)
+            .await
+            .context("reading the unfinished shards")?
+    };
+    if !unfinished.is_empty() {
         eprintln!(
-            "scanfleet: stopped following scan {id}; workers go on. Follow it with `scanfleet status {id}`",
-            id = planned.scan_id
+            "scanfleet: scan {} reached its deadline of {} s with {} unfinished (no outcome, not dead-lettered): {}; workers may still finish them: `scanfleet status {}`",
+            planned.scan_id,
+            deadline.as_secs(),
+            report::count(unfinished.len() as u64, "shard"),
+            shard_list(&unfinished),
+            planned.scan_id,
         );
-        return Err(CliError::Runtime(anyhow::anyhow!("interrupted")));
     }
     let ending = super::Ending {
         engine: format!("fleet ({:?})", settings.profile.mode).to_lowercase(),
         notes: Vec::new(),
         started,
         started_ms,
-        how: "done",
+        how,
     };
     super::report_scan(
         &settings,
@@ -85,5 +122,26 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         " failed; see `scanfleet queues dead-letters`",
     )
     .await?;
+    if !unfinished.is_empty() {
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "{} unfinished at the deadline: {}",
+            report::count(unfinished.len() as u64, "shard"),
+            shard_list(&unfinished)
+        )));
+    }
     Ok(())
+}
+
+/// Shard ids for a message: all of them up to 20, then how many more.
+fn shard_list(ids: &[u32]) -> String {
+    let mut s = ids
+        .iter()
+        .take(20)
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > 20 {
+        s.push_str(&format!(" and {} more", ids.len() - 20));
+    }
+    s
 }

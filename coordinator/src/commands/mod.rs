@@ -7,7 +7,7 @@ pub mod queues;
 pub mod status;
 pub mod watch;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use scanfleet_common::Progress;
@@ -16,20 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ScanSettings;
 use crate::error::CliError;
-use crate::follow::{self, FollowError, Followed, Watchers};
+use crate::follow::{self, FollowError, Followed, Rules, Watchers};
 use crate::metrics::ScanMetrics;
 use crate::plan::Planned;
 use crate::progress::Bar;
 use crate::report::{self, ScanHead};
 
 /// Follow a published scan with a progress bar (and the scan's gauges) until every
-/// shard has an outcome or `shutdown` fires.
+/// shard has an outcome, the deadline passes or `shutdown` fires.
 async fn follow_scan(
     settings: &ScanSettings,
     planned: &Planned,
     store: &dyn ResultStore,
     metrics: &ScanMetrics,
-    poll: Duration,
+    rules: Rules<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Followed, FollowError> {
     let bar = Bar::new(settings.progress, planned.pairs);
@@ -40,7 +40,7 @@ async fn follow_scan(
             bar: &bar,
             metrics: Some(metrics),
         },
-        poll,
+        rules,
         shutdown,
     )
     .await;
@@ -91,7 +91,7 @@ async fn report_scan(
     let visible = report::visible(&results, settings.profile.all_states);
     report::emit(&settings.output, settings.format, &summary, &visible)?;
     report::say_summary(&summary, ending.started, ending.how);
-    if ending.how == "done" && progress.shards_failed > 0 {
+    if ending.how != "interrupted" && progress.shards_failed > 0 {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "{} of {}{hint}",
             progress.shards_failed,

@@ -139,6 +139,7 @@ fn template(args: &WatchArgs, src: &Sources) -> Result<ScanSettings, CliError> {
         fleet: config::fleet(&args.publish, src)?,
         detach: true,
         job_ttl: config::job_ttl(&args.publish, src)?,
+        deadline: None,
     })
 }
 

@@ -64,6 +64,9 @@ pub struct ScanSettings {
     pub detach: bool,
     /// How long a published shard stays valid.
     pub job_ttl: Duration,
+    /// Fleet mode: how long to follow before giving up on unfinished shards;
+    /// `None`: from the plan ([`crate::plan::default_deadline`]).
+    pub deadline: Option<Duration>,
 }
 
 /// Where a fleet scan goes and how its shards are published.
@@ -189,6 +192,15 @@ impl ScanSettings {
         }
         let metrics_addr = metrics_addr(&args.metrics, src)?;
         let (format, output) = output(&args.output, src)?;
+        let deadline = src
+            .pick(
+                ("--deadline", args.deadline),
+                Some("SCANFLEET_DEADLINE_SECS"),
+                ("scan.deadline_secs", f.deadline_secs),
+                None,
+            )?
+            .map(|d| in_range(&d, 1, 30 * 24 * 3600).map(Duration::from_secs))
+            .transpose()?;
 
         let (assets, source) = match &args.inventory {
             None if args.discover.is_some() => (Vec::new(), Source::Aws(args.aws.clone())),
@@ -235,6 +247,7 @@ impl ScanSettings {
             fleet,
             detach: args.detach,
             job_ttl,
+            deadline,
         })
     }
 
