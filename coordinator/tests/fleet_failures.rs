@@ -852,3 +852,94 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
         t0.elapsed()
     );
 }
+
+/// The broker gives up on a shard whose workers all die on it: kill -9 the worker
+/// holding the only shard, as often as the delivery limit allows. No worker ever
+/// records an outcome; the coordinator must still end, exit 1, naming the shard.
+fn a_shard_its_workers_die_on_ends_the_scan(sqs: bool) {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    const LIMIT: u32 = 2;
+    let t0 = Instant::now();
+    relay(6379);
+    let moto = sqs.then(Moto::start);
+    let _moto_relay = moto.as_ref().map(|m| Relay::new(m.port));
+    let vhost = (!sqs).then(|| {
+        relay(5672);
+        Vhost::new("killed")
+    });
+    let env: Vec<(&str, String)> = moto.as_ref().map(|m| m.env()).unwrap_or_default();
+    let q = match &vhost {
+        Some(v) => v.url(),
+        None => format!("sqs://sftest-killed-{}", std::process::id()),
+    };
+    let t = truth();
+    let host = "10.213.0.11";
+    let inventory = inventory_of(&t, &[host]);
+    let limit = LIMIT.to_string();
+    // One shard of 10000 ports at 800 probes/s: long enough to be killed mid-way.
+    let coord = Coordinator::scan(
+        &q,
+        SHARED_REDIS,
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "-p",
+            PORTS,
+            "--rate",
+            "800",
+            "--delivery-limit",
+            &limit,
+        ],
+        &env,
+    );
+    let mut coord = coord;
+    let scan_id = coord.scan_id(Duration::from_secs(30));
+    let _forget = ForgetScan(scan_id.clone());
+    for round in 0..LIMIT {
+        let mut w = Worker::spawn(&q, SHARED_REDIS, 19541 + round as u16, 3, &env, &[]);
+        let holding = wait_until(Duration::from_secs(40), || {
+            assert!(w.alive(), "a worker exited on its own");
+            metric(&w.metrics(), "scanfleet_shards_in_flight", &[]) >= 1.0
+        });
+        assert!(holding, "round {round}: the worker never took the shard");
+        std::thread::sleep(Duration::from_millis(500));
+        // SIGKILL: the worker says nothing to the queue or the store.
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+    }
+    // One more worker: SQS applies its redrive policy when a receive finds the
+    // message over its receive count, so something must receive. It never gets the shard.
+    let mut last = Worker::spawn(&q, SHARED_REDIS, 19549, 3, &env, &[]);
+    let out = coord.finish(Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("shard 0 of scan {scan_id} was dead-lettered")),
+        "the shard is not named: {err}"
+    );
+    assert!(err.contains("1 of 1 shard failed"), "{err}");
+    assert_eq!(
+        metric(&last.metrics(), "scanfleet_jobs_received_total", &[]),
+        0.0,
+        "the dead-lettered shard was delivered again"
+    );
+    assert_eq!(last.terminate(Duration::from_secs(30)), Some(0));
+    eprintln!(
+        "{}: a shard killed {LIMIT} times ended the scan in {:?}",
+        if sqs { "SQS" } else { "RabbitMQ" },
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn lab_fleet_amqp_shard_dead_lettered_by_the_broker_ends_the_scan() {
+    a_shard_its_workers_die_on_ends_the_scan(false);
+}
+
+#[test]
+fn lab_fleet_sqs_shard_dead_lettered_by_the_broker_ends_the_scan() {
+    a_shard_its_workers_die_on_ends_the_scan(true);
+}
