@@ -943,3 +943,44 @@ fn lab_fleet_amqp_shard_dead_lettered_by_the_broker_ends_the_scan() {
 fn lab_fleet_sqs_shard_dead_lettered_by_the_broker_ends_the_scan() {
     a_shard_its_workers_die_on_ends_the_scan(true);
 }
+
+#[test]
+fn lab_fleet_a_coordinator_with_another_secret_is_told_not_left_waiting() {
+    let _turn = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if !lab_ready() {
+        return;
+    }
+    relay(5672);
+    relay(6379);
+    let t = truth();
+    let vhost = Vhost::new("secret");
+    let q = vhost.url();
+    let mut w = Worker::spawn(&q, SHARED_REDIS, 19551, 10, &[], &[]);
+    w.wait_ready(Duration::from_secs(30));
+    let inventory = inventory_of(&t, &HOSTS[..2]);
+    let other = [(
+        "SCANFLEET_JOB_SECRET",
+        "a-different-secret-0123456789abcdef0123".to_string(),
+    )];
+    let mut coord = Coordinator::scan(
+        &q,
+        SHARED_REDIS,
+        &["--inventory", inventory.to_str().unwrap(), "-p", "1-100"],
+        &other,
+    );
+    let scan_id = coord.scan_id(Duration::from_secs(30));
+    let _forget = ForgetScan(scan_id.clone());
+    let out = coord.finish(Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("was dead-lettered") && err.contains("signature does not verify"),
+        "the coordinator did not say why: {err}"
+    );
+    assert_eq!(
+        metric(&w.metrics(), "scanfleet_probes_sent_total", &[]),
+        0.0,
+        "a job signed with another secret was probed"
+    );
+    assert_eq!(w.terminate(Duration::from_secs(30)), Some(0));
+}
