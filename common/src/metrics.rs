@@ -124,6 +124,9 @@ label_enum! {
         Probe => "probe",
         /// Failed transiently on every delivery the queue allows.
         DeliveryLimit => "delivery_limit",
+        /// The store does not know the job's scan (its keys expired or a Redis
+        /// without persistence restarted): no retry can store its results.
+        UnknownScan => "unknown_scan",
     }
 }
 
@@ -133,6 +136,7 @@ impl DeadLetterReason {
         match self {
             DeadLetterReason::Probe => Stage::Probe,
             DeadLetterReason::DeliveryLimit => Stage::Settle,
+            DeadLetterReason::UnknownScan => Stage::Store,
             _ => Stage::Verify,
         }
     }

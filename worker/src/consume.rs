@@ -495,6 +495,18 @@ impl Worker {
                         .errors
                         .with_label_values(&[Stage::Store.as_str(), ErrorKind::Permanent.as_str()])
                         .inc();
+                    // Its scan is gone from the store: every further delivery would
+                    // probe again for nothing. Other permanent errors may be one bad
+                    // write, so they are retried within the delivery limit.
+                    if let StoreError::UnknownScan(scan) = &e {
+                        return Err(ShardError::Permanent {
+                            class: DeadLetterReason::UnknownScan,
+                            reason: format!(
+                                "scan {} is not known to the result store (expired, or its Redis restarted without persistence)",
+                                scanfleet_common::text::echo(scan)
+                            ),
+                        });
+                    }
                     return Err(ShardError::Transient(e.to_string()));
                 }
             }
