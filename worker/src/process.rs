@@ -1,6 +1,8 @@
 //! A worker process: its settings (flags, environment, config file, validated
 //! before anything connects), then connect the queue and the store named by
-//! URLs, serve `/metrics` if asked, consume until shutdown, drain, exit.
+//! URLs, serve `/metrics` if asked, consume until shutdown, drain, exit. With
+//! `--lifecycle-hook`, the autoscaling group's terminating hook is a shutdown
+//! too ([`crate::lifecycle`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use scanfleet_common::telemetry::redact;
 use tokio_util::sync::CancellationToken;
 
 use crate::consume::{Worker, WorkerConfig};
+use crate::lifecycle::{self, Lifecycle, LifecycleConfig};
 use crate::metrics::WorkerMetrics;
 
 /// The flags of `scanfleet-worker`; every one also comes from the environment
@@ -48,6 +51,23 @@ pub struct WorkerArgs {
     pub grace_secs: Option<u64>,
     #[command(flatten)]
     pub exclude: ExcludeArg,
+    /// Name of the autoscaling group's terminating lifecycle hook: on
+    /// Terminating:Wait the worker drains as on SIGTERM, sends heartbeats, then
+    /// completes the action (CONTINUE) [env: SCANFLEET_LIFECYCLE_HOOK; default: none].
+    #[arg(long, value_name = "NAME")]
+    pub lifecycle_hook: Option<String>,
+    /// This EC2 instance's id for --lifecycle-hook, instead of asking instance
+    /// metadata (IMDSv2) [env: SCANFLEET_INSTANCE_ID].
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// With --lifecycle-hook, seconds between reads of the instance's lifecycle
+    /// state [env: SCANFLEET_LIFECYCLE_POLL_SECS; default 5].
+    #[arg(long, value_name = "SECS")]
+    pub lifecycle_poll_secs: Option<u64>,
+    /// With --lifecycle-hook, seconds between heartbeats while draining; keep it
+    /// below the hook's heartbeat timeout [env: SCANFLEET_LIFECYCLE_HEARTBEAT_SECS; default 30].
+    #[arg(long, value_name = "SECS")]
+    pub lifecycle_heartbeat_secs: Option<u64>,
     /// LOAD TESTS ONLY: send no probe and make results up (reason "synthetic"),
     /// to load the queue, Redis and the worker without a network.
     #[arg(long, hide = true)]
@@ -67,6 +87,8 @@ pub struct ProcessConfig {
     pub lease: Duration,
     pub grace: Duration,
     pub scope: ScopePolicy,
+    /// The terminating lifecycle hook to honour (`--lifecycle-hook`).
+    pub lifecycle: Option<LifecycleConfig>,
     /// LOAD TESTS ONLY: send nothing, make results up.
     pub synthetic_probes: bool,
 }
@@ -128,9 +150,68 @@ impl ProcessConfig {
                 exclude_cidrs: args.exclude.resolve(src, "worker.exclude", &w.exclude)?,
                 ..ScopePolicy::default()
             },
+            lifecycle: lifecycle_config(args, src)?,
             synthetic_probes: args.synthetic_probes,
         })
     }
+}
+
+/// `--lifecycle-hook` and its companions (flags and environment only).
+fn lifecycle_config(
+    args: &WorkerArgs,
+    src: &Sources,
+) -> Result<Option<LifecycleConfig>, ConfigError> {
+    let hook = src.pick(
+        ("--lifecycle-hook", args.lifecycle_hook.clone()),
+        Some("SCANFLEET_LIFECYCLE_HOOK"),
+        ("worker.lifecycle_hook", None),
+        None,
+    )?;
+    let instance = src.pick(
+        ("--instance-id", args.instance_id.clone()),
+        Some("SCANFLEET_INSTANCE_ID"),
+        ("worker.instance_id", None),
+        None,
+    )?;
+    let poll = src.pick_or(
+        ("--lifecycle-poll-secs", args.lifecycle_poll_secs),
+        Some("SCANFLEET_LIFECYCLE_POLL_SECS"),
+        ("worker.lifecycle_poll_secs", None),
+        5,
+    )?;
+    let heartbeat = src.pick_or(
+        ("--lifecycle-heartbeat-secs", args.lifecycle_heartbeat_secs),
+        Some("SCANFLEET_LIFECYCLE_HEARTBEAT_SECS"),
+        ("worker.lifecycle_heartbeat_secs", None),
+        30,
+    )?;
+    let poll = Duration::from_secs(in_range(&poll, 1, 3600)?);
+    let heartbeat = Duration::from_secs(in_range(&heartbeat, 1, 3600)?);
+    if let Some(id) = &instance
+        && !lifecycle::is_instance_id(&id.value)
+    {
+        return Err(id.invalid("expected an EC2 instance id (i- and 8 or 17 hex digits)"));
+    }
+    let Some(hook) = hook else {
+        return Ok(None);
+    };
+    let valid = !hook.value.is_empty()
+        && hook.value.len() <= 255
+        && hook
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+    if !valid {
+        return Err(hook.invalid(
+            "a lifecycle hook name is 1 to 255 characters of A-Z, a-z, 0-9, '-', '_' and '/'",
+        ));
+    }
+    Ok(Some(LifecycleConfig {
+        hook: hook.value,
+        instance_id: instance.map(|i| i.value),
+        poll,
+        heartbeat,
+    }))
 }
 
 /// Why a worker process could not run.
@@ -165,6 +246,22 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
         prefetch: config.concurrency.clamp(1, u16::MAX as usize) as u16,
         lease: config.lease,
     };
+    // The lifecycle guard first, so that a worker still waiting for its queue
+    // also drains and completes the hook when its instance terminates.
+    let drained = CancellationToken::new();
+    let _drained_on_return = drained.clone().drop_guard();
+    let guard = match &config.lifecycle {
+        Some(lc) => {
+            let lc = Lifecycle::connect(lc)
+                .await
+                .map_err(|e| ProcessError::Runtime(e.to_string()))?;
+            let (shutdown, drained) = (shutdown.clone(), drained.clone());
+            Some(tokio::spawn(
+                async move { lc.guard(shutdown, drained).await },
+            ))
+        }
+        None => None,
+    };
     let queue = backend::connect_queue(&config.queue_url, &opts)
         .await
         .map_err(|e| ProcessError::Runtime(format!("queue {}: {e}", redact(&config.queue_url))))?;
@@ -198,10 +295,22 @@ pub async fn run(config: ProcessConfig, shutdown: CancellationToken) -> Result<(
         );
     }
     tracing::info!(zone = %config.zone, queue = %redact(&config.queue_url), "worker started");
-    worker
+    let ran = worker
         .run(shutdown)
         .await
-        .map_err(|e| ProcessError::Runtime(format!("queue: {e}")))?;
+        .map_err(|e| ProcessError::Runtime(format!("queue: {e}")));
+    drained.cancel();
+    if let Some(guard) = guard {
+        match guard.await {
+            Ok(Ok(outcome)) => tracing::debug!(?outcome, "lifecycle guard done"),
+            // Not fatal: the hook's timeout and default result end the wait.
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lifecycle hook not completed; its timeout will end the wait")
+            }
+            Err(e) => tracing::warn!(error = %e, "lifecycle guard failed"),
+        }
+    }
+    ran?;
     tracing::info!("worker drained; exiting");
     Ok(())
 }
@@ -291,6 +400,61 @@ mod tests {
         assert!(
             e(&Q, &[SECRET, ("SCANFLEET_CONCURRENCY", "0")])
                 .starts_with("environment variable SCANFLEET_CONCURRENCY=\"0\"")
+        );
+    }
+
+    #[test]
+    fn lifecycle_hook_settings_come_from_flags_and_environment() {
+        let c = config(&Q, &[SECRET]).unwrap();
+        assert_eq!(c.lifecycle, None);
+        let c = config(
+            &Q,
+            &[
+                SECRET,
+                ("SCANFLEET_LIFECYCLE_HOOK", "scanfleet-drain"),
+                ("SCANFLEET_INSTANCE_ID", "i-0123456789abcdef0"),
+            ],
+        )
+        .unwrap();
+        let lc = c.lifecycle.unwrap();
+        assert_eq!(lc.hook, "scanfleet-drain");
+        assert_eq!(lc.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(
+            (lc.poll, lc.heartbeat),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+        let lc = config(
+            &[
+                &Q[..],
+                &["--lifecycle-hook", "h", "--lifecycle-poll-secs", "2"],
+            ]
+            .concat(),
+            &[SECRET],
+        )
+        .unwrap()
+        .lifecycle
+        .unwrap();
+        assert_eq!((lc.instance_id, lc.poll), (None, Duration::from_secs(2)));
+
+        let e = |argv: &[&str], env: &[(&str, &str)]| config(argv, env).unwrap_err().to_string();
+        assert!(
+            e(&[&Q[..], &["--lifecycle-hook", "a b"]].concat(), &[SECRET])
+                .starts_with("--lifecycle-hook a b: a lifecycle hook name is")
+        );
+        assert!(
+            e(&Q, &[SECRET, ("SCANFLEET_INSTANCE_ID", "web-1")])
+                .starts_with("environment variable SCANFLEET_INSTANCE_ID")
+        );
+        assert!(
+            e(
+                &[
+                    &Q[..],
+                    &["--lifecycle-hook", "h", "--lifecycle-heartbeat-secs", "0"]
+                ]
+                .concat(),
+                &[SECRET]
+            )
+            .starts_with("--lifecycle-heartbeat-secs 0: expected 1 to 3600")
         );
     }
 

@@ -1,4 +1,5 @@
-//! `scanfleet-worker`: parse flags, run a worker process until SIGTERM or Ctrl-C,
+//! `scanfleet-worker`: parse flags, run a worker process until SIGTERM or Ctrl-C
+//! (or, with `--lifecycle-hook`, its autoscaling group's terminating notice),
 //! drain, exit 0. Exit 2 for bad flags or configuration (found before anything
 //! connects), 1 for runtime failure. A second signal exits at once with 130.
 
