@@ -489,6 +489,14 @@ async fn worker_process_exits_after_completing_the_hook() {
     assert!(status.success(), "exit {status}\n{stderr}");
     // With nothing in hand the drain can end before the first heartbeat is due
     // (the guard test covers heartbeats); the action is completed last, once.
+    // The proxy records a call as it answers it: the worker may have exited a
+    // moment before the record is in.
+    within(5, "the completion is recorded", async {
+        while fake.calls("CompleteLifecycleAction").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let completes = fake.calls("CompleteLifecycleAction");
     assert_eq!(completes.len(), 1, "{:?}\n{stderr}", fake.actions());
     assert_eq!(completes[0].get("InstanceId"), Some(&id));
