@@ -241,36 +241,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_shard_in_the_dead_letter_queue_ends_the_scan_failed() {
+        use crate::reconcile::testing::{dead_letter, sealed};
         use scanfleet_common::queue::memory::MemoryQueue;
-        use scanfleet_common::queue::{JobQueue, Nack};
-        use scanfleet_common::{JobEnvelope, PortSpec, ProbeProfile, ScanJob};
         let secret = b"s".repeat(32);
         let q = MemoryQueue::new(Duration::from_secs(30), 2);
         let store = MemoryStore::new();
         store.begin_scan("x", 1).await.unwrap();
-        let job = ScanJob {
-            scan_id: "x".into(),
-            shard_id: 0,
-            zone: "default".into(),
-            targets: Vec::new(),
-            ports: PortSpec::parse("22").unwrap(),
-            profile: ProbeProfile::default(),
-        };
-        let env = JobEnvelope::seal(&job, 1, u64::MAX, Some(&secret));
-        q.publish("default", &env.to_bytes()).await.unwrap();
-        let d = q
-            .receive("default", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
-        q.nack(
-            &d,
-            Nack::DeadLetter {
-                reason: "signature does not verify".into(),
-            },
-        )
-        .await
-        .unwrap();
+        dead_letter(&q, &sealed("x", 0, &secret), "signature does not verify").await;
         let bar = Bar::hidden();
         let end = follow(
             &store,

@@ -88,16 +88,17 @@ impl DeadLetters<'_> {
     }
 }
 
+/// Dead letters made by hand, for the tests of this module and of the follow.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use scanfleet_common::JobEnvelope;
     use scanfleet_common::queue::memory::MemoryQueue;
-    use scanfleet_common::queue::{JobQueue, Nack, Topology};
-    use scanfleet_common::store::memory::MemoryStore;
+    use scanfleet_common::queue::{JobQueue, Nack};
     use scanfleet_common::{PortSpec, ProbeProfile, ScanJob};
     use std::time::Duration;
 
-    fn sealed(scan: &str, shard: u32, secret: &[u8]) -> Vec<u8> {
+    /// An envelope of shard `shard` of `scan`, signed with `secret`.
+    pub fn sealed(scan: &str, shard: u32, secret: &[u8]) -> Vec<u8> {
         let job = ScanJob {
             scan_id: scan.into(),
             shard_id: shard,
@@ -109,7 +110,8 @@ mod tests {
         JobEnvelope::seal(&job, 1, 1_000, Some(secret)).to_bytes()
     }
 
-    async fn dead_letter(q: &MemoryQueue, payload: &[u8], reason: &str) {
+    /// Publish `payload` and dead-letter it with `reason`, as a worker would.
+    pub async fn dead_letter(q: &MemoryQueue, payload: &[u8], reason: &str) {
         q.publish("default", payload).await.unwrap();
         let d = q
             .receive("default", Duration::from_millis(50))
@@ -125,6 +127,16 @@ mod tests {
         .await
         .unwrap();
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{dead_letter, sealed};
+    use super::*;
+    use scanfleet_common::queue::Topology;
+    use scanfleet_common::queue::memory::MemoryQueue;
+    use scanfleet_common::store::memory::MemoryStore;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn only_this_scans_unfinished_shards_signed_by_us_are_failed() {
