@@ -46,6 +46,10 @@ if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/checkov" ] || ! "$VENV/
   /usr/bin/python3 -m venv "$VENV" || die "python3 -m venv $VENV"
   "$VENV/bin/pip" install -q "${PY_TOOLS[@]}" || die "pip install ${PY_TOOLS[*]} into $VENV"
 fi
+# The virtualenv must be Debian's python3 with the tools importable.
+[ "$("$VENV/bin/python" -c 'import sys; print(sys.base_prefix)')" = /usr ] || \
+  die "$VENV is not built on Debian's /usr/bin/python3: remove it and run setup again"
+"$VENV/bin/python" -c 'import moto, hcl2' || die "moto or python-hcl2 missing in $VENV"
 ln -sf "$VENV/bin/moto_server" /usr/local/bin/moto_server
 [ "$(command -v moto_server)" = /usr/local/bin/moto_server ] || \
   log "note: another moto_server comes first on the PATH: $(command -v moto_server)"

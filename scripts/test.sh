@@ -7,7 +7,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "setup"
+# Only Debian's python3 on the PATH (no pyenv or other interpreter first), so that
+# this run proves setup and the tests need nothing else: Python tools come from the
+# virtualenv setup.sh makes with /usr/bin/python3.
+CARGO_BIN=$(dirname "$(command -v cargo)")
+export PATH="$CARGO_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+step "setup (python3 is $(command -v python3))"
 scripts/setup.sh
 
 step "cargo fmt --check"
