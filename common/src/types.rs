@@ -370,6 +370,16 @@ impl ProbeResult {
     }
 }
 
+/// When a scan was registered and when its last shard got an outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanTimes {
+    /// Unix time in milliseconds of `begin_scan`.
+    pub started_unix_ms: u64,
+    /// Unix time in milliseconds at which every shard had an outcome; `None` while
+    /// shards are pending.
+    pub finished_unix_ms: Option<u64>,
+}
+
 /// Progress of one scan as the store counts it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {

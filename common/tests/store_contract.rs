@@ -89,6 +89,7 @@ contract!(
     port_progress_per_shard_only_grows,
     unknown_scan_is_an_error_everywhere,
     unfinished_shards_are_those_without_an_outcome,
+    times_say_when_it_began_and_when_the_last_shard_ended,
 );
 
 fn r(scan: &str, ip: &str, port: u16, state: PortState) -> ProbeResult {
@@ -325,6 +326,8 @@ async fn zero_shard_scan_is_finished_at_once(st: Arc<dyn ResultStore>, scan: Str
     let p = st.progress(&scan).await.unwrap();
     assert_eq!(p, Progress::default());
     assert!(p.finished());
+    let t = st.times(&scan).await.unwrap();
+    assert_eq!(t.finished_unix_ms, Some(t.started_unix_ms));
 }
 
 /// Workers report decided (target, port) pairs per result batch; a shard's count
@@ -376,6 +379,7 @@ async fn unknown_scan_is_an_error_everywhere(st: Arc<dyn ResultStore>, scan: Str
         st.unfinished_shards(&scan).await.map(|_| ()),
         "unfinished_shards",
     );
+    unknown(st.times(&scan).await.map(|_| ()), "times");
     unknown(st.progress(&scan).await.map(|_| ()), "progress afterwards");
 }
 
@@ -392,4 +396,35 @@ async fn unfinished_shards_are_those_without_an_outcome(st: Arc<dyn ResultStore>
     // Progress counted on a shard is not an outcome.
     st.record_ports(&scan, 1, 10).await.unwrap();
     assert_eq!(st.unfinished_shards(&scan).await.unwrap(), [1, 3]);
+}
+
+async fn times_say_when_it_began_and_when_the_last_shard_ended(
+    st: Arc<dyn ResultStore>,
+    scan: String,
+) {
+    let before = scanfleet_common::envelope::now_unix_ms();
+    st.begin_scan(&scan, 2).await.unwrap();
+    let t = st.times(&scan).await.unwrap();
+    assert!(
+        t.started_unix_ms >= before && t.finished_unix_ms.is_none(),
+        "{t:?}"
+    );
+    let failed = ShardOutcome::Failed { reason: "x".into() };
+    st.finish_shard(&scan, 1, &failed).await.unwrap();
+    assert_eq!(st.times(&scan).await.unwrap().finished_unix_ms, None);
+    st.finish_shard(&scan, 0, &ShardOutcome::Done)
+        .await
+        .unwrap();
+    let end = st
+        .times(&scan)
+        .await
+        .unwrap()
+        .finished_unix_ms
+        .expect("finished");
+    assert!(end >= t.started_unix_ms && end <= scanfleet_common::envelope::now_unix_ms() + 1);
+    // A later outcome (Done over Failed) does not move the end.
+    st.finish_shard(&scan, 1, &ShardOutcome::Done)
+        .await
+        .unwrap();
+    assert_eq!(st.times(&scan).await.unwrap().finished_unix_ms, Some(end));
 }

@@ -305,7 +305,18 @@ fn status_of_a_store_changed_outside_scanfleet_is_inconsistent_not_finished() {
         .unwrap();
     let out = run("scanfleet", &["status", &id, "--redis", REDIS], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("finished"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("; finished in "));
+    let out = run(
+        "scanfleet",
+        &["status", &id, "--redis", REDIS, "--json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (started, finished) = (
+        v["started_unix_ms"].as_u64().unwrap(),
+        v["finished_unix_ms"].as_u64().unwrap(),
+    );
+    assert!(started > 1_700_000_000_000 && finished >= started, "{v}");
 
     // Someone bumps the counter by hand: more outcomes than shards.
     let keys = s.keys(&id).unwrap();

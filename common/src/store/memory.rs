@@ -7,11 +7,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{ResultStore, StoreError};
-use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome};
+use crate::types::{ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome};
 
 #[derive(Default)]
 struct Scan {
     shards_total: u64,
+    started_unix_ms: u64,
+    finished_unix_ms: Option<u64>,
     shards: HashMap<u32, ShardOutcome>,
     ports: HashMap<u32, u64>,
     results: BTreeMap<(IpAddr, u16, Protocol), ProbeResult>,
@@ -41,7 +43,14 @@ impl MemoryStore {
 impl ResultStore for MemoryStore {
     async fn begin_scan(&self, scan_id: &str, shards_total: u64) -> Result<(), StoreError> {
         let mut scans = self.scans.lock().unwrap_or_else(|p| p.into_inner());
-        scans.entry(scan_id.to_string()).or_default().shards_total = shards_total;
+        let s = scans.entry(scan_id.to_string()).or_insert_with(|| Scan {
+            started_unix_ms: crate::envelope::now_unix_ms(),
+            ..Scan::default()
+        });
+        s.shards_total = shards_total;
+        if shards_total == 0 && s.finished_unix_ms.is_none() {
+            s.finished_unix_ms = Some(s.started_unix_ms);
+        }
         Ok(())
     }
 
@@ -68,6 +77,9 @@ impl ResultStore for MemoryStore {
             (Some(ShardOutcome::Failed { .. }), ShardOutcome::Failed { .. }) => false,
             (_, o) => {
                 s.shards.insert(shard_id, o.clone());
+                if s.finished_unix_ms.is_none() && s.shards.len() as u64 >= s.shards_total {
+                    s.finished_unix_ms = Some(crate::envelope::now_unix_ms());
+                }
                 matches!(o, ShardOutcome::Done)
             }
         })
@@ -105,6 +117,13 @@ impl ResultStore for MemoryStore {
 
     async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
         self.with_scan(scan_id, |s| s.results.values().cloned().collect())
+    }
+
+    async fn times(&self, scan_id: &str) -> Result<ScanTimes, StoreError> {
+        self.with_scan(scan_id, |s| ScanTimes {
+            started_unix_ms: s.started_unix_ms,
+            finished_unix_ms: s.finished_unix_ms,
+        })
     }
 
     async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {

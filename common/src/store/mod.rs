@@ -7,7 +7,7 @@ pub mod redis;
 
 use async_trait::async_trait;
 
-use crate::types::{ProbeResult, Progress, ShardOutcome};
+use crate::types::{ProbeResult, Progress, ScanTimes, ShardOutcome};
 
 /// Store errors know whether retrying can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,4 +61,6 @@ pub trait ResultStore: Send + Sync {
     /// The shards of a scan that have no outcome yet, in order: what a scan that
     /// ends at its deadline is missing.
     async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError>;
+    /// When the scan was registered, and when its last shard got an outcome.
+    async fn times(&self, scan_id: &str) -> Result<ScanTimes, StoreError>;
 }

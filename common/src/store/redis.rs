@@ -7,7 +7,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `scanfleet:{s1}:meta` | hash | `shards_total`, `created` (unix ms), `shards_done`, `shards_failed` |
+//! | `scanfleet:{s1}:meta` | hash | `shards_total`, `created` and `finished` (unix ms), `shards_done`, `shards_failed`, `ports_done` |
 //! | `scanfleet:{s1}:results` | hash | field `ip\|port\|proto` (`10.0.0.5\|443\|tcp`) -> [`ProbeResult`] JSON |
 //! | `scanfleet:{s1}:shards` | hash | field shard id (`7`) -> [`ShardOutcome`] JSON |
 //! | `scanfleet:{s1}:ports` | hash | field shard id (`7`) -> (target, port) pairs that shard has decided so far; their sum is `meta`'s `ports_done` |
@@ -63,7 +63,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 
 use super::{ResultStore, StoreError};
-use crate::types::{ProbeResult, Progress, Protocol, ShardOutcome, escape_bytes};
+use crate::types::{ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome, escape_bytes};
 use scripts::{FINISH, PORTS, WRITE};
 
 /// Results per script call: bounds one request's size whatever batch a caller writes.
@@ -366,6 +366,13 @@ impl ResultStore for RedisStore {
             .arg("shards_failed")
             .arg(0)
             .ignore();
+        if shards_total == 0 {
+            pipe.cmd("HSETNX")
+                .arg(&k.meta)
+                .arg("finished")
+                .arg(now_ms)
+                .ignore();
+        }
         let ttl = self.ttl_ms();
         if ttl > 0 {
             pipe.cmd("PEXPIRE").arg(&k.meta).arg(ttl).ignore();
@@ -485,6 +492,37 @@ impl ResultStore for RedisStore {
             shards_failed: parse_counter(&k.meta, "shards_failed", failed)?,
             results,
             ports_done: parse_counter(&k.meta, "ports_done", ports)?,
+        })
+    }
+
+    async fn times(&self, scan_id: &str) -> Result<ScanTimes, StoreError> {
+        let k = self.keys(scan_id)?;
+        let mut conn = self.conn.clone();
+        let meta = k.meta.clone();
+        let (exists, created, finished): (bool, Option<String>, Option<String>) = self
+            .bounded("read scan times", async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("EXISTS")
+                    .arg(&meta)
+                    .cmd("HGET")
+                    .arg(&meta)
+                    .arg("created")
+                    .cmd("HGET")
+                    .arg(&meta)
+                    .arg("finished")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        }
+        Ok(ScanTimes {
+            started_unix_ms: parse_counter(&k.meta, "created", created)?,
+            finished_unix_ms: finished
+                .map(|f| parse_counter(&k.meta, "finished", Some(f)))
+                .transpose()?,
         })
     }
 

@@ -54,8 +54,12 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
     let redis = args.redis.resolve(src)?;
     let store = backends::store(&redis.value).await?;
     let p = store.progress(&args.scan_id).await.map_err(lookup_error)?;
+    let times = store.times(&args.scan_id).await.map_err(lookup_error)?;
     // More outcomes than shards: the store was written outside scanfleet.
     let consistent = p.shards_done + p.shards_failed <= p.shards_total;
+    let took = times
+        .finished_unix_ms
+        .map(|f| f.saturating_sub(times.started_unix_ms) as f64 / 1000.0);
     if args.json {
         println!(
             "{}",
@@ -65,24 +69,29 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
                 "shards_pending": p.shards_pending(),
                 "finished": p.finished() && consistent,
                 "consistent": consistent,
+                "started_unix_ms": times.started_unix_ms,
+                "finished_unix_ms": times.finished_unix_ms,
             })
         );
     } else {
+        let end = match took {
+            Some(secs) if consistent && p.finished() => format!("; finished in {secs:.1} s"),
+            _ => String::new(),
+        };
         println!(
-            "{}: {}: {} done, {} failed, {} pending; {}{}",
+            "{}: {}: {} done, {} failed, {} pending; {}{}{}",
             args.scan_id,
             report::count(p.shards_total, "shard"),
             p.shards_done,
             p.shards_failed,
             p.shards_pending(),
             report::count(p.results, "result"),
-            if !consistent {
-                "; INCONSISTENT: the store counts more shard outcomes than the scan has shards"
-            } else if p.finished() {
-                "; finished"
-            } else {
+            if consistent {
                 ""
-            }
+            } else {
+                "; INCONSISTENT: the store counts more shard outcomes than the scan has shards"
+            },
+            end,
         );
     }
     if !consistent {

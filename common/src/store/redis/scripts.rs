@@ -37,7 +37,8 @@ end",
 });
 
 /// KEYS: meta shards results stream ports (the last three only for their expiry). ARGV: shard outcome_json kind(done|failed) ttl_ms.
-/// Returns -1 for an unknown scan, 1 when Done was recorded now, 0 otherwise.
+/// Returns -1 for an unknown scan, 1 when Done was recorded now, 0 otherwise. The
+/// first outcome that leaves no shard pending sets `meta.finished` (unix ms).
 pub(super) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     scan_script(
         r"local prev = redis.call('HGET', KEYS[2], ARGV[1])
@@ -52,7 +53,12 @@ end
 if before == 'done' or (before == 'failed' and ARGV[3] == 'failed') then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 if before == 'failed' then redis.call('HINCRBY', KEYS[1], 'shards_failed', -1) end
-redis.call('HINCRBY', KEYS[1], 'shards_' .. ARGV[3], 1)",
+redis.call('HINCRBY', KEYS[1], 'shards_' .. ARGV[3], 1)
+local m = redis.call('HMGET', KEYS[1], 'shards_total', 'shards_done', 'shards_failed', 'finished')
+if not m[4] and tonumber(m[2] or 0) + tonumber(m[3] or 0) >= tonumber(m[1] or 0) then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'finished', t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)))
+end",
         4,
         "if ARGV[3] == 'done' then return 1 end
 return 0",
