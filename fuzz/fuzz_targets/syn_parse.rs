@@ -1,7 +1,7 @@
 //! Fuzz the SYN engine's reply parsers: arbitrary bytes from a raw socket must
 //! never panic, and whatever parses must go through the cookie check cleanly.
 //!
-//!   cd worker/fuzz && cargo +nightly fuzz run syn_parse -- -max_total_time=60
+//!   scripts/fuzz.sh 60   (or: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none syn_parse)
 #![no_main]
 
 use std::net::Ipv6Addr;
