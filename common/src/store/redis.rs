@@ -50,7 +50,11 @@
 //! mode disabled). The key names are ready for a cluster client: every call touches
 //! keys of one scan only, and they share a slot.
 
+mod keys;
 mod scripts;
+
+pub use keys::ScanKeys;
+use keys::parse_counter;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -135,16 +139,6 @@ impl RedisConfig {
     }
 }
 
-/// The keys of one scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanKeys {
-    pub meta: String,
-    pub results: String,
-    pub shards: String,
-    pub ports: String,
-    pub stream: String,
-}
-
 /// A [`ResultStore`] on Redis; see the module docs. Cheap to clone and share.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -193,18 +187,6 @@ pub fn result_field(r: &ProbeResult) -> String {
     format!("{}|{}|{}", r.ip, r.port, r.protocol.as_str())
 }
 
-fn parse_counter(key: &str, field: &str, v: Option<String>) -> Result<u64, StoreError> {
-    match v {
-        None => Ok(0),
-        Some(s) => s.parse::<u64>().map_err(|_| {
-            StoreError::Permanent(format!(
-                "{key} field {field} holds {:?}, not a count",
-                escape_bytes(s.as_bytes(), 64)
-            ))
-        }),
-    }
-}
-
 impl RedisStore {
     /// Connect to `url` (`redis://[:password@]host:6379[/db]`).
     ///
@@ -243,28 +225,6 @@ impl RedisStore {
     /// The configuration in use.
     pub fn config(&self) -> &RedisConfig {
         &self.config
-    }
-
-    /// The key names of a scan.
-    ///
-    /// # Errors
-    /// [`StoreError::Permanent`] for an empty scan id or one with `{` or `}`, which
-    /// would break the hash tag.
-    pub fn keys(&self, scan_id: &str) -> Result<ScanKeys, StoreError> {
-        if scan_id.is_empty() || scan_id.contains(['{', '}']) {
-            return Err(StoreError::Permanent(format!(
-                "scan id {:?} cannot be stored: it must be non-empty and free of braces",
-                escape_bytes(scan_id.as_bytes(), 64)
-            )));
-        }
-        let base = format!("{}:{{{scan_id}}}", self.config.key_prefix);
-        Ok(ScanKeys {
-            meta: format!("{base}:meta"),
-            results: format!("{base}:results"),
-            shards: format!("{base}:shards"),
-            ports: format!("{base}:ports"),
-            stream: format!("{base}:stream"),
-        })
     }
 
     /// Remove every key of a scan (retention tooling, tests). Returns how many keys
