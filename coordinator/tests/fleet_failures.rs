@@ -430,11 +430,23 @@ fn lab_fleet_rabbitmq_restart_mid_scan() {
     rabbit.stop();
     let stopped = t_stop.elapsed();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        coord.running(),
-        "the coordinator gave up while the broker was down: {}",
-        coord.stderr()
-    );
+    if !coord.running() {
+        // Workers prefetch: on a loaded machine every shard can already be in a
+        // worker's hands when the broker stops, and the scan ends without it. That
+        // must be a finished, exact scan, not a coordinator that gave up.
+        let out = coord.finish(Duration::from_secs(5));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the coordinator gave up while the broker was down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_exact(&out, &expected(&t, &HOSTS));
+        eprintln!(
+            "every shard was in a worker's hands when the broker stopped; the scan ended exact"
+        );
+        return;
+    }
     let t_start = Instant::now();
     rabbit.start();
     let reboot = t_start.elapsed();
