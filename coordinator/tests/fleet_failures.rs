@@ -38,19 +38,7 @@ const SECRET: &str = "fleet-test-secret-0123456789abcdef0123";
 const PORTS: &str = "1-10000";
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
-/// Poll `cond` every 200 ms for at most `within`; whether it came true.
-fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use scanfleet_testkit::wait_until;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -226,6 +226,7 @@ fn dashboard_is_provisioned_and_uses_only_metrics_that_exist() {
 // ---------------------------------------------------------------------------
 // A real Prometheus against a real fleet.
 
+use scanfleet_testkit::wait_until;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
@@ -344,20 +345,6 @@ fn api(port: u16, path: &str) -> Value {
 
 fn query(port: u16, expr: &str) -> Value {
     api(port, &format!("/api/v1/query?query={}", encode(expr)))
-}
-
-/// Poll `cond` every 250 ms, at most `limit`; whether it held.
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// The rule file with only `ScanfleetNoLiveWorkers`' `for:` shortened to 2s.
@@ -499,13 +486,13 @@ fn real_prometheus_scrapes_the_fleet_evaluates_the_dashboard_and_alerts() {
         "prometheus",
     );
     assert!(
-        wait_for(Duration::from_secs(30), || {
+        wait_until(Duration::from_secs(30), || {
             http_get(prom_port, "/-/ready").is_ok_and(|(s, _)| s == 200)
         }),
         "prometheus not ready within 30 s"
     );
     assert!(
-        wait_for(Duration::from_secs(20), || {
+        wait_until(Duration::from_secs(20), || {
             query(prom_port, "count(up{job=\"scanfleet-worker\"} == 1)")["data"]["result"][0]["value"]
                 [1]
                 == "3"
@@ -528,7 +515,7 @@ fn real_prometheus_scrapes_the_fleet_evaluates_the_dashboard_and_alerts() {
     let child = scan.spawn().expect("spawn scanfleet scan");
     let mut scan = Proc(child, "scan");
     let mut coordinator_seen = false;
-    wait_for(Duration::from_secs(30), || {
+    wait_until(Duration::from_secs(30), || {
         coordinator_seen =
             query(prom_port, "scanfleet_scan_shards{state=\"done\"} > 0")["data"]["result"]
                 .as_array()
@@ -621,7 +608,7 @@ fn real_prometheus_scrapes_the_fleet_evaluates_the_dashboard_and_alerts() {
         "fires while workers live"
     );
     assert!(
-        wait_for(Duration::from_secs(15), || firing(
+        wait_until(Duration::from_secs(15), || firing(
             "ScanfleetJobsDeadLettered"
         )),
         "the forged shard's dead letter did not fire ScanfleetJobsDeadLettered"
@@ -637,7 +624,7 @@ fn real_prometheus_scrapes_the_fleet_evaluates_the_dashboard_and_alerts() {
         );
     }
     assert!(
-        wait_for(Duration::from_secs(30), || firing("ScanfleetNoLiveWorkers")),
+        wait_until(Duration::from_secs(30), || firing("ScanfleetNoLiveWorkers")),
         "ScanfleetNoLiveWorkers did not fire within 30 s of the workers stopping"
     );
     let alerts = api(prom_port, "/api/v1/alerts");

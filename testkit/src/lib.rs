@@ -6,7 +6,8 @@
 //!   servers (`SCANFLEET_AMQP_URL`, `SCANFLEET_REDIS_URL`, `SCANFLEET_MOTO_URL`).
 //! - [`unique_name`]: queue prefixes, scan ids, vhost and queue names no other test
 //!   (or earlier run) uses.
-//! - [`free_port`], [`free_port_pair`], [`wait_listening`]: loopback ports.
+//! - [`free_port`], [`free_port_pair`], [`wait_listening`]: loopback ports;
+//!   [`wait_until`]: a bounded poll.
 //! - [`PrivateRabbit`], [`PrivateRedis`], [`Moto`]: servers of a test's own; [`Vhost`]:
 //!   a vhost of a test's own on the shared broker.
 //! - [`lab_sh`], [`Relay`], [`relay`]: the namespace lab's relays that carry a host
@@ -32,3 +33,17 @@ pub use names::{amqp_url, redis_url, unique_name};
 pub use ports::{free_port, free_port_pair, wait_listening};
 pub use rabbit::{PrivateRabbit, Vhost};
 pub use redis::PrivateRedis;
+
+/// Poll `cond` every 200 ms for at most `within`; whether it came true.
+pub fn wait_until(within: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
