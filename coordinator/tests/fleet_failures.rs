@@ -441,6 +441,11 @@ fn lab_fleet_rabbitmq_restart_mid_scan() {
     let out = coord.finish(Duration::from_secs(75));
     let recovered = t_start.elapsed();
     assert_exact(&out, &expected(&t, &HOSTS));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("lapin::") && !said.contains(" ERROR "),
+        "raw dependency log lines reached the user: {said}"
+    );
 
     let receive_errors = total(&workers, "scanfleet_errors_total", &[("stage", "receive")]);
     assert!(

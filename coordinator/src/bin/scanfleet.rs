@@ -15,7 +15,9 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCANFLEET_LOG")
-                .unwrap_or_else(|_| "error".into()),
+                // lapin logs a broker outage at ERROR; scanfleet says it once in
+                // its own words (SCANFLEET_LOG=lapin=debug brings lapin back).
+                .unwrap_or_else(|_| "error,lapin=off".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
