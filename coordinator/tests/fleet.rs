@@ -53,17 +53,7 @@ impl WorkerProc {
 
     /// SIGTERM, then the exit code within `limit`.
     fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
+        scanfleet_testkit::terminate(&mut self.0, limit)
     }
 }
 

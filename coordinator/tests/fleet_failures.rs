@@ -105,18 +105,7 @@ impl Worker {
 
     /// SIGTERM, then the exit code within `limit`.
     fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let mut code = None;
-        wait_until(limit, || match self.child.try_wait() {
-            Ok(Some(s)) => {
-                code = s.code();
-                true
-            }
-            _ => false,
-        });
-        code
+        scanfleet_testkit::terminate(&mut self.child, limit)
     }
 }
 

@@ -245,17 +245,7 @@ struct Proc(Child, &'static str);
 impl Proc {
     /// SIGTERM, then wait at most `limit` for the exit code.
     fn terminate(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
+        scanfleet_testkit::terminate(&mut self.0, limit)
     }
 }
 

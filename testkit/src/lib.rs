@@ -7,7 +7,7 @@
 //! - [`unique_name`]: queue prefixes, scan ids, vhost and queue names no other test
 //!   (or earlier run) uses.
 //! - [`free_port`], [`free_port_pair`], [`wait_listening`]: loopback ports;
-//!   [`wait_until`]: a bounded poll.
+//!   [`wait_until`]: a bounded poll; [`terminate`]: SIGTERM and a bounded wait.
 //! - [`PrivateRabbit`], [`PrivateRedis`], [`Moto`]: servers of a test's own; [`Vhost`]:
 //!   a vhost of a test's own on the shared broker.
 //! - [`lab_sh`], [`Relay`], [`relay`]: the namespace lab's relays that carry a host
@@ -46,4 +46,21 @@ pub fn wait_until(within: std::time::Duration, mut cond: impl FnMut() -> bool) -
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Send SIGTERM to `child`, then wait at most `limit` for it to exit: its exit
+/// code, or `None` when it is still running (or was killed by a signal).
+pub fn terminate(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut code = None;
+    wait_until(limit, || match child.try_wait() {
+        Ok(Some(s)) => {
+            code = s.code();
+            true
+        }
+        _ => false,
+    });
+    code
 }
