@@ -19,16 +19,22 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=$HERE/lab
-RUN=$LAB/run
+# A second, separate lab (own namespaces, subnet and run directory) for work that
+# must not disturb the standard one: SFLAB_PREFIX=sfx SFLAB_NET=10.215.0 lab.sh up 2.
+PREFIX=${SFLAB_PREFIX:-sflab}
+[[ $PREFIX =~ ^sf[a-z0-9]{1,4}$ ]] || { echo "lab.sh: SFLAB_PREFIX must be sf plus 1-4 of [a-z0-9]" >&2; exit 1; }
+export SFLAB_NET=${SFLAB_NET:-10.213.0}
+[[ $SFLAB_NET =~ ^10\.2(1[3-9]|2[0-9])\.0$ ]] || { echo "lab.sh: SFLAB_NET must be 10.213.0 .. 10.229.0" >&2; exit 1; }
+if [[ $PREFIX == sflab ]]; then RUN=$LAB/run; else RUN=$LAB/run-$PREFIX; fi
 MANIFEST=${SFLAB_MANIFEST:-$LAB/manifest}
 SERVICES=$LAB/services.py
 LOCK=$RUN/lab.lock
 STATE=$RUN/state
 
-NS_BR=sflab-br
-NS_SCAN=sflab-scan
-NS_T=sflab-t
-NET=10.213.0
+NS_BR=$PREFIX-br
+NS_SCAN=$PREFIX-scan
+NS_T=$PREFIX-t
+NET=$SFLAB_NET
 BR_IP=$NET.1
 SCAN_IP=$NET.2
 MAXN=244
@@ -455,7 +461,7 @@ cmd_status() {
     [[ -s $STATE ]] && n=$(<"$STATE")
     if [[ -z $n ]] || ! ns_exists "$NS_BR" || ! ns_exists "$NS_SCAN"; then
         echo "lab: DOWN"
-        ip netns list 2>/dev/null | grep '^sflab-' | sed 's/^/  leftover namespace: /' || true
+        ip netns list 2>/dev/null | grep "^$PREFIX-" | sed 's/^/  leftover namespace: /' || true
         return 1
     fi
     echo "lab: N=$n  manifest=$MANIFEST"

@@ -16,6 +16,8 @@ pub mod config;
 pub mod discovery;
 mod error;
 pub mod estate;
+pub mod export;
+pub mod findings;
 pub mod follow;
 pub mod metrics;
 pub mod plan;

@@ -40,7 +40,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-NET = "10.213.0"
+NET = os.environ.get("SFLAB_NET", "10.213.0")
 SCANNER_IP = f"{NET}.2"
 MAX_INDEX = 244  # 10 + 244 = .254
 DEFAULT_TYPE = "m5.large"
