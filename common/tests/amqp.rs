@@ -574,7 +574,11 @@ async fn a_release_on_shutdown_costs_one_delivery() {
                 w.nack(&d, Nack::Retry).await.unwrap();
                 w.close().await;
             }
-            let last = q.receive("z", WAIT).await.unwrap().expect("not dead-lettered");
+            let last = q
+                .receive("z", WAIT)
+                .await
+                .unwrap()
+                .expect("not dead-lettered");
             seen.push(last.deliveries);
             q.ack(&last).await.unwrap();
             assert_eq!(seen, vec![1, 2, 3, 4], "one delivery per worker");

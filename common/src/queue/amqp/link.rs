@@ -115,7 +115,8 @@ impl AmqpQueue {
                 return;
             };
             let drained: Vec<_> = link.consumers.drain().collect();
-            link.cancelled.extend(drained.iter().map(|(_, c)| c.clone()));
+            link.cancelled
+                .extend(drained.iter().map(|(_, c)| c.clone()));
             drained
         };
         for (zone, c) in consumers {
