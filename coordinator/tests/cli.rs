@@ -338,3 +338,103 @@ fn bad_input_exits_2_naming_the_input_before_any_probe() {
     assert_eq!(out.status.code(), Some(2));
     let _ = TcpStream::connect(("127.0.0.1", watched.port)); // the listener itself still works
 }
+
+/// `--redis-ca`, `--redis-cert` and `--redis-key` reach the store: `status` reads a
+/// scan from a TLS-only redis-server that requires client certificates, and without
+/// the client certificate it cannot.
+#[test]
+fn status_reads_a_scan_over_mutual_tls() {
+    use scanfleet_common::store::ResultStore;
+    use scanfleet_common::store::redis::tls::{TlsFiles, join};
+    use scanfleet_common::store::redis::{RedisConfig, RedisStore};
+    use std::ffi::OsStr;
+
+    let pki = scanfleet_testkit::TestPki::new();
+    let redis = scanfleet_testkit::PrivateRedis::new();
+    let port = redis.port.to_string();
+    let p = |f: &str| pki.path(f).into_os_string();
+    let (cert, key, ca) = (p("server.pem"), p("server.key"), p("ca.pem"));
+    let tls_args: Vec<&OsStr> = vec![
+        "--port".as_ref(),
+        "0".as_ref(),
+        "--tls-port".as_ref(),
+        port.as_ref(),
+        "--tls-cert-file".as_ref(),
+        &cert,
+        "--tls-key-file".as_ref(),
+        &key,
+        "--tls-ca-cert-file".as_ref(),
+        &ca,
+        "--tls-auth-clients".as_ref(),
+        "yes".as_ref(),
+    ];
+    redis.start_with(&tls_args);
+    let base = format!("rediss://127.0.0.1:{port}");
+    let scan = scanfleet_testkit::unique_name("sftest-tls");
+    let files = TlsFiles {
+        ca: Some(pki.path("ca.pem")),
+        cert: Some(pki.path("client.pem")),
+        key: Some(pki.path("client.key")),
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = RedisStore::connect(&join(&base, &files), RedisConfig::default())
+            .await
+            .unwrap();
+        store.begin_scan(&scan, 3).await.unwrap();
+    });
+    let path = |f: &str| pki.path(f).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let ok = scanfleet(&[
+        "status",
+        &scan,
+        "--json",
+        "--redis",
+        &base,
+        "--redis-ca",
+        &ca,
+        "--redis-cert",
+        &cert,
+        "--redis-key",
+        &key,
+    ]);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["progress"]["shards_total"], 3, "{v}");
+    // The CA alone does not get past tls-auth-clients.
+    let refused = scanfleet(&[
+        "status",
+        &scan,
+        "--json",
+        "--redis",
+        &base,
+        "--redis-ca",
+        &ca,
+    ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "a runtime error, not bad input"
+    );
+    // A certificate without its key is bad input, refused before connecting.
+    let half = scanfleet(&[
+        "status",
+        &scan,
+        "--redis",
+        &base,
+        "--redis-ca",
+        &ca,
+        "--redis-cert",
+        &cert,
+    ]);
+    assert_eq!(half.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&half.stderr).contains("needs its key"),
+        "{}",
+        String::from_utf8_lossy(&half.stderr)
+    );
+}

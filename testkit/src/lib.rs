@@ -9,7 +9,7 @@
 //! - [`free_port`], [`free_port_pair`], [`wait_listening`]: loopback ports;
 //!   [`wait_until`]: a bounded poll; [`terminate`]: SIGTERM and a bounded wait.
 //! - [`PrivateRabbit`], [`PrivateRedis`], [`Moto`]: servers of a test's own; [`Vhost`]:
-//!   a vhost of a test's own on the shared broker.
+//!   a vhost of a test's own on the shared broker; [`TestPki`]: a CA and certificates.
 //! - [`lab_sh`], [`Relay`], [`relay`]: the namespace lab's relays that carry a host
 //!   service into the scanner namespace over a unix socket.
 //!
@@ -23,6 +23,7 @@
 mod lab;
 mod moto;
 mod names;
+mod pki;
 mod ports;
 mod rabbit;
 mod redis;
@@ -30,6 +31,7 @@ mod redis;
 pub use lab::{Relay, lab_sh, relay, repo_root};
 pub use moto::{Moto, moto_url};
 pub use names::{amqp_url, redis_url, unique_name};
+pub use pki::TestPki;
 pub use ports::{free_port, free_port_pair, wait_listening};
 pub use rabbit::{PrivateRabbit, Vhost};
 pub use redis::PrivateRedis;

@@ -50,6 +50,15 @@ impl PrivateRedis {
     /// # Panics
     /// When `redis-server` is missing, fails, or does not listen in time.
     pub fn start(&self) {
+        self.start_with(&[]);
+    }
+
+    /// As [`PrivateRedis::start`], with more `redis-server` options after the usual
+    /// ones (later options win: `--port 0 --tls-port P` makes a TLS-only server).
+    ///
+    /// # Panics
+    /// As [`PrivateRedis::start`].
+    pub fn start_with(&self, extra: &[&std::ffi::OsStr]) {
         let status = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--daemonize", "yes", "--save", ""])
@@ -60,6 +69,7 @@ impl PrivateRedis {
             .arg(self.pidfile())
             .arg("--logfile")
             .arg(self.dir.join("redis.log"))
+            .args(extra)
             .status()
             .unwrap_or_else(|e| panic!("run redis-server: {e}"));
         assert!(status.success(), "redis-server failed to start");

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use super::{ConfigError, Origin, Setting, Sources, in_range};
 use crate::backend::{self, QueueKind};
 use crate::envelope;
+use crate::store::redis::tls::{self, TlsFiles};
 
 /// Where Redis is when nobody says.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -89,6 +90,18 @@ pub struct RedisArg {
     /// [env: SCANFLEET_REDIS; config fleet.redis; default redis://127.0.0.1:6379].
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// CA certificate (PEM) that signs the rediss:// server's certificate, instead of
+    /// the public roots [env: SCANFLEET_REDIS_CA; config fleet.redis_ca].
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS with Redis; needs --redis-key
+    /// [env: SCANFLEET_REDIS_CERT; config fleet.redis_cert].
+    #[arg(long, value_name = "FILE")]
+    pub redis_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    /// [env: SCANFLEET_REDIS_KEY; config fleet.redis_key].
+    #[arg(long, value_name = "FILE")]
+    pub redis_key: Option<PathBuf>,
 }
 
 impl RedisArg {
@@ -104,7 +117,36 @@ impl RedisArg {
             DEFAULT_REDIS_URL.to_string(),
         )?;
         check_redis_url(&s.value).map_err(|why| s.invalid(why))?;
-        Ok(s)
+        let file = &src.file.fleet;
+        let ca = src.pick(
+            ("--redis-ca", self.redis_ca.clone()),
+            Some("SCANFLEET_REDIS_CA"),
+            ("fleet.redis_ca", file.redis_ca.clone()),
+            None,
+        )?;
+        let cert = src.pick(
+            ("--redis-cert", self.redis_cert.clone()),
+            Some("SCANFLEET_REDIS_CERT"),
+            ("fleet.redis_cert", file.redis_cert.clone()),
+            None,
+        )?;
+        let key = src.pick(
+            ("--redis-key", self.redis_key.clone()),
+            Some("SCANFLEET_REDIS_KEY"),
+            ("fleet.redis_key", file.redis_key.clone()),
+            None,
+        )?;
+        let files = TlsFiles {
+            ca: ca.map(|s| s.value),
+            cert: cert.map(|s| s.value),
+            key: key.map(|s| s.value),
+        };
+        if files == TlsFiles::default() {
+            return Ok(s);
+        }
+        let joined = tls::join(&s.value, &files);
+        tls::split(&joined).map_err(|why| s.invalid(why))?;
+        Ok(Setting { value: joined, ..s })
     }
 
     /// Whether any layer set the store explicitly (the default does not count).
@@ -363,9 +405,39 @@ mod tests {
         ] {
             let r = RedisArg {
                 redis: Some(bad.into()),
+                ..RedisArg::default()
             };
             assert!(r.resolve(&src(&[])).is_err(), "{bad}");
         }
+        // TLS files travel in the URL, and a plain redis:// URL refuses them.
+        let r = RedisArg {
+            redis: Some("rediss://cache:6380".into()),
+            redis_ca: Some("/ca.pem".into()),
+            ..RedisArg::default()
+        };
+        let tls = r
+            .resolve(&src(&[
+                ("SCANFLEET_REDIS_CERT", "/c.pem"),
+                ("SCANFLEET_REDIS_KEY", "/k.pem"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            tls.value,
+            "rediss://cache:6380?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem"
+        );
+        let plain = RedisArg {
+            redis_ca: Some("/ca.pem".into()),
+            ..RedisArg::default()
+        };
+        let e = plain.resolve(&src(&[])).unwrap_err().to_string();
+        assert!(e.contains("need a rediss:// URL"), "{e}");
+        let half = RedisArg {
+            redis: Some("rediss://cache:6380".into()),
+            redis_cert: Some("/c.pem".into()),
+            ..RedisArg::default()
+        };
+        let e = half.resolve(&src(&[])).unwrap_err().to_string();
+        assert!(e.contains("needs its key"), "{e}");
         let r = RedisArg::default();
         let e = r
             .resolve(&src(&[("SCANFLEET_REDIS", "redis://h:0")]))

@@ -76,6 +76,9 @@ pub struct ScopeFile {
 pub struct FleetFile {
     pub queue: Option<String>,
     pub redis: Option<String>,
+    pub redis_ca: Option<std::path::PathBuf>,
+    pub redis_cert: Option<std::path::PathBuf>,
+    pub redis_key: Option<std::path::PathBuf>,
     pub metrics_addr: Option<String>,
     /// Deliveries before the broker dead-letters a shard; a topology setting,
     /// declared by `scanfleet queues init` and by the coordinator's publish.

@@ -52,6 +52,7 @@
 
 mod keys;
 mod scripts;
+pub mod tls;
 
 pub use keys::ScanKeys;
 use keys::parse_counter;
@@ -188,15 +189,26 @@ pub fn result_field(r: &ProbeResult) -> String {
 }
 
 impl RedisStore {
-    /// Connect to `url` (`redis://[:password@]host:6379[/db]`).
+    /// Connect to `url` (`redis://[:password@]host:6379[/db]`, or `rediss://` with
+    /// the TLS files of [`tls`] as query parameters).
     ///
     /// # Errors
     /// [`StoreError::Permanent`] for an invalid URL or configuration,
     /// [`StoreError::Transient`] when Redis cannot be reached.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, StoreError> {
         config.validate().map_err(StoreError::Permanent)?;
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Permanent(format!("invalid Redis URL: {}", e.category())))?;
+        let (url, tls) =
+            tls::split(url).map_err(|why| StoreError::Permanent(format!("Redis URL: {why}")))?;
+        let bad_url = |e: redis::RedisError| {
+            StoreError::Permanent(format!("invalid Redis URL: {}", e.category()))
+        };
+        let client = match tls {
+            None => redis::Client::open(url.as_str()).map_err(bad_url)?,
+            Some(files) => {
+                let certs = tls::load(&files).map_err(StoreError::Permanent)?;
+                redis::Client::build_with_tls(url.as_str(), certs).map_err(bad_url)?
+            }
+        };
         let endpoint = client.get_connection_info().addr().to_string();
         let mgr_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
