@@ -6,6 +6,7 @@
 #   daemons.sh down        stop the daemons (recorded PIDs only), then the lab
 #   daemons.sh status      exit 0 iff the lab is up and every daemon port listens
 #   daemons.sh truth       ground truth, JSON lines (daemons from dpkg + configs, plus the odd cases)
+#   daemons.sh inventory   the hosts as a scanfleet inventory (JSON array)
 #   daemons.sh capture [DIR]  store each daemon's raw greeting / first reply
 #                          (default worker/tests/fixtures/greetings)
 #   daemons.sh exec -- CMD...  run CMD in the scanner namespace
@@ -195,6 +196,7 @@ cache_mem 8 MB
 cache_effective_user proxy
 pinger_enable off
 logfile_rotate 0
+shutdown_lifetime 1 seconds
 visible_hostname t$I.$SFLAB_PREFIX.scanfleet.test
 acl lab src $NET.0/24
 http_access allow lab
@@ -685,7 +687,7 @@ cmd_capture() {
     ip netns exec "$NS_SCAN" "$PY" "$LABDIR/daemons.py" --manifest "$DMANIFEST" --net "$NET" capture --out "$out"
 }
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 [[ $EUID -eq 0 ]] || die "must run as root (network namespaces)"
 cmd=${1:-}
@@ -696,6 +698,7 @@ up) cmd_up "$@" ;;
 down) cmd_down "$@" ;;
 status) cmd_status "$@" ;;
 truth) cmd_truth "$@" ;;
+inventory) lab inventory ;;
 capture) cmd_capture "$@" ;;
 exec) [[ ${1:-} == -- ]] && shift; (($#)) || die "usage: daemons.sh exec -- CMD..."; exec ip netns exec "$NS_SCAN" "$@" ;;
 -h | --help | help) usage ;;

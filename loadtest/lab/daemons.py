@@ -166,6 +166,7 @@ def truth(hosts, net, lab_truth):
                                  daemon=None, announces=[]))
     rows.sort(key=lambda r: (tuple(int(x) for x in r["ip"].split(".")), r["port"], r["protocol"]))
     for r in rows:
+        r["host"] = f"t{int(r['ip'].rsplit('.', 1)[1]) - 10}"
         print(json.dumps(r))
 
 
