@@ -1174,4 +1174,20 @@ mod tests {
             std::fs::write(dir.join(file), &bytes).unwrap();
         }
     }
+
+    /// Prints what detection says about each `127.0.0.1:port` in
+    /// `SCANFLEET_DETECT` (comma separated), as the worker would run it. For
+    /// trying daemons started by hand in a namespace.
+    #[tokio::test]
+    #[ignore = "inspects daemons started by hand"]
+    async fn detect_listed_addresses() {
+        let spec = std::env::var("SCANFLEET_DETECT").unwrap_or_default();
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            let addr: SocketAddr = item.parse().expect("address");
+            assert!(addr.ip().is_loopback(), "loopback only");
+            let started = Instant::now();
+            let info = detect(addr).await;
+            eprintln!("{addr} ({:?}): {info:?}", started.elapsed());
+        }
+    }
 }
