@@ -410,7 +410,7 @@ impl Detector {
         let until = (Instant::now() + wait).min(deadline);
         match timeout_at(until, handshake).await {
             Err(_) => Handshake::TimedOut,
-            Ok(Ok(s)) => Handshake::Done(s),
+            Ok(Ok(s)) => Handshake::Done(Box::new(s)),
             Ok(Err((err, recorder))) => {
                 if let Some(tls_err) = tls::peer_speaks_tls(&err) {
                     let mut extra = BTreeMap::from([("tls".to_string(), "true".to_string())]);
@@ -432,7 +432,7 @@ impl Detector {
 
 /// How a TLS handshake ended.
 enum Handshake<S> {
-    Done(tokio_rustls::client::TlsStream<tls::Recorder<S>>),
+    Done(Box<tokio_rustls::client::TlsStream<tls::Recorder<S>>>),
     /// The peer speaks TLS but the handshake failed (alert, incompatible).
     Failed(ServiceInfo),
     /// The peer answered something that is not TLS (these bytes) or hung up.
