@@ -692,6 +692,9 @@ mod tests {
         assert_eq!(info.extra["http.title"], "Lab target t1");
         assert!(info.extra.contains_key("tls.cipher"));
 
+        // rustls servers speak neither TLS 1.0 nor 1.1.
+        assert_eq!(info.extra["tls.versions"], "TLSv1.2,TLSv1.3");
+
         // On a port without a hint, TLS is found after the banner wait and HTTP.
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "https");
@@ -704,6 +707,7 @@ mod tests {
         let info = detect_as(addr, 8443).await;
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.version"], "TLSv1.2");
+        assert_eq!(info.extra["tls.versions"], "TLSv1.2");
         assert!(
             info.extra["tls.cipher"].starts_with("TLS_ECDHE_"),
             "{:?}",
