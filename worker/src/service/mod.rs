@@ -410,7 +410,7 @@ impl Detector {
         let until = (Instant::now() + wait).min(deadline);
         match timeout_at(until, handshake).await {
             Err(_) => Handshake::TimedOut,
-            Ok(Ok(s)) => Handshake::Done(s),
+            Ok(Ok(s)) => Handshake::Done(Box::new(s)),
             Ok(Err((err, recorder))) => {
                 if let Some(tls_err) = tls::peer_speaks_tls(&err) {
                     let mut extra = BTreeMap::from([("tls".to_string(), "true".to_string())]);
@@ -432,7 +432,7 @@ impl Detector {
 
 /// How a TLS handshake ended.
 enum Handshake<S> {
-    Done(tokio_rustls::client::TlsStream<tls::Recorder<S>>),
+    Done(Box<tokio_rustls::client::TlsStream<tls::Recorder<S>>>),
     /// The peer speaks TLS but the handshake failed (alert, incompatible).
     Failed(ServiceInfo),
     /// The peer answered something that is not TLS (these bytes) or hung up.
@@ -692,6 +692,9 @@ mod tests {
         assert_eq!(info.extra["http.title"], "Lab target t1");
         assert!(info.extra.contains_key("tls.cipher"));
 
+        // rustls servers speak neither TLS 1.0 nor 1.1.
+        assert_eq!(info.extra["tls.versions"], "TLSv1.2,TLSv1.3");
+
         // On a port without a hint, TLS is found after the banner wait and HTTP.
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "https");
@@ -704,6 +707,7 @@ mod tests {
         let info = detect_as(addr, 8443).await;
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.version"], "TLSv1.2");
+        assert_eq!(info.extra["tls.versions"], "TLSv1.2");
         assert!(
             info.extra["tls.cipher"].starts_with("TLS_ECDHE_"),
             "{:?}",
@@ -1172,6 +1176,22 @@ mod tests {
                 escape_bytes(&bytes, 200)
             );
             std::fs::write(dir.join(file), &bytes).unwrap();
+        }
+    }
+
+    /// Prints what detection says about each `127.0.0.1:port` in
+    /// `SCANFLEET_DETECT` (comma separated), as the worker would run it. For
+    /// trying daemons started by hand in a namespace.
+    #[tokio::test]
+    #[ignore = "inspects daemons started by hand"]
+    async fn detect_listed_addresses() {
+        let spec = std::env::var("SCANFLEET_DETECT").unwrap_or_default();
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            let addr: SocketAddr = item.parse().expect("address");
+            assert!(addr.ip().is_loopback(), "loopback only");
+            let started = Instant::now();
+            let info = detect(addr).await;
+            eprintln!("{addr} ({:?}): {info:?}", started.elapsed());
         }
     }
 }

@@ -64,7 +64,13 @@ impl Detector {
         mut info: ServiceInfo,
         deadline: Instant,
     ) -> ServiceInfo {
-        if step.tls || deadline.saturating_duration_since(Instant::now()) < MIN_STEP {
+        if deadline.saturating_duration_since(Instant::now()) < MIN_STEP {
+            return info;
+        }
+        if step.tls {
+            if info.extra.contains_key("tls.version") {
+                self.tls_versions(addr, &mut info, deadline).await;
+            }
             return info;
         }
         match info.name.as_str() {
@@ -93,6 +99,49 @@ impl Detector {
             _ => {}
         }
         info
+    }
+
+    /// `tls.versions`: which of TLS 1.0 to 1.3 the server completes a
+    /// handshake with, one connection each (1.0 and 1.1 by a hand-made
+    /// ClientHello, since rustls does not speak them).
+    async fn tls_versions(&self, addr: SocketAddr, info: &mut ServiceInfo, deadline: Instant) {
+        let mut accepted = Vec::new();
+        for (minor, name) in [(1u8, "TLSv1.0"), (2, "TLSv1.1")] {
+            let Some(mut s) = self.open(addr, deadline).await else {
+                return;
+            };
+            let reply = self
+                .say(
+                    &mut s,
+                    &tls::legacy_client_hello(minor),
+                    deadline,
+                    |b: &[u8]| b.len() >= 11,
+                )
+                .await;
+            if tls::legacy_accepted(&reply, minor) {
+                accepted.push(name);
+            }
+        }
+        for (version, name) in [
+            (&rustls::version::TLS12, "TLSv1.2"),
+            (&rustls::version::TLS13, "TLSv1.3"),
+        ] {
+            let Ok(config) = tls::single_version_config(version) else {
+                continue;
+            };
+            let Some(s) = self.open(addr, deadline).await else {
+                return;
+            };
+            if let Handshake::Done(_) = self
+                .handshake(config, addr, s, self.config.probe_timeout, deadline)
+                .await
+            {
+                accepted.push(name);
+            }
+        }
+        if !accepted.is_empty() {
+            info.extra.insert("tls.versions".into(), accepted.join(","));
+        }
     }
 
     fn chat_limits(&self, deadline: Instant) -> ReadLimits {

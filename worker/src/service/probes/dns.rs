@@ -94,9 +94,10 @@ fn identify(d: &mut Decoded, text: &[u8]) {
     };
     let (product, version, cpe) = if text.first().is_some_and(u8::is_ascii_digit) {
         let v = text.split(|&b| b == b' ').next().unwrap_or_default();
-        // Debian appends "-1~deb12u3-Debian"; the upstream version comes first.
+        // Debian appends "-1~deb12u3-Debian"; the upstream version comes first
+        // (the whole text stays in `dns.version_bind`).
         let upstream = v.split(|&b| b == b'-').next().unwrap_or_default();
-        ("ISC BIND", v, Some(("isc:bind", upstream)))
+        ("ISC BIND", upstream, Some(("isc:bind", upstream)))
     } else if let Some(v) = word_after(b"unbound ") {
         ("Unbound", v, Some(("nlnetlabs:unbound", v)))
     } else if let Some(v) = word_after(b"dnsmasq-") {

@@ -482,7 +482,8 @@ const METRICS_PORTS: &[u16] = &[
 
 /// Ports whose usual service speaks first.
 const GREETING_PORTS: &[u16] = &[
-    21, 22, 23, 25, 110, 119, 143, 194, 587, 873, 2222, 2525, 3306, 4190, 4222, 6667,
+    21, 22, 23, 25, 110, 119, 143, 194, 587, 873, 902, 2222, 2525, 2628, 3306, 3690, 4190, 4222,
+    6667,
 ];
 
 /// The probes a port's usual service answers, most likely first.
