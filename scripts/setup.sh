@@ -29,6 +29,39 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install ${need[*]}"
 fi
 
+# Real daemons for the second lab (loadtest/daemons.sh, service detection): Debian's
+# servers, each run by the lab inside a network namespace with a config the lab
+# writes. Installing them must not start them on the host (its loopback already has
+# PostgreSQL 5432, MariaDB 3306, Redis 6379, RabbitMQ 5672, Mosquitto 1883, NATS
+# 4222): a policy-rc.d that answers 101 ("action forbidden") is in place during the
+# install, and afterwards the host must listen on nothing new.
+DAEMON_PKGS=(openssh-server nginx apache2 vsftpd opensmtpd dovecot-imapd dovecot-pop3d
+             memcached slapd samba bind9 etcd-server squid haproxy inetutils-telnetd
+             openbsd-inetd rsync postgresql mariadb-server redis-server mosquitto snmpd)
+missing=()
+for pkg in "${DAEMON_PKGS[@]}"; do
+  [ "$(dpkg-query -W -f '${db:Status-Abbrev}' "$pkg" 2>/dev/null)" = "ii " ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing lab daemons ${missing[*]} (not started on the host)"
+  listen_before=$(ss -Htlnu | awk '{print $1, $5}' | sort -u)
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# scanfleet setup.sh: no service starts during this install\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  grep -qx 'exit 101' /usr/sbin/policy-rc.d || die "/usr/sbin/policy-rc.d exists but does not forbid service starts (exit 101); not installing daemons"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update"
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || die "apt-get install ${missing[*]}"
+  new=$(comm -13 <(echo "$listen_before") <(ss -Htlnu | awk '{print $1, $5}' | sort -u))
+  [ -z "$new" ] || die "installing the lab daemons started listeners on the host: $new"
+fi
+
 # moto's AWS server (EC2, STS, Organizations, SQS) for the AWS and SQS tests, in a
 # virtualenv of its own made with Debian's python3 (Debian's python refuses a
 # system-wide pip install, PEP 668), linked onto the PATH as moto_server.

@@ -27,7 +27,8 @@ cargo build --workspace --all-targets --locked
 
 step "lab up"
 loadtest/lab.sh up 6
-trap 'loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
+trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true' EXIT
+loadtest/daemons.sh up  # the real-daemon lab (sfd, 10.216.0.0/24): coordinator/tests/lab_daemons.rs
 export SCANFLEET_LAB=1
 
 step "tests"

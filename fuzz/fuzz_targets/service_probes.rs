@@ -1,6 +1,8 @@
-//! The protocol probes' reply readers (worker/src/service/probes.rs): each
+//! The protocol probes' reply readers (worker/src/service/probes/): each
 //! probe's `is_complete` (Redis RESP, PostgreSQL, memcached, MongoDB, AMQP,
-//! HTTP) and the RESP reply counter, on whatever a server answers. They are
+//! HTTP, MQTT, LDAP, SMB, DNS, Kafka, TDS, TNS, CQL, RDP, Erlang) and the RESP
+//! reply counter, on whatever a server answers (the decoders themselves are
+//! the service_decoders target). They are
 //! crate-private and only reachable through `Detector::detect` over a real
 //! socket, so this target compiles the worker's very source files (#[path]).
 //! The answers themselves then go to the signature matcher (banner_matcher).
@@ -13,7 +15,7 @@
 
 #[path = "../../worker/src/service/http.rs"]
 mod http;
-#[path = "../../worker/src/service/probes.rs"]
+#[path = "../../worker/src/service/probes/mod.rs"]
 mod probes;
 
 use libfuzzer_sys::fuzz_target;
@@ -26,7 +28,16 @@ fuzz_target!(|data: &[u8]| {
     for p in Probe::ALL {
         assert_eq!(Probe::from_name(p.name()), Some(p));
         let whole = p.is_complete(data);
-        if matches!(p, Probe::MongoDb | Probe::Amqp | Probe::PostgreSql) && !data.is_empty() {
+        if matches!(
+            p,
+            Probe::MongoDb
+                | Probe::Amqp
+                | Probe::PostgreSql
+                | Probe::Smb
+                | Probe::Dns
+                | Probe::Kafka
+        ) && !data.is_empty()
+        {
             // A complete answer stays complete when more bytes follow it.
             let mut longer = data.to_vec();
             longer.push(0);
@@ -53,6 +64,6 @@ fuzz_target!(|data: &[u8]| {
         ]),
     ] {
         let plan = probes::plan(port);
-        assert!(!plan.probes.is_empty());
+        assert!(!plan.steps.is_empty());
     }
 });

@@ -28,6 +28,12 @@ fn printable(s: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The TLS 1.0/1.1 ServerHello check behind `tls.versions`.
+    for minor in [1, 2] {
+        if tls::legacy_accepted(data, minor) {
+            assert_eq!((data[0], data[10]), (0x16, minor));
+        }
+    }
     for (k, v) in tls::cert_facts(data) {
         assert!(k.starts_with("tls."), "{k}");
         assert!(printable(&v), "unescaped {k} {v:?}");

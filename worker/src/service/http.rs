@@ -13,6 +13,11 @@ const MAX_FACT: usize = 128;
 /// `GET /` with a `Host` header (HTTP/1.1 requires one) and `Connection: close`, so
 /// a polite server ends the answer by closing instead of making us wait.
 pub(crate) fn request(ip: IpAddr, port: u16, tls: bool) -> Vec<u8> {
+    request_path(ip, port, tls, "/")
+}
+
+/// `GET path`, otherwise as [`request`].
+pub(crate) fn request_path(ip: IpAddr, port: u16, tls: bool, path: &str) -> Vec<u8> {
     let host = match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
@@ -24,7 +29,23 @@ pub(crate) fn request(ip: IpAddr, port: u16, tls: bool) -> Vec<u8> {
         format!("{host}:{port}")
     };
     format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: scanfleet-service-detection/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: scanfleet-service-detection/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes()
+}
+
+/// The name the proxy probe asks for: `.invalid` is reserved (RFC 2606) and
+/// never resolves, so a proxy cannot reach anything with it; it can only say
+/// that it tried.
+pub(crate) const PROXY_CHECK_HOST: &str = "scanfleet-proxy-check.invalid";
+
+/// `CONNECT` to [`PROXY_CHECK_HOST`]: a forward proxy answers with its own
+/// error (502, 503, 504), or 407 when it wants credentials; an origin server
+/// refuses the method (400, 405, 501).
+pub(crate) fn connect_request() -> Vec<u8> {
+    format!(
+        "CONNECT {PROXY_CHECK_HOST}:443 HTTP/1.1\r\nHost: {PROXY_CHECK_HOST}:443\r\nUser-Agent: scanfleet-service-detection/{}\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     )
     .into_bytes()
@@ -59,7 +80,13 @@ pub(crate) fn is_complete(buf: &[u8]) -> bool {
     if content_length.is_some_and(|len| body.len() >= len) {
         return true;
     }
-    find(&body.to_ascii_lowercase(), b"</title").is_some()
+    let lower = body.to_ascii_lowercase();
+    // HAProxy's statistics page names its release only after a long style
+    // sheet; keep reading until that line (the read cap still bounds it).
+    if find(&lower, b"<title>statistics report for haproxy").is_some() {
+        return find(&lower, b"haproxy version ").is_some();
+    }
+    find(&lower, b"</title").is_some()
 }
 
 /// Facts worth keeping from an HTTP answer, all escaped and bounded:

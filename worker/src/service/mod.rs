@@ -1,31 +1,42 @@
 //! Service detection on open ports: banner grabbing, protocol probes and the
 //! project's own signature file.
 //!
-//! Per port, within one time budget ([`DetectConfig::port_budget`]):
-//! 1. When the port does not suggest a client-first protocol, connect and listen
-//!    for a spontaneous banner (SSH, SMTP, FTP, POP3, IMAP, MySQL, VNC, Telnet).
-//! 2. Otherwise, or when the banner told nothing, send probes, each on a fresh
-//!    connection: the port's hinted probe first (443 -> TLS, 80 -> HTTP,
-//!    6379 -> Redis, 5432 -> PostgreSQL, 11211 -> memcached, 27017 -> MongoDB,
-//!    5672 -> AMQP), then HTTP, TLS and Redis. The first signature match wins.
+//! Per port, within one time budget ([`DetectConfig::port_budget`]), probes run
+//! in the order of [`probes::plan`]: first the probes of the service the port
+//! usually carries (443 -> TLS then HTTP inside, 5432 -> PostgreSQL SSLRequest,
+//! 1883 -> MQTT, 22 -> listen for the SSH greeting, ...), then listening for a
+//! spontaneous greeting, then generic probes (HTTP, TLS, Redis, then the binary
+//! protocols). Each probe runs on a fresh connection; the first signature match
+//! wins. Any probe can run inside TLS: the answer inside is matched with that
+//! probe's signatures. Once a service is named, a short follow-up dialogue may
+//! add facts (STARTTLS and the certificate behind it, anonymous FTP, VNC and
+//! PostgreSQL authentication; see `starttls`).
+//!
+//! A silent port costs at most [`DetectConfig::quiet_budget`]: every probe that
+//! sits on an open connection without an answer spends it, probes that are
+//! refused or hung up on cost (almost) nothing, so a port that closes on
+//! unknown input still meets every probe in the list.
 //!
 //! Naming convention for TLS: HTTP inside TLS is reported as `https`; any other
 //! recognised protocol inside TLS keeps its own name (`imap`, `smtp`, ...); a TLS
 //! server whose inner protocol is unknown, or whose handshake we could not
 //! complete, is `tls`. All three carry `extra["tls"] = "true"` and the
-//! certificate facts (see [`tls`]'s module docs for the keys).
+//! certificate facts (see [`tls`]'s module docs for the keys). A plaintext
+//! service that offers STARTTLS has `starttls = offered` and the `tls.*` facts
+//! of the upgraded session, but no `tls` key.
 //!
 //! Outcomes: `None` for a port that never said anything (silent, or closed every
 //! connection without a byte); `Some` with name `unknown` and the escaped banner
 //! for a port that talked but matched no signature; otherwise the match.
 //!
 //! Everything read is untrusted: reads are bounded ([`DetectConfig::max_read_bytes`]),
-//! only regexes and small fact extractors look at it, and every stored string is
+//! only regexes and small decoders look at it, and every stored string is
 //! escaped and capped (the banner at [`BANNER_MAX`] input bytes).
 
 mod http;
 mod probes;
 pub mod signatures;
+mod starttls;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -39,10 +50,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-pub use probes::Probe;
+pub use probes::{Decoded, Probe};
 pub use signatures::{SignatureError, SignatureMatch, SignatureSet};
 
-use probes::{Connect, Plan, ReadLimits, Response};
+use probes::{Connect, Plan, ReadLimits};
 
 /// Longest banner kept, in input bytes (escaping may make the string longer).
 pub const BANNER_MAX: usize = 256;
@@ -75,6 +86,10 @@ pub struct DetectConfig {
     pub read_idle: Duration,
     /// Most bytes read per probe (enough for HTTP headers and a page title).
     pub max_read_bytes: usize,
+    /// Most time all probes of one port may sit on open connections without an
+    /// answer. The default is what a silent port cost before this limit
+    /// existed: the greeting wait plus three fallback probes.
+    pub quiet_budget: Duration,
 }
 
 impl Default for DetectConfig {
@@ -87,6 +102,7 @@ impl Default for DetectConfig {
             fallback_timeout: Duration::from_millis(600),
             read_idle: Duration::from_millis(150),
             max_read_bytes: 8 * 1024,
+            quiet_budget: Duration::from_millis(700 + 3 * 600),
         }
     }
 }
@@ -110,15 +126,35 @@ pub struct Detector {
 }
 
 /// What one step learned.
-enum Step {
+enum Outcome {
     /// A service was identified: stop.
     Found(ServiceInfo),
     /// The port talked, but nothing matched.
     Spoke(Vec<u8>),
-    /// Nothing said (silent, or closed without a byte).
-    Quiet,
+    /// Nothing said. `silent` is how long an open connection sat without a
+    /// byte (what the quiet budget counts); `closed` when the peer hung up.
+    Quiet { silent: Duration, closed: bool },
     /// The port no longer accepts connections: stop probing.
     Gone,
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Found(_) => "found",
+            Outcome::Spoke(_) => "unmatched",
+            Outcome::Quiet { .. } => "quiet",
+            Outcome::Gone => "gone",
+        }
+    }
+
+    /// Nothing said on a connection held open for `silent` since `since`.
+    fn quiet(since: Instant, closed: bool) -> Outcome {
+        Outcome::Quiet {
+            silent: since.elapsed(),
+            closed,
+        }
+    }
 }
 
 impl Detector {
@@ -184,32 +220,52 @@ impl Detector {
 
     async fn run(&self, addr: SocketAddr, plan: Plan, deadline: Instant) -> Option<ServiceInfo> {
         let mut spoke: Option<Vec<u8>> = None;
-        let passive = plan.passive_first.then_some((Probe::Banner, false));
-        for (probe, hinted) in passive.into_iter().chain(plan.probes) {
-            if deadline.saturating_duration_since(Instant::now()) < MIN_STEP {
+        let mut quiet_spent = Duration::ZERO;
+        // An earlier probe held a connection open long enough for a greeting
+        // to arrive, and none did: listening again would only repeat that.
+        let mut greeting_ruled_out = false;
+        for step in plan.steps {
+            let quiet_left = self.config.quiet_budget.saturating_sub(quiet_spent);
+            if deadline.saturating_duration_since(Instant::now()) < MIN_STEP
+                || quiet_left < MIN_STEP
+            {
                 break;
             }
-            let wait = match (probe, hinted) {
-                (Probe::Banner, _) => self.config.banner_wait,
+            if step.probe == Probe::Banner && !step.tls && greeting_ruled_out {
+                continue;
+            }
+            let wait = match (step.probe, step.hinted) {
                 (_, true) => self.config.probe_timeout,
+                (Probe::Banner, false) => self.config.banner_wait,
                 (_, false) => self.config.fallback_timeout,
             };
-            let step = match probe {
-                Probe::Tls => self.tls_probe(addr, wait, deadline).await,
-                _ => self.plain_probe(addr, probe, wait, deadline).await,
+            // A silent port costs at most the quiet budget, whatever the plan.
+            let wait = wait.min(quiet_left);
+            let outcome = if step.tls {
+                self.tls_step(addr, step.probe, wait, deadline).await
+            } else {
+                self.plain_step(addr, step.probe, wait, deadline).await
             };
             tracing::trace!(
-                probe = probe.name(),
-                outcome = step.label(),
+                probe = step.probe.name(),
+                tls = step.tls,
+                outcome = outcome.label(),
                 "service probe"
             );
-            match step {
-                Step::Found(info) => return Some(info),
-                Step::Spoke(bytes) => {
+            match outcome {
+                Outcome::Found(info) => {
+                    return Some(self.enrich(addr, step, info, deadline).await);
+                }
+                Outcome::Spoke(bytes) => {
                     spoke.get_or_insert(bytes);
                 }
-                Step::Quiet => {}
-                Step::Gone => break,
+                Outcome::Quiet { silent, closed } => {
+                    quiet_spent += silent;
+                    if !closed && silent >= self.config.banner_wait {
+                        greeting_ruled_out = true;
+                    }
+                }
+                Outcome::Gone => break,
             }
         }
         spoke.map(|bytes| ServiceInfo {
@@ -219,112 +275,107 @@ impl Detector {
         })
     }
 
-    fn limits(&self, first_wait: Duration, deadline: Instant) -> ReadLimits {
+    fn limits(&self, probe: Probe, first_wait: Duration, deadline: Instant) -> ReadLimits {
         ReadLimits {
             first_wait,
             idle: self.config.read_idle,
             deadline,
-            max_bytes: self.config.read_cap(),
+            max_bytes: probe.read_cap(self.config.read_cap()),
         }
     }
 
-    /// A fresh connection for one probe, or the step to report when there is none.
-    async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Step> {
+    /// A fresh connection for one probe, or the outcome to report when there is none.
+    async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Outcome> {
         match probes::connect(addr, self.config.connect_timeout, deadline).await {
             Connect::Ok(s) => Ok(s),
-            Connect::Gone => Err(Step::Gone),
-            // A lost SYN on a lossy path: the next probe connects again.
-            Connect::TimedOut => Err(Step::Quiet),
+            Connect::Gone => Err(Outcome::Gone),
+            // A lost SYN on a lossy path: the next probe connects again. The
+            // connection never opened, so no quiet budget was spent.
+            Connect::TimedOut => Err(Outcome::Quiet {
+                silent: Duration::ZERO,
+                closed: true,
+            }),
         }
     }
 
     /// Connect, send the probe's payload (nothing for the banner), read the answer.
-    async fn plain_probe(
+    async fn plain_step(
         &self,
         addr: SocketAddr,
         probe: Probe,
         wait: Duration,
         deadline: Instant,
-    ) -> Step {
+    ) -> Outcome {
         let mut stream = match self.connect(addr, deadline).await {
             Ok(s) => s,
-            Err(step) => return step,
+            Err(outcome) => return outcome,
         };
-        let payload = match probe {
-            Probe::Http => http::request(addr.ip(), addr.port(), false),
-            p => p.payload(),
-        };
+        let since = Instant::now();
+        let payload = probe.payload(addr, false);
         // A failed send is not fatal: a service that speaks first and then hangs
         // up on us has still said something worth reading.
         let _ = probes::send(&mut stream, &payload, wait, deadline).await;
-        let response = probes::read_response(&mut stream, self.limits(wait, deadline), |b| {
-            probe.is_complete(b)
-        })
-        .await;
-        self.classify(probe, response)
-    }
-
-    fn classify(&self, probe: Probe, response: Response) -> Step {
+        let response =
+            probes::read_response(&mut stream, self.limits(probe, wait, deadline), |b| {
+                probe.is_complete(b)
+            })
+            .await;
         if response.bytes.is_empty() {
-            return Step::Quiet;
+            return Outcome::quiet(since, response.closed);
         }
-        match self.signatures.match_response(probe, &response.bytes) {
-            Some(m) => Step::Found(service_info(m, &response.bytes, BTreeMap::new())),
-            None => Step::Spoke(response.bytes),
+        self.classify(probe, response.bytes, BTreeMap::new())
+    }
+
+    fn classify(&self, probe: Probe, bytes: Vec<u8>, base: BTreeMap<String, String>) -> Outcome {
+        match self.signatures.match_response(probe, &bytes) {
+            Some(m) => Outcome::Found(service_info(probe, m, &bytes, base)),
+            None => Outcome::Spoke(bytes),
         }
     }
 
-    /// TLS handshake, then an HTTP request inside. See the module docs for naming.
-    async fn tls_probe(&self, addr: SocketAddr, wait: Duration, deadline: Instant) -> Step {
+    /// TLS handshake, then the probe inside. See the module docs for naming.
+    async fn tls_step(
+        &self,
+        addr: SocketAddr,
+        probe: Probe,
+        wait: Duration,
+        deadline: Instant,
+    ) -> Outcome {
         let Some(config) = self.tls.clone() else {
-            return Step::Quiet;
+            return Outcome::Quiet {
+                silent: Duration::ZERO,
+                closed: true,
+            };
         };
         let tcp = match self.connect(addr, deadline).await {
             Ok(s) => s,
-            Err(step) => return step,
+            Err(outcome) => return outcome,
         };
-        let cap = self.config.read_cap();
-        let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-        let handshake = TlsConnector::from(config)
-            .connect(server_name, tls::Recorder::new(tcp, cap))
-            .into_fallible();
-        let until = (Instant::now() + wait).min(deadline);
-        let mut stream = match timeout_at(until, handshake).await {
-            Err(_) => return Step::Quiet,
-            Ok(Ok(s)) => s,
-            Ok(Err((err, recorder))) => {
-                if let Some(tls_err) = tls::peer_speaks_tls(&err) {
-                    let mut extra = BTreeMap::from([("tls".to_string(), "true".to_string())]);
-                    extra.insert(
-                        "tls.error".into(),
-                        escape_bytes(tls_err.to_string().as_bytes(), 128),
-                    );
-                    return Step::Found(ServiceInfo {
-                        name: "tls".into(),
-                        extra,
-                        ..ServiceInfo::default()
-                    });
-                }
-                // Not TLS: whatever the peer said instead (an SSH banner, an HTTP
-                // 400) may still name it.
-                let seen = recorder.into_seen();
-                return self.classify(
-                    Probe::Tls,
-                    Response {
-                        bytes: seen,
-                        closed: true,
-                    },
-                );
+        let since = Instant::now();
+        let mut stream = match self.handshake(config, addr, tcp, wait, deadline).await {
+            Handshake::Done(s) => s,
+            Handshake::Failed(info) => return Outcome::Found(info),
+            Handshake::NotTls(seen) if seen.is_empty() => return Outcome::quiet(since, true),
+            Handshake::NotTls(seen) => {
+                // Not TLS: whatever the peer said instead (an SSH banner, an
+                // HTTP 400) may still name it.
+                let as_probe = if probe.is_http() {
+                    Probe::Http
+                } else {
+                    Probe::Banner
+                };
+                return self.classify(as_probe, seen, BTreeMap::new());
             }
+            Handshake::TimedOut => return Outcome::quiet(since, false),
         };
         let tls_facts = tls::session_facts(stream.get_ref().1);
-        let request = http::request(addr.ip(), addr.port(), true);
+        let request = probe.payload(addr, true);
         let _ = probes::send(&mut stream, &request, self.config.probe_timeout, deadline).await;
-        let limits = self.limits(self.config.probe_timeout, deadline);
-        let inner = probes::read_response(&mut stream, limits, http::is_complete).await;
-        let info = match self.signatures.match_response(Probe::Http, &inner.bytes) {
+        let limits = self.limits(probe, self.config.probe_timeout, deadline);
+        let inner = probes::read_response(&mut stream, limits, |b| probe.is_complete(b)).await;
+        let info = match self.signatures.match_response(probe, &inner.bytes) {
             Some(m) => {
-                let mut info = service_info(m, &inner.bytes, tls_facts);
+                let mut info = service_info(probe, m, &inner.bytes, tls_facts);
                 if info.name == "http" {
                     info.name = "https".into();
                 }
@@ -337,26 +388,68 @@ impl Detector {
                 ..ServiceInfo::default()
             },
         };
-        Step::Found(info)
+        Outcome::Found(info)
     }
-}
 
-impl Step {
-    fn label(&self) -> &'static str {
-        match self {
-            Step::Found(_) => "found",
-            Step::Spoke(_) => "unmatched",
-            Step::Quiet => "quiet",
-            Step::Gone => "gone",
+    /// A TLS handshake over an open connection, within `wait`.
+    async fn handshake<S>(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        addr: SocketAddr,
+        tcp: S,
+        wait: Duration,
+        deadline: Instant,
+    ) -> Handshake<S>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let handshake = TlsConnector::from(config)
+            .connect(server_name, tls::Recorder::new(tcp, self.config.read_cap()))
+            .into_fallible();
+        let until = (Instant::now() + wait).min(deadline);
+        match timeout_at(until, handshake).await {
+            Err(_) => Handshake::TimedOut,
+            Ok(Ok(s)) => Handshake::Done(Box::new(s)),
+            Ok(Err((err, recorder))) => {
+                if let Some(tls_err) = tls::peer_speaks_tls(&err) {
+                    let mut extra = BTreeMap::from([("tls".to_string(), "true".to_string())]);
+                    extra.insert(
+                        "tls.error".into(),
+                        escape_bytes(tls_err.to_string().as_bytes(), 128),
+                    );
+                    return Handshake::Failed(ServiceInfo {
+                        name: "tls".into(),
+                        extra,
+                        ..ServiceInfo::default()
+                    });
+                }
+                Handshake::NotTls(recorder.into_seen())
+            }
         }
     }
 }
 
+/// How a TLS handshake ended.
+enum Handshake<S> {
+    Done(Box<tokio_rustls::client::TlsStream<tls::Recorder<S>>>),
+    /// The peer speaks TLS but the handshake failed (alert, incompatible).
+    Failed(ServiceInfo),
+    /// The peer answered something that is not TLS (these bytes) or hung up.
+    NotTls(Vec<u8>),
+    TimedOut,
+}
+
 /// A match turned into the stored record: the banner escaped and capped, HTTP
-/// facts added for HTTP services, `base` (TLS facts) underneath the rest.
-fn service_info(m: SignatureMatch, answer: &[u8], base: BTreeMap<String, String>) -> ServiceInfo {
+/// facts added for answers to HTTP probes, `base` (TLS facts) underneath the rest.
+fn service_info(
+    probe: Probe,
+    m: SignatureMatch,
+    answer: &[u8],
+    base: BTreeMap<String, String>,
+) -> ServiceInfo {
     let mut extra = base;
-    if m.service == "http" {
+    if m.service == "http" || probe.is_http() {
         extra.extend(http::facts(answer));
     }
     extra.extend(m.extra);
@@ -599,6 +692,9 @@ mod tests {
         assert_eq!(info.extra["http.title"], "Lab target t1");
         assert!(info.extra.contains_key("tls.cipher"));
 
+        // rustls servers speak neither TLS 1.0 nor 1.1.
+        assert_eq!(info.extra["tls.versions"], "TLSv1.2,TLSv1.3");
+
         // On a port without a hint, TLS is found after the banner wait and HTTP.
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "https");
@@ -611,6 +707,7 @@ mod tests {
         let info = detect_as(addr, 8443).await;
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.version"], "TLSv1.2");
+        assert_eq!(info.extra["tls.versions"], "TLSv1.2");
         assert!(
             info.extra["tls.cipher"].starts_with("TLS_ECDHE_"),
             "{:?}",
@@ -1007,5 +1104,94 @@ mod tests {
             Err(SignatureError::Regex { index: 1, .. })
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Captures fixtures: for each `probe[+tls]@127.0.0.1:port=file` in
+    /// `SCANFLEET_CAPTURE` (comma separated), sends exactly what detection sends
+    /// and writes the raw reply (inside TLS for `+tls`) to
+    /// `worker/tests/fixtures/greetings/file`. Loopback only: run it inside the
+    /// namespace that holds the daemon (`ip netns exec sfs-cap cargo test ...`).
+    #[tokio::test]
+    #[ignore = "writes fixtures from daemons started by hand"]
+    async fn capture_fixtures() {
+        let spec = std::env::var("SCANFLEET_CAPTURE").unwrap_or_default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/greetings");
+        let d = detector();
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            let (what, file) = item.split_once('=').expect("probe@addr=file");
+            let (probe, addr) = what.split_once('@').expect("probe@addr");
+            let (probe, over_tls) = match probe.strip_suffix("+tls") {
+                Some(p) => (p, true),
+                None => (probe, false),
+            };
+            let probe = Probe::from_name(probe).expect("probe name");
+            let addr: SocketAddr = addr.parse().expect("address");
+            assert!(addr.ip().is_loopback(), "captures only from loopback");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let limits = ReadLimits {
+                first_wait: Duration::from_secs(3),
+                idle: Duration::from_millis(500),
+                deadline,
+                max_bytes: probe.read_cap(64 * 1024),
+            };
+            let mut tcp = TcpStream::connect(addr).await.expect("connect");
+            let bytes = if over_tls {
+                let Handshake::Done(mut s) = d
+                    .handshake(
+                        d.tls.clone().unwrap(),
+                        addr,
+                        tcp,
+                        Duration::from_secs(3),
+                        deadline,
+                    )
+                    .await
+                else {
+                    panic!("no TLS at {addr}");
+                };
+                probes::send(
+                    &mut s,
+                    &probe.payload(addr, true),
+                    Duration::from_secs(2),
+                    deadline,
+                )
+                .await;
+                probes::read_response(&mut s, limits, |b| probe.is_complete(b))
+                    .await
+                    .bytes
+            } else {
+                probes::send(
+                    &mut tcp,
+                    &probe.payload(addr, false),
+                    Duration::from_secs(2),
+                    deadline,
+                )
+                .await;
+                probes::read_response(&mut tcp, limits, |b| probe.is_complete(b))
+                    .await
+                    .bytes
+            };
+            eprintln!(
+                "{file}: {} bytes: {}",
+                bytes.len(),
+                escape_bytes(&bytes, 200)
+            );
+            std::fs::write(dir.join(file), &bytes).unwrap();
+        }
+    }
+
+    /// Prints what detection says about each `127.0.0.1:port` in
+    /// `SCANFLEET_DETECT` (comma separated), as the worker would run it. For
+    /// trying daemons started by hand in a namespace.
+    #[tokio::test]
+    #[ignore = "inspects daemons started by hand"]
+    async fn detect_listed_addresses() {
+        let spec = std::env::var("SCANFLEET_DETECT").unwrap_or_default();
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            let addr: SocketAddr = item.parse().expect("address");
+            assert!(addr.ip().is_loopback(), "loopback only");
+            let started = Instant::now();
+            let info = detect(addr).await;
+            eprintln!("{addr} ({:?}): {info:?}", started.elapsed());
+        }
     }
 }

@@ -105,6 +105,57 @@ pub(crate) fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
     Ok(Arc::new(config))
 }
 
+/// A client configuration like [`client_config`] that offers only `version`,
+/// to learn which versions a server accepts (`tls.versions`).
+pub(crate) fn single_version_config(
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// A TLS 1.0 or 1.1 ClientHello (RFC 2246 / RFC 4346 section 7.4.1.2), which
+/// rustls cannot send: `minor` is 1 (TLS 1.0) or 2 (TLS 1.1). CBC suites of
+/// that era, the elliptic-curve extensions (RFC 4492) so ECDHE servers answer.
+pub(crate) fn legacy_client_hello(minor: u8) -> Vec<u8> {
+    const SUITES: [u16; 8] = [
+        0xc014, 0xc013, 0xc00a, 0xc009, 0x0035, 0x002f, 0x0039, 0x000a,
+    ];
+    let mut body = vec![3, minor];
+    body.extend_from_slice(b"scanfleet-detect-legacy-hello-32"); // random, 32 bytes
+    body.push(0); // no session id
+    body.extend_from_slice(&((SUITES.len() * 2) as u16).to_be_bytes());
+    for s in SUITES {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]); // compression: null
+    let extensions: &[u8] = &[
+        0x00, 0x0a, 0x00, 0x08, 0x00, 0x06, 0x00, 0x17, 0x00, 0x18, 0x00, 0x19, // groups
+        0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, // point formats: uncompressed
+        0xff, 0x01, 0x00, 0x01, 0x00, // renegotiation_info (RFC 5746)
+    ];
+    body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    body.extend_from_slice(extensions);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+/// Whether `reply` starts with a ServerHello that accepted TLS 1.`minor - 1`.
+pub(crate) fn legacy_accepted(reply: &[u8], minor: u8) -> bool {
+    reply.len() >= 11 && reply[0] == 0x16 && reply[5] == 2 && reply[9] == 3 && reply[10] == minor
+}
+
 /// Whether a handshake error proves the peer speaks TLS (it sent an alert, or a
 /// well-formed handshake we cannot accept), as opposed to speaking something else.
 pub(crate) fn peer_speaks_tls(err: &io::Error) -> Option<&rustls::Error> {
@@ -378,5 +429,25 @@ mod tests {
         );
         assert!(peer_speaks_tls(&e).is_some());
         assert!(peer_speaks_tls(&io::Error::from(io::ErrorKind::UnexpectedEof)).is_none());
+    }
+
+    #[test]
+    fn legacy_hello_is_well_formed() {
+        for minor in [1, 2] {
+            let h = legacy_client_hello(minor);
+            assert_eq!(usize::from(u16::from_be_bytes([h[3], h[4]])), h.len() - 5);
+            assert_eq!((h[5], h[9], h[10]), (1, 3, minor));
+            let hs_len = u32::from_be_bytes([0, h[6], h[7], h[8]]) as usize;
+            assert_eq!(hs_len, h.len() - 9);
+        }
+        assert!(legacy_accepted(
+            b"\x16\x03\x01\x00\x31\x02\x00\x00\x2d\x03\x01",
+            1
+        ));
+        assert!(!legacy_accepted(b"\x15\x03\x01\x00\x02\x02\x46", 1));
+        assert!(!legacy_accepted(
+            b"\x16\x03\x03\x00\x31\x02\x00\x00\x2d\x03\x03",
+            1
+        ));
     }
 }
