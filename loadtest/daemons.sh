@@ -611,7 +611,7 @@ cmd_up() {
     command -v setpriv >/dev/null || die "needs setpriv (util-linux)"
     lock
     mkdir -p "$RUN"
-    dpy check || die "manifest $DMANIFEST is invalid"
+    dpy check || { echo "daemons.sh: manifest $DMANIFEST is invalid" >&2; exit 2; }
     dpy lab-manifest >"$SFLAB_MANIFEST.tmp"
     mv "$SFLAB_MANIFEST.tmp" "$SFLAB_MANIFEST"
     local n

@@ -73,7 +73,7 @@ nm_wall=$(el "$t2" "$t4")
     echo "\`loadtest/detect_bench.sh\` on the real-daemon lab (\`loadtest/daemons.sh up\`:"
     echo "$(grep -c '"daemon": "' "$out/truth.jsonl") daemon ports of 20 Debian 12 daemons on 4 hosts, plus 2 odd ports),"
     echo "from the lab's scanner namespace. Machine: $(nproc) cores shared with other work;"
-    echo "scanfleet $(git rev-parse --short HEAD) release build; $(nmap --version | head -1)."
+    echo "scanfleet: $SF at commit $(git rev-parse --short HEAD); $(nmap --version | head -1)."
     echo
     echo "- scanfleet: \`$sf_cmd\`; UDP: \`$sf_udp_cmd\`"
     echo "  ($(el "$t0" "$t1") s TCP, $(el "$t1" "$t2") s UDP)"
