@@ -631,9 +631,10 @@ mod tests {
         );
     }
 
-    /// A TLS server with a self-signed certificate for `lab-t1.scanfleet.test` and
-    /// HTTP inside, like the lab's port 443.
-    async fn tls_http_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> SocketAddr {
+    /// A TLS acceptor with a self-signed certificate for `lab-t1.scanfleet.test`.
+    fn test_acceptor(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> tokio_rustls::TlsAcceptor {
         let mut params =
             rcgen::CertificateParams::new(vec!["lab-t1.scanfleet.test".to_string()]).unwrap();
         params
@@ -652,7 +653,13 @@ mod tests {
                 rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )
             .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// A TLS server with [`test_acceptor`]'s certificate and HTTP inside, like the
+    /// lab's port 443.
+    async fn tls_http_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> SocketAddr {
+        let acceptor = test_acceptor(versions);
         serve(move |s| {
             let acceptor = acceptor.clone();
             async move {
@@ -699,6 +706,78 @@ mod tests {
         let info = detect(addr).await.unwrap();
         assert_eq!(info.name, "https");
         assert_eq!(info.extra["tls.subject_cn"], "lab-t1.scanfleet.test");
+    }
+
+    /// An SMTP server that offers STARTTLS and AUTH in its EHLO answer and
+    /// upgrades on STARTTLS, as RFC 3207 describes.
+    async fn starttls_smtp_server() -> SocketAddr {
+        let acceptor = test_acceptor(rustls::DEFAULT_VERSIONS);
+        serve(move |mut s| {
+            let acceptor = acceptor.clone();
+            async move {
+                let _ = s.write_all(b"220 mx.scanfleet.test ESMTP Postfix\r\n").await;
+                loop {
+                    let line = read_until(&mut s, b"\r\n").await;
+                    if line.starts_with(b"EHLO ") {
+                        let _ = s
+                            .write_all(b"250-mx.scanfleet.test\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+                            .await;
+                    } else if line == b"STARTTLS\r\n" {
+                        let _ = s.write_all(b"220 2.0.0 Ready to start TLS\r\n").await;
+                        let _ = acceptor.accept(s).await;
+                        return;
+                    } else {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn smtp_starttls_adds_certificate_facts() {
+        let addr = starttls_smtp_server().await;
+        let info = detect_as(addr, 25).await;
+        assert_eq!(identity(&info), ("smtp", Some("Postfix"), None));
+        assert_eq!(info.extra["starttls"], "offered");
+        assert_eq!(info.extra["smtp.auth"], "PLAIN LOGIN");
+        assert_eq!(info.extra["tls.subject_cn"], "lab-t1.scanfleet.test");
+        assert_eq!(info.extra["tls.version"], "TLSv1.3");
+        assert!(!info.extra.contains_key("tls"), "{:?}", info.extra);
+    }
+
+    /// An FTP server that lets `anonymous` in (or not) after a password.
+    async fn ftp_server(anonymous: bool) -> SocketAddr {
+        serve(move |mut s| async move {
+            let _ = s.write_all(b"220 (vsFTPd 3.0.3)\r\n").await;
+            loop {
+                let line = read_until(&mut s, b"\r\n").await;
+                let reply: &[u8] = if line.starts_with(b"FEAT") {
+                    b"211-Features:\r\n EPSV\r\n PASV\r\n211 End\r\n"
+                } else if line.starts_with(b"USER anonymous") {
+                    b"331 Please specify the password.\r\n"
+                } else if line.starts_with(b"PASS ") && anonymous {
+                    b"230 Login successful.\r\n"
+                } else if line.starts_with(b"PASS ") {
+                    b"530 Login incorrect.\r\n"
+                } else {
+                    return;
+                };
+                let _ = s.write_all(reply).await;
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn ftp_anonymous_login_is_reported() {
+        let info = detect_as(ftp_server(true).await, 21).await;
+        assert_eq!(identity(&info), ("ftp", Some("vsftpd"), Some("3.0.3")));
+        assert_eq!(info.extra["anonymous"], "allowed");
+        assert!(!info.extra.contains_key("starttls"));
+        let info = detect_as(ftp_server(false).await, 21).await;
+        assert_eq!(info.extra["anonymous"], "refused");
     }
 
     #[tokio::test]
