@@ -25,6 +25,25 @@ pub(super) fn shard_stats(job: &ScanJob, engine: &str, stats: &ProbeStats) -> Sh
 }
 
 impl Worker {
+    /// Bring the NIC counters of the metrics up to the process totals.
+    fn sync_nic_metrics(&self) {
+        use scanfleet_common::metrics::NicAllowance;
+        use std::sync::atomic::Ordering;
+        let t = crate::ena::totals();
+        for (i, a) in NicAllowance::ALL.iter().enumerate() {
+            let c = self.metrics.nic_exceeded.with_label_values(&[a.as_str()]);
+            let total = t.exceeded[i].load(Ordering::Relaxed);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+        let b = t.backoffs.load(Ordering::Relaxed);
+        self.metrics
+            .nic_backoffs
+            .inc_by(b.saturating_sub(self.metrics.nic_backoffs.get()));
+        self.metrics
+            .nic_conntrack_available
+            .set(t.conntrack_available.load(Ordering::Relaxed));
+    }
+
     /// Export the shard's accuracy as metrics and record it in the store.
     pub(super) async fn record_accuracy(
         &self,
@@ -43,6 +62,7 @@ impl Worker {
             self.metrics.target_miss_chance.observe(t.miss_chance);
             self.metrics.target_rate.observe(f64::from(t.max_rate_pps));
         }
+        self.sync_nic_metrics();
         let s = shard_stats(job, engine, stats);
         self.with_store_retry(cancel, || self.store.record_shard_stats(&job.scan_id, &s))
             .await

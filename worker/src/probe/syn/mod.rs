@@ -387,6 +387,13 @@ impl Engine for SynProber {
             rto_ceiling: timeout,
         };
 
+        // The worker's own NIC allowances, read every second while the scan runs.
+        if let Some(local) = scan.targets.entries.iter().find_map(|e| e.local) {
+            let shared = shared.clone();
+            let _ = std::thread::Builder::new()
+                .name("syn-nic".into())
+                .spawn(move || crate::ena::monitor(local, &shared.stop, &shared.global_permille));
+        }
         let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
         let rx_done = {
             let (scan, shared) = (scan.clone(), shared.clone());
