@@ -27,7 +27,8 @@ cargo build --workspace --all-targets --locked
 
 step "lab up"
 loadtest/lab.sh up 6
-trap 'loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
+SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 SFLAB_MANIFEST=loadtest/lab/manifest.pacing loadtest/lab.sh up 5
+trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
 export SCANFLEET_LAB=1
 
 step "tests"
