@@ -15,7 +15,10 @@ fn lab(args: &[&str]) -> std::process::Output {
         .env("SFLAB_NET", "10.217.0")
         .env(
             "SFLAB_MANIFEST",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/lab/manifest.pacing"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../loadtest/lab/manifest.pacing"
+            ),
         )
         .output()
         .expect("run loadtest/lab.sh")
@@ -45,10 +48,20 @@ fn a_twenty_percent_loss_host_loses_no_open_port_with_default_settings() {
     let inv = dir.join("inventory.json");
     std::fs::write(&inv, lab(&["inventory"]).stdout).unwrap();
     let want = open_of(&lab(&["truth"]).stdout);
-    assert!(want.iter().any(|(ip, _)| ip == "10.217.0.15"), "the lossy host has open ports");
+    assert!(
+        want.iter().any(|(ip, _)| ip == "10.217.0.15"),
+        "the lossy host has open ports"
+    );
     let out = Command::new("ip")
         .args(["netns", "exec", "sfp-scan", env!("CARGO_BIN_EXE_scanfleet")])
-        .args(["scan", "--inventory", inv.to_str().unwrap(), "-p-", "--mode", "syn"])
+        .args([
+            "scan",
+            "--inventory",
+            inv.to_str().unwrap(),
+            "-p-",
+            "--mode",
+            "syn",
+        ])
         .args(["--no-service-detection", "--format", "jsonl"])
         .output()
         .expect("run scanfleet in the sfp scanner namespace");
@@ -57,6 +70,9 @@ fn a_twenty_percent_loss_host_loses_no_open_port_with_default_settings() {
     let got = open_of(&out.stdout);
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}\n{err}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}\n{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
