@@ -550,3 +550,41 @@ async fn delivery_limit_of_one_dead_letters_on_the_first_retry() {
     )
     .await;
 }
+
+/// A worker that stops (SIGTERM, grace 0) releases its shard: the release must cost
+/// the shard one delivery, not two. Without `stop_receiving` the broker hands the
+/// released message straight back to the still-open consumer, and closing the
+/// channel returns it a second time, so three restarts used up a delivery limit of 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_shutdown_costs_one_delivery() {
+    with_topology(
+        |c| c,
+        &["z"],
+        Topology::with_delivery_limit(5),
+        |q| async move {
+            q.publish("z", b"long shard").await.unwrap();
+            let cfg = q.config().clone();
+            let mut seen = Vec::new();
+            // Three workers in turn: each takes the shard, is stopped, releases it.
+            for _ in 0..3 {
+                let w = AmqpQueue::connect(&amqp_url(), cfg.clone()).await.unwrap();
+                let d = w.receive("z", WAIT).await.unwrap().expect("the shard");
+                seen.push(d.deliveries);
+                w.stop_receiving().await;
+                w.nack(&d, Nack::Retry).await.unwrap();
+                w.close().await;
+            }
+            let last = q
+                .receive("z", WAIT)
+                .await
+                .unwrap()
+                .expect("not dead-lettered");
+            seen.push(last.deliveries);
+            q.ack(&last).await.unwrap();
+            assert_eq!(seen, vec![1, 2, 3, 4], "one delivery per worker");
+            assert!(q.peek_dead_letters(10).await.unwrap().is_empty());
+            q
+        },
+    )
+    .await;
+}

@@ -153,6 +153,11 @@ pub trait JobQueue: Send + Sync {
     async fn nack(&self, delivery: &Delivery, what: Nack) -> Result<(), QueueError>;
     /// Keep the lease alive while a long shard runs.
     async fn extend_lease(&self, delivery: &Delivery, by: Duration) -> Result<(), QueueError>;
+    /// Take no more deliveries (a worker shutting down). Deliveries in hand stay
+    /// valid for ack and nack, and a released one goes to another consumer instead
+    /// of straight back to this one, so a release costs one delivery. Backends whose
+    /// receive is a request (SQS, memory) have nothing to stop.
+    async fn stop_receiving(&self) {}
 }
 
 /// The broker's layout, for the commands that own it (`scanfleet queues`, the

@@ -240,6 +240,10 @@ impl Worker {
                 }
             }
         }
+        // No more deliveries to this worker: a shard released below then goes to
+        // another worker instead of straight back to this consumer (which would cost
+        // it a second delivery when the connection closes).
+        self.queue.stop_receiving().await;
         // Drain: finish what is in hand within the grace period, release the rest.
         let drained = tokio::time::timeout(self.config.grace, async {
             while tasks.join_next().await.is_some() {}

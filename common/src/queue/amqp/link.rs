@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
@@ -36,6 +38,10 @@ pub(super) struct Link {
     /// Zones whose dead-letter binding this connection declared.
     pub(super) zones_bound: HashSet<String>,
     pub(super) consumers: HashMap<String, Arc<ZoneConsumer>>,
+    /// Consumers cancelled by `stop_receiving`, kept so their channels stay open
+    /// (dropping the last handle closes a channel) until their deliveries in hand
+    /// are settled; they go with the connection.
+    pub(super) cancelled: Vec<Arc<ZoneConsumer>>,
 }
 
 #[derive(Default)]
@@ -97,6 +103,40 @@ impl AmqpQueue {
             self.drop_link_state("connection closed by this client");
         }
         inner.retry_at = None;
+    }
+
+    /// Cancel every zone's consumer (basic.cancel), keeping their channels open so
+    /// deliveries in hand can still be acked or released. The next receive starts a
+    /// new consumer.
+    pub(super) async fn cancel_consumers(&self) {
+        let consumers: Vec<_> = {
+            let mut inner = self.inner.lock().await;
+            let Some(link) = inner.link.as_mut() else {
+                return;
+            };
+            let drained: Vec<_> = link.consumers.drain().collect();
+            link.cancelled
+                .extend(drained.iter().map(|(_, c)| c.clone()));
+            drained
+        };
+        for (zone, c) in consumers {
+            let tag = match c.stream.try_lock() {
+                Ok(stream) => stream.tag(),
+                // A receive is waiting on it; cancelling its channel's only consumer
+                // by closing the channel would return the deliveries in hand, so skip.
+                Err(_) => continue,
+            };
+            let cancelled = timeout(
+                self.config.op_timeout,
+                c.channel.basic_cancel(tag, BasicCancelOptions::default()),
+            )
+            .await;
+            match cancelled {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(zone, error = %e, "basic.cancel failed"),
+                Err(_) => tracing::warn!(zone, "basic.cancel: no answer from the broker"),
+            }
+        }
     }
 
     /// Forget everything that belonged to the connection that just went away.
@@ -161,6 +201,7 @@ impl AmqpQueue {
                         zones_declared: HashSet::new(),
                         zones_bound: HashSet::new(),
                         consumers: HashMap::new(),
+                        cancelled: Vec::new(),
                     });
                     self.live.store(generation, Ordering::Release);
                     tracing::info!(endpoint = %self.endpoint, generation, "AMQP connected");

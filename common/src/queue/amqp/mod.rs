@@ -373,6 +373,10 @@ impl JobQueue for AmqpQueue {
         Ok(())
     }
 
+    async fn stop_receiving(&self) {
+        self.cancel_consumers().await;
+    }
+
     async fn receive(&self, zone: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
         check_zone(zone)?;
         let deadline = Instant::now() + wait;
