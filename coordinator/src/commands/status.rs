@@ -1,9 +1,9 @@
 //! `scanfleet status` and `scanfleet results`: read a fleet scan back from Redis.
 
+use scanfleet_common::ShardStats;
 use scanfleet_common::config::Sources;
 use scanfleet_common::store::StoreError;
 use scanfleet_common::text;
-use scanfleet_common::{ShardStats, TargetAccuracy};
 
 use crate::backends;
 use crate::cli::{ResultsArgs, StatusArgs};
@@ -226,6 +226,7 @@ mod tests {
 
     #[test]
     fn accuracy_is_shown_per_scan_and_target() {
+        use scanfleet_common::TargetAccuracy;
         let t = TargetAccuracy {
             ip: "10.0.0.5".parse().unwrap(),
             probes_sent: 80_000,

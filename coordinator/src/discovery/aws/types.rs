@@ -23,8 +23,11 @@ const TYPE_BATCH: usize = 100;
 /// so that two accounts walking the same region ask once.
 #[derive(Debug, Default)]
 pub(super) struct TypeCache {
-    regions: Mutex<HashMap<String, Arc<Mutex<HashMap<String, Option<InstanceNetwork>>>>>>,
+    regions: Mutex<HashMap<String, Arc<Mutex<RegionTypes>>>>,
 }
+
+/// One region's answers: type -> its network, `None` when not described.
+type RegionTypes = HashMap<String, Option<InstanceNetwork>>;
 
 /// The default network card's figures of one type, in Mbit/s.
 fn network_of(t: &InstanceTypeInfo) -> Option<InstanceNetwork> {

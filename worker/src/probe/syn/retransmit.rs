@@ -110,7 +110,7 @@ impl LossModel {
         if miss_one_in == 0 || self.answered() == 0 {
             return fixed(retries);
         }
-        if k >= 1 + u32::from(max_retries) {
+        if k > u32::from(max_retries) {
             return Next::Done;
         }
         if k < 2 {

@@ -335,7 +335,7 @@ impl<'a> Tx<'a> {
                     if self.pass > 0 && self.shared.answered.get(idx) {
                         continue;
                     }
-                    if self.deferred_total % 1024 == 0 {
+                    if self.deferred_total.is_multiple_of(1024) {
                         self.control();
                     }
                     self.take_global()?;
