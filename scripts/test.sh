@@ -27,8 +27,10 @@ cargo build --workspace --all-targets --locked
 
 step "lab up"
 loadtest/lab.sh up 6
-trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true' EXIT
+trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true; SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
 loadtest/daemons.sh up  # the real-daemon lab (sfd, 10.216.0.0/24): coordinator/tests/lab_daemons.rs
+# the pacing lab (sfp, 10.217.0.0/24: mixed instance types, one 20%-loss host): coordinator/tests/pacing_lab.rs
+SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 SFLAB_MANIFEST=loadtest/lab/manifest.pacing loadtest/lab.sh up 5
 export SCANFLEET_LAB=1
 
 step "tests"

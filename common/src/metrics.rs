@@ -24,6 +24,27 @@ pub const JOBS_DEAD_LETTERED_TOTAL: &str = "scanfleet_jobs_dead_lettered_total";
 /// Worker: ports classified. Label `state`: a [`PortState`](crate::PortState) (open, closed, filtered).
 pub const PORTS_TOTAL: &str = "scanfleet_ports_total";
 
+/// Worker: probes sent again to silent ports (the retransmission model's cost).
+/// Label `engine`: an [`Engine`].
+pub const RETRANSMITS_TOTAL: &str = "scanfleet_retransmits_total";
+/// Worker: times the SYN engine's per-target controller cut a target's rate.
+pub const TARGET_BACKOFFS_TOTAL: &str = "scanfleet_target_backoffs_total";
+/// Worker: per target of each shard, the share of its ports that answered (histogram).
+pub const TARGET_ANSWER_RATIO: &str = "scanfleet_target_answer_ratio";
+/// Worker: per target of each shard, the estimated chance that an open port was
+/// reported filtered (histogram; the retransmission model keeps it below 1e-4).
+pub const TARGET_MISS_CHANCE: &str = "scanfleet_target_miss_chance";
+/// Worker: per target of each shard, the highest rate the controller used, in
+/// packets per second (histogram).
+pub const TARGET_RATE_PPS: &str = "scanfleet_target_rate_pps";
+/// Worker: growth of the NIC's allowance-exceeded counters (ENA statistics of
+/// the interface the probes leave by). Label `allowance`: a [`NicAllowance`].
+pub const NIC_ALLOWANCE_EXCEEDED_TOTAL: &str = "scanfleet_nic_allowance_exceeded_total";
+/// Worker: the ENA `conntrack_allowance_available` reading (gauge).
+pub const NIC_CONNTRACK_AVAILABLE: &str = "scanfleet_nic_conntrack_allowance_available";
+/// Worker: times the worker cut its global rate because an allowance counter grew.
+pub const NIC_BACKOFFS_TOTAL: &str = "scanfleet_nic_backoffs_total";
+
 /// Coordinator: shards of the scan it follows. Label `state`: a [`ShardState`].
 pub const SCAN_SHARDS: &str = "scanfleet_scan_shards";
 /// Coordinator: distinct port results stored for the scan it follows.
@@ -155,6 +176,20 @@ label_enum! {
 }
 
 label_enum! {
+    /// Which ENA allowance was exceeded: label `allowance` of [`NIC_ALLOWANCE_EXCEEDED_TOTAL`].
+    NicAllowance {
+        /// `pps_allowance_exceeded`: packets per second.
+        Pps => "pps",
+        /// `bw_out_allowance_exceeded`: outbound bandwidth.
+        BwOut => "bw_out",
+        /// `bw_in_allowance_exceeded`: inbound bandwidth (the answers).
+        BwIn => "bw_in",
+        /// `conntrack_allowance_exceeded`: tracked connections.
+        Conntrack => "conntrack",
+    }
+}
+
+label_enum! {
     /// Shards of a followed scan: label `state` of [`SCAN_SHARDS`].
     ShardState {
         /// Shards published.
@@ -180,6 +215,18 @@ pub const ALL: [&str; 10] = [
     PORTS_TOTAL,
 ];
 
+/// The pacing metrics (kept apart from [`ALL`] so that the lists merge easily).
+pub const PACING_ALL: [&str; 8] = [
+    RETRANSMITS_TOTAL,
+    TARGET_BACKOFFS_TOTAL,
+    TARGET_ANSWER_RATIO,
+    TARGET_MISS_CHANCE,
+    TARGET_RATE_PPS,
+    NIC_ALLOWANCE_EXCEEDED_TOTAL,
+    NIC_CONNTRACK_AVAILABLE,
+    NIC_BACKOFFS_TOTAL,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +249,7 @@ mod tests {
         check(&DeadLetterReason::ALL.map(DeadLetterReason::as_str));
         check(&Engine::ALL.map(Engine::as_str));
         check(&ShardState::ALL.map(ShardState::as_str));
+        check(&NicAllowance::ALL.map(NicAllowance::as_str));
         assert_eq!(Outcome::DeadLettered.to_string(), "dead_lettered");
         assert_eq!(DeadLetterReason::Probe.stage(), Stage::Probe);
         assert_eq!(DeadLetterReason::Scope.stage(), Stage::Verify);
@@ -210,7 +258,11 @@ mod tests {
 
     #[test]
     fn names_follow_the_convention() {
-        for name in ALL.iter().chain([SCAN_SHARDS, SCAN_RESULTS].iter()) {
+        for name in ALL
+            .iter()
+            .chain(PACING_ALL.iter())
+            .chain([SCAN_SHARDS, SCAN_RESULTS].iter())
+        {
             assert!(name.starts_with("scanfleet_"), "{name}");
         }
         for name in [
@@ -222,6 +274,10 @@ mod tests {
             ERRORS_TOTAL,
             JOBS_DEAD_LETTERED_TOTAL,
             PORTS_TOTAL,
+            RETRANSMITS_TOTAL,
+            TARGET_BACKOFFS_TOTAL,
+            NIC_ALLOWANCE_EXCEEDED_TOTAL,
+            NIC_BACKOFFS_TOTAL,
         ] {
             assert!(name.ends_with("_total"), "{name}");
         }

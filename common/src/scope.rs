@@ -524,7 +524,7 @@ pub fn apply(
                     targets.push(Target {
                         ip,
                         asset_id: a.id.clone(),
-                        rate_pps: rate.per_target_pps(a.instance_type.as_deref()),
+                        rate_pps: rate.per_asset_pps(a),
                     });
                 }
             }

@@ -86,6 +86,11 @@ pub struct Asset {
     pub exposure: Option<Exposure>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// The instance type's network performance (EC2 DescribeInstanceTypes, cached
+    /// per type and region by discovery): what the rate policy derives the
+    /// target's budget from. Absent: the table shipped in `data/` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::rate::InstanceNetwork>,
 }
 
 impl Asset {
@@ -113,6 +118,7 @@ impl Asset {
             zone: None,
             exposure: None,
             tags: BTreeMap::new(),
+            network: None,
         }
     }
 
@@ -261,6 +267,39 @@ pub struct ProbeProfile {
     /// worker refuses job targets of any other non-unicast class.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub allow_address_classes: BTreeSet<AddressClass>,
+    /// Adaptive pacing and retransmission of the SYN engine.
+    #[serde(default)]
+    pub pacing: Pacing,
+}
+
+/// How the SYN engine adapts to each target (see the worker's `rate` module):
+/// each target starts at `start_percent` of its ceiling ([`Target::rate_pps`]),
+/// backs off multiplicatively when its answers drop, grows additively while
+/// clean, never above the ceiling; the global cap stays a hard cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pacing {
+    /// Adapt each target's rate to its answers (off: every target at its ceiling).
+    pub adaptive: bool,
+    /// Where a target starts, in percent of its ceiling (1..=100).
+    pub start_percent: u32,
+    /// Retransmit to a target's silent ports until the estimated chance of
+    /// missing one open port is below 1 in this many; 0 turns the model off and
+    /// `retries` alone decides.
+    pub miss_one_in: u32,
+    /// The most retransmissions the model may ask for.
+    pub max_retries: u8,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            adaptive: true,
+            start_percent: 50,
+            miss_one_in: 10_000,
+            max_retries: 10,
+        }
+    }
 }
 
 impl Default for ProbeProfile {
@@ -274,6 +313,7 @@ impl Default for ProbeProfile {
             host_discovery: false,
             all_states: false,
             allow_address_classes: BTreeSet::new(),
+            pacing: Pacing::default(),
         }
     }
 }
@@ -417,4 +457,43 @@ impl Progress {
 pub enum ShardOutcome {
     Done,
     Failed { reason: String },
+}
+
+/// How accurately one target of a shard was probed, as the worker measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetAccuracy {
+    pub ip: IpAddr,
+    /// Probes sent to it, retransmissions included.
+    pub probes_sent: u64,
+    pub retransmits: u64,
+    /// Ports that answered (SYN-ACK, RST or ICMP unreachable) / ports probed.
+    pub answer_ratio: f64,
+    /// Estimated round-trip loss of its probes (0..1), from answers that came
+    /// only after a retransmission.
+    pub loss: f64,
+    /// Its ceiling (packets/s) and the highest rate the controller used.
+    pub ceiling_pps: u32,
+    pub max_rate_pps: u32,
+    /// Times the controller backed off.
+    pub backoffs: u32,
+    /// Estimated chance that an open port of it was reported filtered.
+    pub miss_chance: f64,
+}
+
+/// What the probe engine measured over one shard: written next to its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ShardStats {
+    pub shard_id: u32,
+    /// `syn` or `connect`.
+    #[serde(default)]
+    pub engine: String,
+    pub probes_sent: u64,
+    pub retransmits: u64,
+    /// Passes over the shard's (target, port) pairs.
+    #[serde(default)]
+    pub passes: u32,
+    /// Highest chance of a missed open port over its targets.
+    pub miss_chance: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetAccuracy>,
 }

@@ -75,6 +75,7 @@ async fn key_names_carry_the_scan_hash_tag() {
                 shards: format!("scanfleet:{{{scan}}}:shards"),
                 ports: format!("scanfleet:{{{scan}}}:ports"),
                 stream: format!("scanfleet:{{{scan}}}:stream"),
+                stats: format!("scanfleet:{{{scan}}}:stats"),
             }
         );
         assert_eq!(st.keys("s1").unwrap().results, "scanfleet:{s1}:results");

@@ -90,6 +90,7 @@ contract!(
     unknown_scan_is_an_error_everywhere,
     unfinished_shards_are_those_without_an_outcome,
     times_say_when_it_began_and_when_the_last_shard_ended,
+    shard_stats_roundtrip_and_a_redelivery_replaces_them,
 );
 
 fn r(scan: &str, ip: &str, port: u16, state: PortState) -> ProbeResult {
@@ -427,4 +428,52 @@ async fn times_say_when_it_began_and_when_the_last_shard_ended(
         .await
         .unwrap();
     assert_eq!(st.times(&scan).await.unwrap().finished_unix_ms, Some(end));
+}
+
+async fn shard_stats_roundtrip_and_a_redelivery_replaces_them(
+    st: Arc<dyn ResultStore>,
+    scan: String,
+) {
+    use scanfleet_common::{ShardStats, TargetAccuracy};
+    assert!(matches!(
+        st.shard_stats(&scan).await,
+        Err(scanfleet_common::store::StoreError::UnknownScan(_))
+    ));
+    st.begin_scan(&scan, 2).await.unwrap();
+    assert!(st.shard_stats(&scan).await.unwrap().is_empty());
+    let mut s = ShardStats {
+        shard_id: 1,
+        engine: "syn".into(),
+        probes_sent: 70_000,
+        retransmits: 4_465,
+        passes: 2,
+        miss_chance: 3.5e-6,
+        targets: vec![TargetAccuracy {
+            ip: "10.0.0.5".parse().unwrap(),
+            probes_sent: 70_000,
+            retransmits: 4_465,
+            answer_ratio: 0.93,
+            loss: 0.0019,
+            ceiling_pps: 19_046,
+            max_rate_pps: 19_046,
+            backoffs: 0,
+            miss_chance: 3.5e-6,
+        }],
+    };
+    st.record_shard_stats(&scan, &s).await.unwrap();
+    st.record_shard_stats(
+        &scan,
+        &ShardStats {
+            shard_id: 0,
+            ..ShardStats::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.probes_sent = 71_000;
+    st.record_shard_stats(&scan, &s).await.unwrap();
+    let got = st.shard_stats(&scan).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].shard_id, 0);
+    assert_eq!(got[1], s, "the later record replaced the first");
 }

@@ -49,6 +49,7 @@ pub fn prepare(settings: &ScanSettings) -> Planned {
         ShardLimits {
             min_shards,
             max_targets: settings.shard_size,
+            parallel: settings.workers,
             ..ShardLimits::default()
         },
     );
@@ -71,6 +72,11 @@ pub struct ShardLimits {
     pub max_probes: u64,
     /// Cut into at least this many shards when there are enough targets (one per worker).
     pub min_shards: usize,
+    /// Workers expected to share the scan (`--workers`). When a zone has fewer
+    /// shards than this and its shards are bound by the worker's global cap
+    /// rather than by their targets' budgets, their port ranges are split (see
+    /// [`split_ports`]).
+    pub parallel: usize,
 }
 
 impl Default for ShardLimits {
@@ -79,6 +85,7 @@ impl Default for ShardLimits {
             max_targets: 256,
             max_probes: 4 * 65_536 * 16,
             min_shards: 1,
+            parallel: 1,
         }
     }
 }
@@ -104,19 +111,85 @@ pub fn plan(
         let shards = n.div_ceil(cap).max(limits.min_shards.min(n)).max(1);
         let (base, extra) = (n / shards, n % shards);
         let mut it = targets.into_iter();
+        // Fewer shards than workers: split the cap-bound ones by ports.
+        let pieces = limits.parallel.div_ceil(shards).max(1);
         for i in 0..shards {
             let take = base + usize::from(i < extra);
-            jobs.push(ScanJob {
-                scan_id: scan_id.to_string(),
-                shard_id: jobs.len() as u32,
-                zone: zone.clone(),
-                targets: it.by_ref().take(take).collect(),
-                ports: ports.clone(),
-                profile: profile.clone(),
-            });
+            let group: Vec<Target> = it.by_ref().take(take).collect();
+            let budgets: u64 = group.iter().map(|t| u64::from(t.rate_pps)).sum();
+            let k = if budgets > u64::from(profile.global_rate_pps) {
+                pieces
+            } else {
+                1
+            };
+            for (targets, ports) in split_ports(&group, ports, k) {
+                jobs.push(ScanJob {
+                    scan_id: scan_id.to_string(),
+                    shard_id: jobs.len() as u32,
+                    zone: zone.clone(),
+                    targets,
+                    ports,
+                    profile: profile.clone(),
+                });
+            }
         }
     }
     jobs
+}
+
+/// Cut the port spec into `k` contiguous pieces of near-equal size (fewer when
+/// there are fewer ports), each with every target of `targets` and its budget
+/// divided by the number of pieces (at least 1 pps), so that a target's budget
+/// summed over the shards that hold it never exceeds its own.
+pub fn split_ports(targets: &[Target], ports: &PortSpec, k: usize) -> Vec<(Vec<Target>, PortSpec)> {
+    let n = ports.len();
+    let k = k.clamp(1, n.max(1));
+    if k == 1 {
+        return vec![(targets.to_vec(), ports.clone())];
+    }
+    let all: Vec<u16> = ports.iter().collect();
+    let (base, extra) = (n / k, n % k);
+    let mut out = Vec::with_capacity(k);
+    let mut at = 0usize;
+    for i in 0..k {
+        let take = base + usize::from(i < extra);
+        let piece = &all[at..at + take];
+        at += take;
+        // Consecutive ports into ranges, as the spec syntax has them.
+        let mut spec = String::new();
+        let mut j = 0;
+        while j < piece.len() {
+            let lo = piece[j];
+            let mut hi = lo;
+            while j + 1 < piece.len() && piece[j + 1] == hi.wrapping_add(1) {
+                j += 1;
+                hi = piece[j];
+            }
+            if !spec.is_empty() {
+                spec.push(',');
+            }
+            if lo == hi {
+                spec.push_str(&lo.to_string());
+            } else {
+                spec.push_str(&format!("{lo}-{hi}"));
+            }
+            j += 1;
+        }
+        let Ok(spec) = PortSpec::parse(&spec) else {
+            // Ports of a valid spec always form a valid spec; keep the whole
+            // spec unsplit rather than lose ports if that ever fails.
+            return vec![(targets.to_vec(), ports.clone())];
+        };
+        let divided = targets
+            .iter()
+            .map(|t| Target {
+                rate_pps: (t.rate_pps / k as u32).max(1),
+                ..t.clone()
+            })
+            .collect();
+        out.push((divided, spec));
+    }
+    out
 }
 
 /// A scan id: time-ordered and unique enough for humans and key names.
@@ -175,7 +248,7 @@ mod tests {
         #[test]
         fn every_target_in_exactly_one_bounded_shard(n in 0usize..2000, max_targets in 1usize..300, min_shards in 1usize..9, nports in 1u16..2000) {
             let ports = PortSpec::parse(&format!("1-{nports}")).unwrap();
-            let limits = ShardLimits { max_targets, max_probes: 100_000, min_shards };
+            let limits = ShardLimits { max_targets, max_probes: 100_000, min_shards, parallel: 1 };
             let jobs = plan("s", BTreeMap::from([("default".to_string(), targets(n))]), &ports, &ProbeProfile::default(), limits);
             let mut seen: Vec<_> = jobs.iter().flat_map(|j| j.targets.iter().map(|t| t.asset_id.clone())).collect();
             prop_assert_eq!(seen.len(), n);
@@ -189,6 +262,76 @@ mod tests {
             }
             if n > 0 { prop_assert!(jobs.len() >= min_shards.min(n)); }
         }
+    }
+
+    proptest! {
+        /// Split or not, every (target, port) pair is in exactly one shard, and a
+        /// target's budgets over its shards never add up to more than its own.
+        #[test]
+        fn cap_bound_scans_split_ports_without_exceeding_budgets(
+            n in 1usize..8, rate in 1u32..30_000, cap in 1u32..50_000, parallel in 1usize..6, nports in 1u16..3000,
+        ) {
+            let ports = PortSpec::parse(&format!("1-{nports}")).unwrap();
+            let profile = ProbeProfile { global_rate_pps: cap, ..ProbeProfile::default() };
+            let ts: Vec<Target> = targets(n).into_iter().map(|t| Target { rate_pps: rate, ..t }).collect();
+            let limits = ShardLimits { parallel, ..ShardLimits::default() };
+            let jobs = plan("s", BTreeMap::from([("default".to_string(), ts)]), &ports, &profile, limits);
+            let mut pairs = std::collections::BTreeMap::new();
+            let mut budget = std::collections::BTreeMap::new();
+            for j in &jobs {
+                for t in &j.targets {
+                    *budget.entry(t.asset_id.clone()).or_insert(0u64) += u64::from(t.rate_pps);
+                    for p in j.ports.iter() {
+                        *pairs.entry((t.asset_id.clone(), p)).or_insert(0) += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(pairs.len(), n * nports as usize);
+            prop_assert!(pairs.values().all(|&c| c == 1));
+            for (_, b) in budget {
+                prop_assert!(b <= u64::from(rate).max(jobs.len() as u64), "{} > {}", b, rate);
+            }
+            let bound = u64::from(rate) * n as u64 > u64::from(cap);
+            if bound && parallel > 1 && nports as usize >= parallel {
+                prop_assert!(jobs.len() >= parallel, "{} shards for {} workers", jobs.len(), parallel);
+            }
+            if !bound {
+                prop_assert!(jobs.iter().all(|j| j.ports == ports), "a budget-bound scan is not split");
+            }
+        }
+    }
+
+    #[test]
+    fn six_hosts_all_ports_share_three_workers() {
+        // The case: 6 hosts x 65535 ports went to one of three workers.
+        let ts: Vec<Target> = targets(6)
+            .into_iter()
+            .map(|t| Target {
+                rate_pps: 19_046,
+                ..t
+            })
+            .collect();
+        let jobs = plan(
+            "s",
+            BTreeMap::from([("default".to_string(), ts)]),
+            &PortSpec::all(),
+            &ProbeProfile::default(),
+            ShardLimits {
+                parallel: 3,
+                ..ShardLimits::default()
+            },
+        );
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(
+            jobs.iter().map(|j| j.ports.len()).collect::<Vec<_>>(),
+            [21_845, 21_845, 21_845]
+        );
+        assert!(jobs.iter().all(|j| j.targets.len() == 6));
+        assert!(
+            jobs.iter()
+                .all(|j| j.targets.iter().all(|t| t.rate_pps == 6_348))
+        );
+        assert_eq!(jobs[1].ports.to_string(), "21846-43690");
     }
 
     #[test]

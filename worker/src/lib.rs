@@ -8,6 +8,7 @@
 //! ([`probe::syn`]).
 
 pub mod consume;
+pub mod ena;
 pub mod lifecycle;
 pub mod metrics;
 pub mod probe;

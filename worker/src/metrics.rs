@@ -2,7 +2,7 @@
 //! serves them is [`scanfleet_common::telemetry::MetricsServer`].
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use scanfleet_common::metrics::{self as names, DeadLetterReason, Outcome};
+use scanfleet_common::metrics::{self as names, DeadLetterReason, NicAllowance, Outcome};
 use scanfleet_common::telemetry::render;
 
 /// The counters of one worker process (shared by its in-process workers).
@@ -19,6 +19,14 @@ pub struct WorkerMetrics {
     pub shards_in_flight: IntGauge,
     pub dead_lettered: IntCounterVec,
     pub ports: IntCounterVec,
+    pub retransmits: IntCounterVec,
+    pub target_backoffs: IntCounter,
+    pub target_answer_ratio: Histogram,
+    pub target_miss_chance: Histogram,
+    pub target_rate: Histogram,
+    pub nic_exceeded: IntCounterVec,
+    pub nic_conntrack_available: IntGauge,
+    pub nic_backoffs: IntCounter,
 }
 
 impl Default for WorkerMetrics {
@@ -32,6 +40,13 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
         .unwrap_or_else(|e| unreachable!("valid metric {name}: {e}"));
     let _ = r.register(Box::new(c.clone()));
     c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| unreachable!("valid histogram {name}: {e}"));
+    let _ = r.register(Box::new(h.clone()));
+    h
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -108,8 +123,63 @@ impl WorkerMetrics {
                 "Ports classified, by state",
                 &["state"],
             ),
+            retransmits: counter_vec(
+                &r,
+                names::RETRANSMITS_TOTAL,
+                "Probes sent again to silent ports",
+                &["engine"],
+            ),
+            target_backoffs: counter(
+                &r,
+                names::TARGET_BACKOFFS_TOTAL,
+                "Per-target rate cuts by the SYN engine's controller",
+            ),
+            target_answer_ratio: histogram(
+                &r,
+                names::TARGET_ANSWER_RATIO,
+                "Share of a target's ports that answered, per target of each shard",
+                vec![0.01, 0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0],
+            ),
+            target_miss_chance: histogram(
+                &r,
+                names::TARGET_MISS_CHANCE,
+                "Estimated chance of a missed open port, per target of each shard",
+                vec![1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0],
+            ),
+            target_rate: histogram(
+                &r,
+                names::TARGET_RATE_PPS,
+                "Highest per-target rate the controller used, per target of each shard",
+                vec![
+                    100.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 50_000.0,
+                ],
+            ),
+            nic_exceeded: counter_vec(
+                &r,
+                names::NIC_ALLOWANCE_EXCEEDED_TOTAL,
+                "Growth of the NIC's (ENA) allowance-exceeded counters",
+                &["allowance"],
+            ),
+            nic_conntrack_available: {
+                let g = IntGauge::new(
+                    names::NIC_CONNTRACK_AVAILABLE,
+                    "The NIC's (ENA) conntrack_allowance_available",
+                )
+                .unwrap_or_else(|e| unreachable!("valid gauge: {e}"));
+                let _ = r.register(Box::new(g.clone()));
+                g
+            },
+            nic_backoffs: counter(
+                &r,
+                names::NIC_BACKOFFS_TOTAL,
+                "Global rate cuts because a NIC allowance counter grew",
+            ),
             registry: r,
         };
+        for a in NicAllowance::ALL {
+            m.nic_exceeded.with_label_values(&[a.as_str()]);
+        }
+        m.retransmits.with_label_values(&["syn"]);
         for o in Outcome::ALL {
             m.jobs_completed.with_label_values(&[o.as_str()]);
         }
@@ -157,7 +227,7 @@ mod tests {
         let mut text = String::new();
         s.read_to_string(&mut text).await.unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK"));
-        for name in names::ALL {
+        for name in names::ALL.iter().chain(names::PACING_ALL.iter()) {
             assert!(text.contains(name), "{name} missing from scrape");
         }
         assert!(text.contains("scanfleet_probes_sent_total{engine=\"connect\"} 3"));

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{ResultStore, StoreError};
-use crate::types::{ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome};
+use crate::types::{ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome, ShardStats};
 
 #[derive(Default)]
 struct Scan {
@@ -16,6 +16,7 @@ struct Scan {
     finished_unix_ms: Option<u64>,
     shards: HashMap<u32, ShardOutcome>,
     ports: HashMap<u32, u64>,
+    stats: BTreeMap<u32, ShardStats>,
     results: BTreeMap<(IpAddr, u16, Protocol), ProbeResult>,
 }
 
@@ -52,6 +53,20 @@ impl ResultStore for MemoryStore {
             s.finished_unix_ms = Some(s.started_unix_ms);
         }
         Ok(())
+    }
+
+    async fn record_shard_stats(
+        &self,
+        scan_id: &str,
+        stats: &ShardStats,
+    ) -> Result<(), StoreError> {
+        self.with_scan(scan_id, |s| {
+            s.stats.insert(stats.shard_id, stats.clone());
+        })
+    }
+
+    async fn shard_stats(&self, scan_id: &str) -> Result<Vec<ShardStats>, StoreError> {
+        self.with_scan(scan_id, |s| s.stats.values().cloned().collect())
     }
 
     async fn write_results(

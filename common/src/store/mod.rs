@@ -7,7 +7,7 @@ pub mod redis;
 
 use async_trait::async_trait;
 
-use crate::types::{ProbeResult, Progress, ScanTimes, ShardOutcome};
+use crate::types::{ProbeResult, Progress, ScanTimes, ShardOutcome, ShardStats};
 
 /// Store errors know whether retrying can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +54,13 @@ pub trait ResultStore: Send + Sync {
         shard_id: u32,
         ports_done: u64,
     ) -> Result<(), StoreError>;
+    /// Record what the probe engine measured over a shard (probes, retransmissions,
+    /// answer ratios, budgets, estimated miss chance); a redelivered shard's record
+    /// replaces the earlier one.
+    async fn record_shard_stats(&self, scan_id: &str, stats: &ShardStats)
+    -> Result<(), StoreError>;
+    /// Every recorded [`ShardStats`] of a scan, by shard id.
+    async fn shard_stats(&self, scan_id: &str) -> Result<Vec<ShardStats>, StoreError>;
     /// Shards and results counted so far.
     async fn progress(&self, scan_id: &str) -> Result<Progress, StoreError>;
     /// All stored results of a scan, ordered by ip then port.

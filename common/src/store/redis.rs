@@ -11,6 +11,7 @@
 //! | `scanfleet:{s1}:results` | hash | field `ip\|port\|proto` (`10.0.0.5\|443\|tcp`) -> [`ProbeResult`] JSON |
 //! | `scanfleet:{s1}:shards` | hash | field shard id (`7`) -> [`ShardOutcome`] JSON |
 //! | `scanfleet:{s1}:ports` | hash | field shard id (`7`) -> (target, port) pairs that shard has decided so far; their sum is `meta`'s `ports_done` |
+//! | `scanfleet:{s1}:stats` | hash | field shard id (`7`) -> [`ShardStats`](crate::ShardStats) JSON: what the probe engine measured |
 //! | `scanfleet:{s1}:stream` | stream | one entry per written batch: `n` (results in it) and `keys` (their `results` fields, comma separated), trimmed to about [`RedisConfig::stream_maxlen`] entries |
 //!
 //! A scan exists when its `meta` key does; otherwise calls return
@@ -68,7 +69,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 
 use super::{ResultStore, StoreError};
-use crate::types::{ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome, escape_bytes};
+use crate::types::{
+    ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome, ShardStats, escape_bytes,
+};
 use scripts::{FINISH, PORTS, WRITE};
 
 /// Results per script call: bounds one request's size whatever batch a caller writes.
@@ -254,6 +257,7 @@ impl RedisStore {
                 .arg(&k.shards)
                 .arg(&k.ports)
                 .arg(&k.stream)
+                .arg(&k.stats)
                 .query_async::<u64>(&mut conn)
                 .await
         })
@@ -411,6 +415,74 @@ impl ResultStore for RedisStore {
             .key(&k.ports);
         inv.arg(shard_id).arg(json).arg(kind).arg(self.ttl_ms());
         Ok(self.run_script("finish shard", inv, scan_id).await? == 1)
+    }
+
+    async fn record_shard_stats(
+        &self,
+        scan_id: &str,
+        stats: &ShardStats,
+    ) -> Result<(), StoreError> {
+        let k = self.keys(scan_id)?;
+        let json = serde_json::to_string(stats)
+            .map_err(|e| StoreError::Permanent(format!("encode shard stats: {e}")))?;
+        let mut conn = self.conn.clone();
+        let meta = k.meta.clone();
+        let exists: bool = self
+            .bounded("record shard stats", async move {
+                redis::cmd("EXISTS").arg(&meta).query_async(&mut conn).await
+            })
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(&k.stats)
+            .arg(stats.shard_id)
+            .arg(json)
+            .ignore();
+        let ttl = self.ttl_ms();
+        if ttl > 0 {
+            pipe.cmd("PEXPIRE").arg(&k.stats).arg(ttl).ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.bounded("record shard stats", async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
+    async fn shard_stats(&self, scan_id: &str) -> Result<Vec<ShardStats>, StoreError> {
+        let k = self.keys(scan_id)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("EXISTS")
+            .arg(&k.meta)
+            .cmd("HGETALL")
+            .arg(&k.stats);
+        let mut conn = self.conn.clone();
+        let (exists, all): (bool, BTreeMap<String, String>) = self
+            .bounded("read shard stats", async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        }
+        let mut out = Vec::with_capacity(all.len());
+        for (field, json) in all {
+            let s: ShardStats = serde_json::from_str(&json).map_err(|e| {
+                StoreError::Permanent(format!(
+                    "{} field {}: not shard stats JSON: {e}",
+                    k.stats,
+                    crate::text::echo(&field)
+                ))
+            })?;
+            out.push(s);
+        }
+        out.sort_by_key(|s| s.shard_id);
+        Ok(out)
     }
 
     async fn record_ports(

@@ -1,5 +1,6 @@
 //! `scanfleet status` and `scanfleet results`: read a fleet scan back from Redis.
 
+use scanfleet_common::ShardStats;
 use scanfleet_common::config::Sources;
 use scanfleet_common::store::StoreError;
 use scanfleet_common::text;
@@ -55,6 +56,10 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
     let store = backends::store(&redis.value).await?;
     let p = store.progress(&args.scan_id).await.map_err(lookup_error)?;
     let times = store.times(&args.scan_id).await.map_err(lookup_error)?;
+    let stats = store
+        .shard_stats(&args.scan_id)
+        .await
+        .map_err(lookup_error)?;
     // More outcomes than shards: the store was written outside scanfleet.
     let consistent = p.shards_done + p.shards_failed <= p.shards_total;
     let took = times
@@ -71,6 +76,7 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
                 "consistent": consistent,
                 "started_unix_ms": times.started_unix_ms,
                 "finished_unix_ms": times.finished_unix_ms,
+                "accuracy": accuracy_json(&stats),
             })
         );
     } else {
@@ -93,6 +99,7 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
             },
             end,
         );
+        print!("{}", accuracy_table(&stats));
     }
     if !consistent {
         return Err(CliError::Runtime(anyhow::anyhow!(
@@ -103,6 +110,85 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// The accuracy of a scan in JSON: totals, then every shard's [`ShardStats`].
+pub fn accuracy_json(stats: &[ShardStats]) -> serde_json::Value {
+    let probes: u64 = stats.iter().map(|s| s.probes_sent).sum();
+    let retransmits: u64 = stats.iter().map(|s| s.retransmits).sum();
+    serde_json::json!({
+        "probes_sent": probes,
+        "retransmits": retransmits,
+        "miss_chance": stats.iter().map(|s| s.miss_chance).fold(0.0, f64::max),
+        "shards": stats,
+    })
+}
+
+/// The accuracy of a scan for people: one line for the scan, one per target.
+/// Empty when no shard recorded any (an old worker, or nothing finished yet).
+pub fn accuracy_table(stats: &[ShardStats]) -> String {
+    use std::fmt::Write;
+    if stats.is_empty() {
+        return String::new();
+    }
+    let probes: u64 = stats.iter().map(|s| s.probes_sent).sum();
+    let retransmits: u64 = stats.iter().map(|s| s.retransmits).sum();
+    let miss = stats.iter().map(|s| s.miss_chance).fold(0.0, f64::max);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "accuracy: {probes} probes sent, {retransmits} retransmitted; estimated chance of a missed open port: {}",
+        chance(miss)
+    );
+    let rows: Vec<_> = stats
+        .iter()
+        .flat_map(|s| s.targets.iter().map(move |t| (s.shard_id, t)))
+        .collect();
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<6} {:<40} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>9} {:>10}",
+        "shard",
+        "target",
+        "probes",
+        "retrans",
+        "answered",
+        "loss",
+        "ceiling",
+        "max pps",
+        "backoffs",
+        "miss"
+    );
+    for (shard, t) in rows {
+        let _ = writeln!(
+            out,
+            "{:<6} {:<40} {:>9} {:>8} {:>7.1}% {:>6.2}% {:>8} {:>8} {:>9} {:>10}",
+            shard,
+            t.ip,
+            t.probes_sent,
+            t.retransmits,
+            100.0 * t.answer_ratio,
+            100.0 * t.loss,
+            t.ceiling_pps,
+            t.max_rate_pps,
+            t.backoffs,
+            chance(t.miss_chance)
+        );
+    }
+    out
+}
+
+/// A small probability the way people read it: `< 1e-12`, `3.2e-5`, `0`.
+fn chance(p: f64) -> String {
+    if p <= 0.0 {
+        "0".into()
+    } else if p < 1e-12 {
+        "< 1e-12".into()
+    } else {
+        format!("{p:.1e}")
+    }
 }
 
 /// `scanfleet results SCAN_ID`.
@@ -137,6 +223,48 @@ pub async fn results(args: ResultsArgs, src: &Sources) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accuracy_is_shown_per_scan_and_target() {
+        use scanfleet_common::TargetAccuracy;
+        let t = TargetAccuracy {
+            ip: "10.0.0.5".parse().unwrap(),
+            probes_sent: 80_000,
+            retransmits: 14_465,
+            answer_ratio: 0.9999,
+            loss: 0.2,
+            ceiling_pps: 19_046,
+            max_rate_pps: 19_046,
+            backoffs: 1,
+            miss_chance: 6.4e-5,
+        };
+        let stats = vec![ShardStats {
+            shard_id: 3,
+            engine: "syn".into(),
+            probes_sent: 80_000,
+            retransmits: 14_465,
+            passes: 6,
+            miss_chance: 6.4e-5,
+            targets: vec![t],
+        }];
+        let table = accuracy_table(&stats);
+        assert!(
+            table.contains("80000 probes sent, 14465 retransmitted"),
+            "{table}"
+        );
+        assert!(table.contains("6.4e-5"), "{table}");
+        assert!(
+            table.contains("10.0.0.5") && table.contains("20.00%") && table.contains("19046"),
+            "{table}"
+        );
+        let j = accuracy_json(&stats);
+        assert_eq!(j["retransmits"], 14_465);
+        assert_eq!(j["shards"][0]["targets"][0]["ceiling_pps"], 19_046);
+        assert_eq!(j["shards"][0]["targets"][0]["loss"], 0.2);
+        assert!(accuracy_table(&[]).is_empty());
+        assert_eq!(chance(0.0), "0");
+        assert_eq!(chance(1e-20), "< 1e-12");
+    }
 
     #[test]
     fn scan_ids_are_checked_and_echoed_bounded() {

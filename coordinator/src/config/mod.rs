@@ -169,6 +169,8 @@ impl ScanSettings {
         // The signed jobs carry the classes the user allowed: workers refuse the rest.
         profile.allow_address_classes = scope.allow_address_classes.clone();
         let rate = probe::rate(src)?;
+        // Each target starts at its budget: that share of its ceiling.
+        profile.pacing.start_percent = rate.start_percent();
         let max_targets = src.pick_or(
             ("--max-targets", args.max_targets),
             None,

@@ -96,6 +96,8 @@ pub fn probe(
             all_states: args.all_states || f.all_states.unwrap_or(false),
             // Set from the scope policy in `ScanSettings::from_args`.
             allow_address_classes: Default::default(),
+            // `start_percent` is set from the rate policy in `ScanSettings::from_args`.
+            pacing: Default::default(),
         },
     ))
 }
@@ -189,16 +191,14 @@ pub fn scope(args: &ScopeArgs, src: &Sources, discovered: bool) -> Result<ScopeP
 /// Per-target budgets from the config file's `[rate]`.
 ///
 /// # Errors
-/// [`CliError::Input`] when the floor is 0 or above the ceiling.
+/// [`CliError::Input`] naming the `[rate]` field that is out of range.
 pub fn rate(src: &Sources) -> Result<RatePolicy, CliError> {
     let r = src.file.rate.clone().unwrap_or_default();
-    if r.min_pps == 0 || r.min_pps > r.max_pps {
-        return Err(CliError::Input(format!(
-            "config {}: rate: min_pps {} must be at least 1 and at most max_pps {}",
+    r.validate().map_err(|why| {
+        CliError::Input(format!(
+            "config {}: {why}",
             src.path().map_or("-".into(), |p| p.display().to_string()),
-            r.min_pps,
-            r.max_pps
-        )));
-    }
+        ))
+    })?;
     Ok(r)
 }

@@ -76,6 +76,7 @@ pub fn instance_asset(i: &Instance, net: &Network) -> Option<Asset> {
     a.private_ips = private_ips;
     a.public_ips = public_ips;
     a.instance_type = i.instance_type.clone();
+    a.network = i.network.clone();
     a.account_id = Some(i.location.account_id.clone());
     a.region = Some(i.location.region.clone());
     a.availability_zone = i.availability_zone.clone();

@@ -250,6 +250,9 @@ pub struct Instance {
     pub security_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Its type's network performance (DescribeInstanceTypes, once per type and region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<scanfleet_common::rate::InstanceNetwork>,
 }
 
 /// The network around the instances, for every discovered account and region.

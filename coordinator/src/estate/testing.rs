@@ -53,5 +53,6 @@ pub(crate) fn instance(id: &str, at: Location, vpc: Option<&str>, ips: &[&str]) 
         interfaces: vec![interface("eni-1", 0, vpc, ips)],
         security_groups: vec![],
         tags: Default::default(),
+        network: None,
     }
 }

@@ -27,6 +27,7 @@ use crate::probe::{
 };
 use crate::service::{DetectConfig, Detector};
 
+mod accuracy;
 mod store;
 
 /// How a worker behaves; see each field.
@@ -551,6 +552,8 @@ impl Worker {
             .probes_sent
             .with_label_values(&[prober.name()])
             .inc_by(stats.probes_sent);
+        self.record_accuracy(job, prober.name(), &stats, cancel)
+            .await?;
 
         if job.profile.service_detection && !open.is_empty() && !self.config.synthetic_probes {
             let window = Arc::new(Semaphore::new(self.config.detect_window.max(1)));

@@ -231,6 +231,7 @@ impl Engine for ConnectProber {
         Ok(ProbeStats {
             probes_sent: sent.load(std::sync::atomic::Ordering::Relaxed),
             retransmits,
+            ..ProbeStats::default()
         })
     }
 }

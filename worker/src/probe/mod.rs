@@ -36,11 +36,15 @@ pub struct ProbeRequest {
 }
 
 /// Counters of one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeStats {
     /// Probes sent (SYN packets, or connection attempts), retransmits included.
     pub probes_sent: u64,
     pub retransmits: u64,
+    /// Passes over the (target, port) pairs (0 when the engine does not count them).
+    pub passes: u32,
+    /// How each target was probed, when the engine measures it (the SYN engine).
+    pub targets: Vec<scanfleet_common::TargetAccuracy>,
 }
 
 /// Why a probe run failed.

@@ -51,6 +51,7 @@ impl Engine for SyntheticProber {
         Ok(ProbeStats {
             probes_sent: sent,
             retransmits: 0,
+            ..ProbeStats::default()
         })
     }
 }

@@ -12,6 +12,8 @@ pub struct ScanKeys {
     pub shards: String,
     pub ports: String,
     pub stream: String,
+    /// Hash: shard id -> [`ShardStats`](crate::ShardStats) JSON.
+    pub stats: String,
 }
 
 impl RedisStore {
@@ -34,6 +36,7 @@ impl RedisStore {
             shards: format!("{base}:shards"),
             ports: format!("{base}:ports"),
             stream: format!("{base}:stream"),
+            stats: format!("{base}:stats"),
         })
     }
 }

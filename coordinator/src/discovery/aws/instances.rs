@@ -107,6 +107,7 @@ fn instance(i: &aws_sdk_ec2::types::Instance, at: &Location) -> Option<Instance>
             .filter_map(|g| g.group_id().map(str::to_string))
             .collect(),
         tags: tags(i.tags()),
+        network: None,
     })
 }
 

@@ -2,7 +2,9 @@
 //! AssumeRole per account -> DescribeRegions (or the given regions) -> per region
 //! DescribeInstances, DescribeVpcs, DescribeVpcPeeringConnections,
 //! DescribeSubnets, DescribeSecurityGroups, DescribeNetworkAcls,
-//! DescribeRouteTables, DescribeAddresses and DescribeImages.
+//! DescribeRouteTables, DescribeAddresses and DescribeImages, and
+//! DescribeInstanceTypes once per instance type and region (the network
+//! performance each target's probe budget is derived from).
 //!
 //! Accounts x regions are walked concurrently under one [`Semaphore`] (each
 //! AssumeRole, DescribeRegions and region walk holds one permit), every list is
@@ -20,6 +22,7 @@ mod calls;
 mod instances;
 mod network;
 mod options;
+mod types;
 mod walk;
 
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +55,8 @@ pub struct AwsDiscoverer {
     sem: Arc<Semaphore>,
     /// Assumed-role configurations by account, reused until they near expiry.
     sessions: tokio::sync::Mutex<HashMap<String, (SdkConfig, Option<std::time::SystemTime>)>>,
+    /// Instance types described so far, per region.
+    types: types::TypeCache,
 }
 
 impl fmt::Debug for AwsDiscoverer {
@@ -112,6 +117,7 @@ impl AwsDiscoverer {
             base,
             counter: Arc::new(CallCounter::default()),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
+            types: types::TypeCache::default(),
         })
     }
 

@@ -242,6 +242,10 @@ impl AwsDiscoverer {
                 Err(f) => fails.push(f),
             }
         }
+        // Budgets fall back to the shipped table without it: not a failed region.
+        if let Err(f) = self.types.annotate(&ec2, &at, &mut s.instances).await {
+            fails.push(f);
+        }
         s.failures = fails;
         s
     }

@@ -19,7 +19,8 @@
 //! * **Retransmits.** After each pass the transmit thread waits one RTO
 //!   (RFC 6298 over RTT samples read from the source port, which encodes the
 //!   send time: [`timing`]) and sends again to every index with no answer, up
-//!   to `retries` times; what is still silent is reported filtered,
+//!   while the retransmission model ([`retransmit`]) asks for more for that
+//!   target (until an open port is unlikely to be missed); what is still silent is reported filtered,
 //!   `no-response`.
 //! * **Source ports** come from [`SynConfig::source_ports`], by default
 //!   61000-65535: above Linux's default ephemeral range (32768-60999), so no
@@ -38,6 +39,7 @@ pub mod cookie;
 pub mod engine;
 pub mod packet;
 pub mod plan;
+pub mod retransmit;
 pub mod sock;
 pub mod timing;
 
@@ -373,7 +375,7 @@ impl Engine for SynProber {
             n,
             probeable,
         });
-        let shared = Arc::new(Shared::new(n, epoch, timeout));
+        let shared = Arc::new(Shared::new(n, scan.targets.entries.len(), epoch, timeout));
         let rx_params = RxParams {
             rto_floor: self.config.min_rtt_wait,
             rto_ceiling: timeout,
@@ -381,9 +383,17 @@ impl Engine for SynProber {
         let tx_params = TxParams {
             retries: req.profile.retries,
             global_rate_pps: req.profile.global_rate_pps,
+            pacing: engine::PacingParams::from_profile(&req.profile.pacing),
             rto_ceiling: timeout,
         };
 
+        // The worker's own NIC allowances, read every second while the scan runs.
+        if let Some(local) = scan.targets.entries.iter().find_map(|e| e.local) {
+            let shared = shared.clone();
+            let _ = std::thread::Builder::new()
+                .name("syn-nic".into())
+                .spawn(move || crate::ena::monitor(local, &shared.stop, &shared.global_permille));
+        }
         let (found_tx, mut found_rx) = mpsc::unbounded_channel::<Found>();
         let rx_done = {
             let (scan, shared) = (scan.clone(), shared.clone());
@@ -507,9 +517,33 @@ impl Engine for SynProber {
             elapsed_ms = epoch.elapsed().as_millis() as u64,
             "SYN scan done"
         );
+        let targets = scan
+            .targets
+            .entries
+            .iter()
+            .zip(&report.targets)
+            .filter(|(e, _)| e.skip.is_none())
+            .map(|(e, r)| scanfleet_common::TargetAccuracy {
+                ip: e.ip,
+                probes_sent: r.probes_sent,
+                retransmits: r.retransmits,
+                answer_ratio: if r.ports > 0 {
+                    r.answered as f64 / r.ports as f64
+                } else {
+                    0.0
+                },
+                loss: r.loss,
+                ceiling_pps: r.ceiling_pps,
+                max_rate_pps: r.max_rate_pps,
+                backoffs: r.backoffs,
+                miss_chance: r.miss_chance,
+            })
+            .collect();
         Ok(ProbeStats {
             probes_sent: report.probes_sent,
             retransmits: report.retransmits,
+            passes: report.passes,
+            targets,
         })
     }
 }

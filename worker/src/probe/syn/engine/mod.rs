@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use super::cookie::CookieKey;
 use super::packet::{self, Probe, Reply};
 use super::plan::{AtomicBitmap, PortIndex, TargetTable};
+use super::retransmit::{LossModel, Next};
 use super::sock::{self, SendBatch};
 use super::timing::PortClock;
 use crate::probe::order::Permutation;
-use crate::rate::TokenBucket;
+use crate::rate::{Aimd, AimdParams, TokenBucket};
 
 mod rx;
 pub use rx::{Found, RxParams, RxSockets, rx_loop};
@@ -59,6 +60,11 @@ impl Scan {
 pub struct Shared {
     pub answered: AtomicBitmap,
     pub answered_count: AtomicU64,
+    /// First answers per target (the answered bits of its indices).
+    pub answered_by_target: Vec<AtomicU64>,
+    /// Multiplier of the global rate in per mille, set from outside (the
+    /// NIC's allowance counters, [`crate::ena`]): 1000 = the profile's cap.
+    pub global_permille: std::sync::atomic::AtomicU32,
     pub stop: AtomicBool,
     /// The current wait after a pass, in µs (from the RTT estimator).
     pub rto_us: AtomicU64,
@@ -76,10 +82,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(n: u64, epoch: Instant, initial_rto: Duration) -> Self {
+    pub fn new(n: u64, targets: usize, epoch: Instant, initial_rto: Duration) -> Self {
         Shared {
             answered: AtomicBitmap::new(n),
             answered_count: AtomicU64::new(0),
+            answered_by_target: (0..targets).map(|_| AtomicU64::new(0)).collect(),
+            global_permille: std::sync::atomic::AtomicU32::new(1000),
             stop: AtomicBool::new(false),
             rto_us: AtomicU64::new(initial_rto.as_micros() as u64),
             rx_idle_us: AtomicU64::new(0),
@@ -112,12 +120,54 @@ pub struct TxSockets {
 pub struct TxParams {
     pub retries: u8,
     pub global_rate_pps: u32,
+    /// Adaptive pacing and the retransmission model (the job's profile).
+    pub pacing: PacingParams,
     /// Upper bound of every wait after a pass (the profile's timeout).
     pub rto_ceiling: Duration,
 }
 
+/// The job's pacing settings as the transmit loop uses them.
+#[derive(Debug, Clone, Copy)]
+pub struct PacingParams {
+    pub adaptive: bool,
+    /// Where each target starts, in percent of its ceiling.
+    pub start_percent: u32,
+    pub miss_one_in: u32,
+    pub max_retries: u8,
+    pub aimd: AimdParams,
+}
+
+impl PacingParams {
+    /// From the job's profile.
+    pub fn from_profile(p: &scanfleet_common::Pacing) -> Self {
+        PacingParams {
+            adaptive: p.adaptive,
+            start_percent: p.start_percent.clamp(1, 100),
+            miss_one_in: p.miss_one_in,
+            max_retries: p.max_retries,
+            aimd: AimdParams::default(),
+        }
+    }
+}
+
+/// What the transmit thread did to one target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetReport {
+    pub probes_sent: u64,
+    pub retransmits: u64,
+    /// Ports that answered / ports probed.
+    pub answered: u64,
+    pub ports: u64,
+    pub loss: f64,
+    pub miss_chance: f64,
+    pub ceiling_pps: u32,
+    pub max_rate_pps: u32,
+    pub backoffs: u32,
+    pub attempts: u32,
+}
+
 /// What the transmit thread did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TxReport {
     pub probes_sent: u64,
     pub retransmits: u64,
@@ -125,6 +175,8 @@ pub struct TxReport {
     pub last_send_error: Option<i32>,
     pub passes: u32,
     pub stopped: bool,
+    /// One per target of the scan's table, in its order.
+    pub targets: Vec<TargetReport>,
 }
 
 struct Stopped;
@@ -143,6 +195,16 @@ struct Tx<'a> {
     socks: TxSockets,
     buckets: Vec<TokenBucket>,
     global: TokenBucket,
+    global_base_pps: u32,
+    global_permille: u32,
+    /// Per target: its controller, probes sent, first-pass answers seen.
+    aimd: Vec<Aimd>,
+    adaptive: bool,
+    sent: Vec<u64>,
+    retrans: Vec<u64>,
+    /// Targets the retransmission model is done with.
+    done: Vec<bool>,
+    next_control: Instant,
     deferred: Vec<VecDeque<u64>>,
     pending: Vec<usize>,
     deferred_total: usize,
@@ -216,6 +278,10 @@ impl<'a> Tx<'a> {
         };
         let e = &scan.targets.entries[t];
         let Some(local) = e.local else { return };
+        self.sent[t] += 1;
+        if self.pass > 0 {
+            self.retrans[t] += 1;
+        }
         let sport = scan.clock.port_at(Instant::now());
         let seq = scan.key.cookie(local, e.ip, port, sport);
         let batch = match (local, e.ip) {
@@ -269,6 +335,9 @@ impl<'a> Tx<'a> {
                     if self.pass > 0 && self.shared.answered.get(idx) {
                         continue;
                     }
+                    if self.deferred_total.is_multiple_of(1024) {
+                        self.control();
+                    }
                     self.take_global()?;
                     self.buckets[t].try_take(1, tokio::time::Instant::now());
                     self.send(idx);
@@ -296,13 +365,14 @@ impl<'a> Tx<'a> {
         for i in 0..scan.n {
             if i % 1024 == 0 {
                 self.check_stop()?;
+                self.control();
             }
             let idx = scan.perm.at(i);
             if self.pass > 0 && self.shared.answered.get(idx) {
                 continue;
             }
             let (t, _) = scan.split(idx);
-            if scan.targets.entries[t].skip.is_some() {
+            if scan.targets.entries[t].skip.is_some() || self.done[t] {
                 continue;
             }
             if !self.pending.is_empty() && Instant::now() >= self.next_service {
@@ -328,6 +398,36 @@ impl<'a> Tx<'a> {
         }
         self.flush();
         Ok(self.sent_this_pass)
+    }
+
+    /// Adapt the rates: every target's controller sees its running totals,
+    /// and the global bucket follows the NIC's back-off. At most every 10 ms.
+    fn control(&mut self) {
+        let now = Instant::now();
+        if now < self.next_control {
+            return;
+        }
+        self.next_control = now + Duration::from_millis(10);
+        let tnow = tokio::time::Instant::now();
+        let permille = self
+            .shared
+            .global_permille
+            .load(Ordering::Relaxed)
+            .clamp(1, 1000);
+        if permille != self.global_permille {
+            self.global_permille = permille;
+            let rate = (u64::from(self.global_base_pps) * u64::from(permille) / 1000).max(1);
+            self.global.set_rate(rate as u32, tnow);
+        }
+        if !self.adaptive {
+            return;
+        }
+        for t in 0..self.aimd.len() {
+            let answered = self.shared.answered_by_target[t].load(Ordering::Relaxed);
+            if let Some(r) = self.aimd[t].observe(tnow, self.sent[t], answered) {
+                self.buckets[t].set_rate(r, tnow);
+            }
+        }
     }
 
     fn all_answered(&self) -> bool {
@@ -360,21 +460,52 @@ impl<'a> Tx<'a> {
     }
 }
 
-/// Send every probe, then retransmit to the silent ones `retries` times,
-/// waiting for answers after each pass.
+/// Send every probe, then retransmit to the silent ones of each target until
+/// the retransmission model ([`super::retransmit`]) is done with it, waiting
+/// for answers after each pass.
 pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams) -> TxReport {
     let nt = scan.targets.entries.len();
+    let now = tokio::time::Instant::now();
+    let pacing = params.pacing;
+    let start_of = |ceiling: u32| -> u32 {
+        if pacing.adaptive {
+            ((u64::from(ceiling) * u64::from(pacing.start_percent) / 100).max(1)) as u32
+        } else {
+            ceiling
+        }
+    };
+    let aimd: Vec<Aimd> = scan
+        .targets
+        .entries
+        .iter()
+        .map(|e| {
+            let ceiling = e.rate_pps.max(1);
+            Aimd::new(
+                start_of(ceiling),
+                (ceiling / 32).max(1),
+                ceiling,
+                pacing.aimd,
+                now,
+            )
+        })
+        .collect();
     let mut tx = Tx {
         scan,
         shared,
         socks,
-        buckets: scan
-            .targets
-            .entries
+        buckets: aimd
             .iter()
-            .map(|e| TokenBucket::smooth(e.rate_pps))
+            .map(|a| TokenBucket::smooth(a.rate_pps()))
             .collect(),
         global: TokenBucket::smooth(params.global_rate_pps),
+        global_base_pps: params.global_rate_pps,
+        global_permille: 1000,
+        aimd,
+        adaptive: pacing.adaptive,
+        sent: vec![0; nt],
+        retrans: vec![0; nt],
+        done: vec![false; nt],
+        next_control: Instant::now(),
         deferred: vec![VecDeque::new(); nt],
         pending: Vec::new(),
         deferred_total: 0,
@@ -383,10 +514,21 @@ pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams)
         report: TxReport::default(),
         sent_this_pass: 0,
     };
-    for pass in 0..=u32::from(params.retries) {
+    let mut models = vec![LossModel::default(); nt];
+    let mut seen = vec![0u64; nt];
+    let ports = u64::from(scan.ports.len());
+    let max_passes = 1 + u32::from(params.retries.max(pacing.max_retries));
+    for pass in 0..max_passes {
         tx.pass = pass;
         if pass > 0 && tx.all_answered() {
             break;
+        }
+        if pass > 0 {
+            let tnow = tokio::time::Instant::now();
+            for t in 0..nt {
+                let a = shared.answered_by_target[t].load(Ordering::Relaxed);
+                tx.aimd[t].new_pass(tnow, tx.sent[t], a);
+            }
         }
         let sent = match tx.pass() {
             Ok(s) => s,
@@ -405,17 +547,69 @@ pub fn tx_loop(scan: &Scan, shared: &Shared, socks: TxSockets, params: TxParams)
             rto_us = shared.rto_us.load(o),
             "SYN pass sent"
         );
-        if sent == 0 && tx.report.send_failures == 0 {
+        let waited = if sent == 0 && tx.report.send_failures == 0 {
+            Ok(())
+        } else {
+            tx.wait_for_answers(Instant::now(), params.rto_ceiling)
+        };
+        if waited.is_err() {
+            tx.report.stopped = true;
             break;
         }
-        if tx
-            .wait_for_answers(Instant::now(), params.rto_ceiling)
-            .is_err()
-        {
-            tx.report.stopped = true;
+        // The model decides, per target, whether its silent ports get another attempt.
+        let mut any = false;
+        for t in 0..nt {
+            if tx.done[t] || scan.targets.entries[t].skip.is_some() {
+                continue;
+            }
+            let a = shared.answered_by_target[t].load(o);
+            models[t].record_pass(a.saturating_sub(seen[t]));
+            seen[t] = a;
+            let silent = ports.saturating_sub(a);
+            let next = models[t].next(
+                silent,
+                pacing.miss_one_in,
+                pacing.max_retries,
+                params.retries,
+            );
+            if next == Next::Done {
+                tx.done[t] = true;
+            } else {
+                any = true;
+            }
+        }
+        if !any || (sent == 0 && tx.report.send_failures == 0) {
             break;
         }
     }
     tx.flush();
+    let o = Ordering::Relaxed;
+    tx.report.targets = (0..nt)
+        .map(|t| {
+            let answered = shared.answered_by_target[t].load(o);
+            let probed = scan.targets.entries[t].skip.is_none();
+            let m = &models[t];
+            TargetReport {
+                probes_sent: tx.sent[t],
+                retransmits: tx.retrans[t],
+                answered,
+                ports: if probed { ports } else { 0 },
+                loss: if m.attempts() > 1 { m.loss() } else { 0.0 },
+                miss_chance: if probed {
+                    m.miss_chance(ports.saturating_sub(answered))
+                } else {
+                    0.0
+                },
+                ceiling_pps: scan.targets.entries[t].rate_pps,
+                max_rate_pps: if tx.sent[t] > 0 {
+                    tx.aimd[t].max_rate_pps()
+                } else {
+                    0
+                },
+                backoffs: tx.aimd[t].backoffs(),
+                attempts: m.attempts(),
+            }
+        })
+        .collect();
     tx.report
 }

@@ -176,6 +176,10 @@ fn accept(
         return; // a duplicate (retransmitted SYN-ACK, answer to a retransmit)
     }
     shared.answered_count.fetch_add(1, Ordering::AcqRel);
+    let (t, _) = scan.split(idx);
+    if let Some(c) = shared.answered_by_target.get(t) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
     // Only first answers are timed: a target's own SYN-ACK retransmits would
     // read as very long RTTs.
     if let Some(age) = scan.clock.age(r.local_port, now) {
@@ -191,7 +195,6 @@ fn accept(
         );
     }
     let (state, reason) = classify(r.kind);
-    let (t, _) = scan.split(idx);
     // The receiver is gone only when the scan was abandoned.
     let _ = found.send(Found {
         target: t as u32,
