@@ -27,7 +27,9 @@ cargo build --workspace --all-targets --locked
 
 step "lab up"
 loadtest/lab.sh up 6
-trap 'loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
+UDP_LAB=(env SFLAB_PREFIX=sfu SFLAB_NET=10.218.0 SFLAB_MANIFEST=loadtest/lab/manifest-udp)
+"${UDP_LAB[@]}" loadtest/lab.sh up 2 && "${UDP_LAB[@]}" loadtest/lab/udp.sh up
+trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab/udp.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
 export SCANFLEET_LAB=1
 
 step "tests"
