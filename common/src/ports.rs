@@ -406,7 +406,11 @@ mod tests {
         let mut sorted = list.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted.len(), list.len(), "UDP frequency list has duplicates");
+        assert_eq!(
+            sorted.len(),
+            list.len(),
+            "UDP frequency list has duplicates"
+        );
         assert_eq!(PortSpec::top_udp(3).unwrap().to_string(), "53,123,161");
         assert!(PortSpec::top_udp(0).is_err());
         assert!(PortSpec::top_udp(list.len() + 1).is_err());

@@ -298,8 +298,7 @@ pub struct ScanJob {
 impl ScanJob {
     /// (target, port) pairs of the job, TCP and UDP: what its progress counts up to.
     pub fn pairs(&self) -> u64 {
-        self.targets.len() as u64
-            * (self.ports.len() as u64 + self.profile.udp_ports.len() as u64)
+        self.targets.len() as u64 * (self.ports.len() as u64 + self.profile.udp_ports.len() as u64)
     }
 }
 

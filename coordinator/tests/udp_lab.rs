@@ -39,12 +39,20 @@ fn udp_lab_ready() -> bool {
         .args(["up", "2"])
         .output()
         .expect("run lab.sh");
-    assert!(up.status.success(), "lab.sh up 2 (sfu): {}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "lab.sh up 2 (sfu): {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let udp = lab_env(&mut Command::new(repo().join("loadtest/lab/udp.sh")))
         .arg("up")
         .output()
         .expect("run udp.sh");
-    assert!(udp.status.success(), "udp.sh up: {}", String::from_utf8_lossy(&udp.stderr));
+    assert!(
+        udp.status.success(),
+        "udp.sh up: {}",
+        String::from_utf8_lossy(&udp.stderr)
+    );
     true
 }
 
@@ -72,7 +80,10 @@ fn parse(stdout: &[u8]) -> Results {
         );
         let state = v["state"].as_str().unwrap().to_string();
         let name = v["service"]["name"].as_str().map(str::to_string);
-        assert!(got.insert(key.clone(), (state, name, v)).is_none(), "{key:?} twice");
+        assert!(
+            got.insert(key.clone(), (state, name, v)).is_none(),
+            "{key:?} twice"
+        );
     }
     got
 }
@@ -89,7 +100,10 @@ fn truth() -> BTreeMap<(String, u16), (String, Option<String>)> {
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             (
-                (v["ip"].as_str().unwrap().to_string(), v["port"].as_u64().unwrap() as u16),
+                (
+                    v["ip"].as_str().unwrap().to_string(),
+                    v["port"].as_u64().unwrap() as u16,
+                ),
                 (
                     v["state"].as_str().unwrap().to_string(),
                     v["service"].as_str().map(str::to_string),
@@ -133,8 +147,16 @@ fn udp_scan_of_real_daemons_matches_the_truth_and_nmap() {
     let (out, ours_secs) = in_scanner(
         env!("CARGO_BIN_EXE_scanfleet"),
         &[
-            "scan", "-t", &format!("{T1},{T2}"), "-sU", "-p", PORTS, "--all-states", "--no-ping",
-            "--format", "jsonl",
+            "scan",
+            "-t",
+            &format!("{T1},{T2}"),
+            "-sU",
+            "-p",
+            PORTS,
+            "--all-states",
+            "--no-ping",
+            "--format",
+            "jsonl",
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
@@ -161,10 +183,20 @@ fn udp_scan_of_real_daemons_matches_the_truth_and_nmap() {
     assert!(svc(53)["version"].as_str().unwrap().starts_with("9."));
     assert_eq!(svc(123)["extra"]["ntp.stratum"], "10");
     assert_eq!(svc(161)["extra"]["snmp.community"], "public");
-    assert!(svc(161)["extra"]["snmp.sysdescr"].as_str().unwrap().starts_with("Linux "));
+    assert!(
+        svc(161)["extra"]["snmp.sysdescr"]
+            .as_str()
+            .unwrap()
+            .starts_with("Linux ")
+    );
     assert_eq!(svc(11211)["product"], "memcached");
     assert_eq!(svc(69)["extra"]["udp"], "tftp");
-    assert!(svc(5353)["extra"]["mdns.services"].as_str().unwrap().contains("_workstation._tcp"));
+    assert!(
+        svc(5353)["extra"]["mdns.services"]
+            .as_str()
+            .unwrap()
+            .contains("_workstation._tcp")
+    );
     // t2's snmpd ignores `public` but answers SNMPv3 engine discovery.
     let t2_snmp = &got[&(T2.to_string(), 161, "udp".to_string())].2["service"];
     assert_eq!(t2_snmp["product"], "net-snmp", "{t2_snmp}");
@@ -175,15 +207,25 @@ fn udp_scan_of_real_daemons_matches_the_truth_and_nmap() {
         "nmap",
         &["-sU", "-n", "-Pn", "-p", PORTS, "-oX", "-", T1, T2],
     );
-    assert!(nm.status.success(), "nmap: {}", String::from_utf8_lossy(&nm.stderr));
+    assert!(
+        nm.status.success(),
+        "nmap: {}",
+        String::from_utf8_lossy(&nm.stderr)
+    );
     let theirs = nmap_states(&String::from_utf8_lossy(&nm.stdout));
     let mut agree = 0;
-    eprintln!("{:<22} {:<14} {:<14} truth", "port", "scanfleet", "nmap -sU");
+    eprintln!(
+        "{:<22} {:<14} {:<14} truth",
+        "port", "scanfleet", "nmap -sU"
+    );
     for ((ip, port), (state, _)) in &truth {
         let ours = &got[&(ip.clone(), *port, "udp".to_string())].0;
         let nmap = theirs.get(&(ip.clone(), *port)).map_or("-", String::as_str);
         agree += usize::from(ours == nmap);
-        eprintln!("{:<22} {ours:<14} {nmap:<14} {state}", format!("{ip}:{port}/udp"));
+        eprintln!(
+            "{:<22} {ours:<14} {nmap:<14} {state}",
+            format!("{ip}:{port}/udp")
+        );
     }
     eprintln!(
         "UDP lab: {} ports, states agree with nmap on {agree}; wall scanfleet {ours_secs:.2} s, nmap -sU {nmap_secs:.2} s",
@@ -199,7 +241,17 @@ fn tcp_and_udp_in_one_scan_keep_their_protocols_apart() {
     // nmap's prefixes: U: items are UDP, T: items TCP; both protocols scanned.
     let (out, _) = in_scanner(
         env!("CARGO_BIN_EXE_scanfleet"),
-        &["scan", "-t", T1, "-p", "U:53,9,T:22", "--no-ping", "--format", "jsonl", "--all-states"],
+        &[
+            "scan",
+            "-t",
+            T1,
+            "-p",
+            "U:53,9,T:22",
+            "--no-ping",
+            "--format",
+            "jsonl",
+            "--all-states",
+        ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "scan failed: {err}");

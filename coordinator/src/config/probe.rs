@@ -2,9 +2,9 @@
 //! profile), what may never be probed (scope), and per-target budgets (rate).
 
 use scanfleet_common::config::{Setting, Sources, in_range};
+use scanfleet_common::ports::ProtocolPorts;
 use scanfleet_common::rate::RatePolicy;
 use scanfleet_common::scope::ScopePolicy;
-use scanfleet_common::ports::ProtocolPorts;
 use scanfleet_common::{PortSpec, ProbeProfile, ScanMode};
 
 use crate::cli::{ProbeArgs, ScopeArgs};
@@ -62,8 +62,7 @@ pub fn probe(
         || args.mode.is_some()
         || args.top_ports.is_some()
         || !given.tcp.is_empty();
-    let tcp_on =
-        !udp_on || tcp_named || (!given.untagged.is_empty() && udp_list_named);
+    let tcp_on = !udp_on || tcp_named || (!given.untagged.is_empty() && udp_list_named);
     let ports = if !tcp_on {
         PortSpec::default()
     } else if !given.tcp.is_empty() || !given.untagged.is_empty() {
@@ -73,7 +72,10 @@ pub fn probe(
             value: n,
             origin: scanfleet_common::config::Origin::Flag("--top-ports"),
         })?
-    } else if let Some(p) = file_p.as_ref().filter(|p| !p.tcp.is_empty() || !p.untagged.is_empty()) {
+    } else if let Some(p) = file_p
+        .as_ref()
+        .filter(|p| !p.tcp.is_empty() || !p.untagged.is_empty())
+    {
         union(&p.tcp, &p.untagged)
     } else if let Some(n) = f.top_ports {
         top(&Setting {
@@ -82,7 +84,9 @@ pub fn probe(
         })?
     } else {
         match default_ports {
-            DefaultPorts::Top100 => PortSpec::top(100).map_err(|e| CliError::Input(e.to_string()))?,
+            DefaultPorts::Top100 => {
+                PortSpec::top(100).map_err(|e| CliError::Input(e.to_string()))?
+            }
             DefaultPorts::All => PortSpec::all(),
         }
     };
@@ -237,7 +241,8 @@ fn udp_port_list(
         return Ok(union(&given.udp, &flag_list));
     }
     let top_udp = |n: usize, origin| {
-        PortSpec::top_udp(n).map_err(|e| CliError::Input(Setting { value: n, origin }.invalid(e).to_string()))
+        PortSpec::top_udp(n)
+            .map_err(|e| CliError::Input(Setting { value: n, origin }.invalid(e).to_string()))
     };
     if let Some(n) = args.top_udp_ports {
         return top_udp(n, scanfleet_common::config::Origin::Flag("--top-udp-ports"));
@@ -386,14 +391,23 @@ mod tests {
         let all_udp = PortSpec::top_udp(scanfleet_common::ports::top_udp_ports_list().len())
             .unwrap()
             .to_string();
-        assert_eq!(ports(&["-sU"]).unwrap(), (String::new(), all_udp.clone(), ScanMode::Auto));
+        assert_eq!(
+            ports(&["-sU"]).unwrap(),
+            (String::new(), all_udp.clone(), ScanMode::Auto)
+        );
         assert_eq!(ports(&["--udp"]).unwrap().1, all_udp);
         assert_eq!(ports(&["-sU", "-p", "53,161"]).unwrap().0, "");
         assert_eq!(ports(&["-sU", "-p", "53,161"]).unwrap().1, "53,161");
-        assert_eq!(ports(&["--top-udp-ports", "2"]).unwrap(), (String::new(), "53,123".into(), ScanMode::Auto));
+        assert_eq!(
+            ports(&["--top-udp-ports", "2"]).unwrap(),
+            (String::new(), "53,123".into(), ScanMode::Auto)
+        );
         // Without -sU nothing changes: TCP top 100, no UDP.
         let (tcp, udp, _) = ports(&[]).unwrap();
-        assert_eq!((PortSpec::parse(&tcp).unwrap().len(), udp.as_str()), (100, ""));
+        assert_eq!(
+            (PortSpec::parse(&tcp).unwrap().len(), udp.as_str()),
+            (100, "")
+        );
     }
 
     #[test]
@@ -411,18 +425,40 @@ mod tests {
             ports(&["--udp-ports", "53", "-p", "22"]).unwrap(),
             ("22".into(), "53".into(), ScanMode::Auto)
         );
-        assert_eq!(ports(&["-sT", "-sU", "-p", "80"]).unwrap().2, ScanMode::Connect);
+        assert_eq!(
+            ports(&["-sT", "-sU", "-p", "80"]).unwrap().2,
+            ScanMode::Connect
+        );
         let (tcp, udp, _) = ports(&["-sU", "--mode", "connect"]).unwrap();
-        assert_eq!((PortSpec::parse(&tcp).unwrap().len(), udp.is_empty()), (100, false));
+        assert_eq!(
+            (PortSpec::parse(&tcp).unwrap().len(), udp.is_empty()),
+            (100, false)
+        );
     }
 
     #[test]
     fn bad_scan_types_and_lists_name_their_input() {
-        assert!(ports(&["-sX"]).unwrap_err().contains("-sX: unknown scan type"));
+        assert!(
+            ports(&["-sX"])
+                .unwrap_err()
+                .contains("-sX: unknown scan type")
+        );
         assert!(ports(&["-sS", "-sT"]).unwrap_err().contains("-sS and -sT"));
-        assert!(ports(&["-sS", "--mode", "connect"]).unwrap_err().contains("--mode says connect"));
-        assert!(ports(&["--top-udp-ports", "0"]).unwrap_err().starts_with("--top-udp-ports 0"));
-        assert!(ports(&["--udp-ports", "70000"]).unwrap_err().starts_with("--udp-ports 70000"));
+        assert!(
+            ports(&["-sS", "--mode", "connect"])
+                .unwrap_err()
+                .contains("--mode says connect")
+        );
+        assert!(
+            ports(&["--top-udp-ports", "0"])
+                .unwrap_err()
+                .starts_with("--top-udp-ports 0")
+        );
+        assert!(
+            ports(&["--udp-ports", "70000"])
+                .unwrap_err()
+                .starts_with("--udp-ports 70000")
+        );
         assert!(ports(&["-p", "U:"]).unwrap_err().starts_with("-p U:"));
     }
 }

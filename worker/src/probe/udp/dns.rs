@@ -131,7 +131,8 @@ fn parse_reply(buf: &[u8]) -> Option<Reply<'_>> {
         if read_name(&mut r).is_none() {
             break;
         }
-        let (Some(rtype), Some(_class), Some(_ttl), Some(len)) = (r.u16(), r.u16(), r.u32(), r.u16())
+        let (Some(rtype), Some(_class), Some(_ttl), Some(len)) =
+            (r.u16(), r.u16(), r.u32(), r.u16())
         else {
             break;
         };
@@ -275,7 +276,10 @@ mod tests {
         let info = parse_version_bind(reply, id).expect("a DNS answer");
         assert_eq!(info.name, "domain");
         assert_eq!(info.product.as_deref(), Some("ISC BIND"));
-        assert!(info.version.as_deref().unwrap().starts_with("9.18."), "{info:?}");
+        assert!(
+            info.version.as_deref().unwrap().starts_with("9.18."),
+            "{info:?}"
+        );
         assert_eq!(info.extra["dns.rcode"], "NOERROR");
         assert!(parse_version_bind(reply, id.wrapping_add(1)).is_none());
     }
@@ -307,7 +311,9 @@ mod tests {
         let info = parse_mdns(reply).expect("an mDNS answer");
         assert_eq!(info.name, "mdns");
         assert!(
-            info.extra.get("mdns.services").is_some_and(|s| s.contains("._tcp.local")),
+            info.extra
+                .get("mdns.services")
+                .is_some_and(|s| s.contains("._tcp.local")),
             "{info:?}"
         );
     }

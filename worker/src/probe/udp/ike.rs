@@ -17,7 +17,14 @@ const PAYLOAD_VENDOR: u8 = 13;
 const MAX_PAYLOADS: usize = 32;
 
 /// One transform (RFC 2409 appendix A attributes, TV format).
-fn transform(number: u8, last: bool, cipher: u16, key_bits: Option<u16>, hash: u16, group: u16) -> Vec<u8> {
+fn transform(
+    number: u8,
+    last: bool,
+    cipher: u16,
+    key_bits: Option<u16>,
+    hash: u16,
+    group: u16,
+) -> Vec<u8> {
     let mut attrs = Vec::new();
     let mut tv = |t: u16, v: u16| {
         attrs.extend_from_slice(&(0x8000 | t).to_be_bytes());
@@ -131,7 +138,10 @@ mod tests {
         let q = request(COOKIE);
         assert_eq!(&q[..8], b"sfcookie");
         assert_eq!(&q[16..20], &[PAYLOAD_SA, 0x10, 2, 0]);
-        assert_eq!(u32::from_be_bytes([q[24], q[25], q[26], q[27]]) as usize, q.len());
+        assert_eq!(
+            u32::from_be_bytes([q[24], q[25], q[26], q[27]]) as usize,
+            q.len()
+        );
         let sa_len = u16::from_be_bytes([q[30], q[31]]) as usize;
         assert_eq!(28 + sa_len, q.len());
         // Our own request carries a zero responder cookie but parses as IKEv1.
@@ -147,13 +157,19 @@ mod tests {
         a.extend_from_slice(b"respondr");
         a.extend_from_slice(&[PAYLOAD_NOTIFY, 0x10, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         a.extend_from_slice(&[PAYLOAD_VENDOR, 0, 0, 12, 0, 0, 0, 1, 1, 0, 0, 14]);
-        let vid = [0x4a, 0x13, 0x1c, 0x81, 0x07, 0x03, 0x58, 0x45, 0x5c, 0x57, 0x28, 0xf2, 0x0e, 0x95, 0x45, 0x2f];
+        let vid = [
+            0x4a, 0x13, 0x1c, 0x81, 0x07, 0x03, 0x58, 0x45, 0x5c, 0x57, 0x28, 0xf2, 0x0e, 0x95,
+            0x45, 0x2f,
+        ];
         a.extend_from_slice(&[0, 0, 0, 20]);
         a.extend_from_slice(&vid);
         let info = parse(&a, COOKIE).unwrap();
         assert_eq!(info.name, "isakmp");
         assert_eq!(info.extra["ike.notify"], "14");
-        assert_eq!(info.extra["ike.vendor_ids"], "4a131c81070358455c5728f20e95452f");
+        assert_eq!(
+            info.extra["ike.vendor_ids"],
+            "4a131c81070358455c5728f20e95452f"
+        );
         for n in 0..a.len() {
             let _ = parse(&a[..n], COOKIE);
         }

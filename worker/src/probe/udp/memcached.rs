@@ -51,7 +51,10 @@ mod tests {
 
     #[test]
     fn request_frames_the_version_command() {
-        assert_eq!(request(0xabcd), b"\xab\xcd\x00\x00\x00\x01\x00\x00version\r\n");
+        assert_eq!(
+            request(0xabcd),
+            b"\xab\xcd\x00\x00\x00\x01\x00\x00version\r\n"
+        );
     }
 
     #[test]
@@ -60,7 +63,10 @@ mod tests {
         let id = u16::from_be_bytes([reply[0], reply[1]]);
         let info = parse(reply, id).expect("a memcached answer");
         assert_eq!(info.product.as_deref(), Some("memcached"));
-        assert!(info.version.as_deref().unwrap().starts_with("1.6."), "{info:?}");
+        assert!(
+            info.version.as_deref().unwrap().starts_with("1.6."),
+            "{info:?}"
+        );
         assert!(parse(reply, id.wrapping_add(1)).is_none());
     }
 

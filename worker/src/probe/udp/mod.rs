@@ -212,7 +212,12 @@ async fn probe_port(
             }
         }
     }
-    outcome(PortState::OpenFiltered, "no-response", None, u64::from(retries))
+    outcome(
+        PortState::OpenFiltered,
+        "no-response",
+        None,
+        u64::from(retries),
+    )
 }
 
 impl UdpProber {

@@ -76,7 +76,10 @@ pub fn parse(buf: &[u8], id: u16) -> Option<ServiceInfo> {
             group = Some(name.clone());
         }
         if names.len() < 16 {
-            names.push(format!("{name}<{suffix:02x}>{}", if is_group { "g" } else { "" }));
+            names.push(format!(
+                "{name}<{suffix:02x}>{}",
+                if is_group { "g" } else { "" }
+            ));
         }
     }
     let mut extra = BTreeMap::new();
@@ -122,7 +125,11 @@ mod tests {
         p.extend_from_slice(&[0x84, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
         p.extend_from_slice(&wildcard_name());
         p.extend_from_slice(&[0, 0x21, 0, 1, 0, 0, 0, 0, 0, 65, 3]);
-        for (n, s, g) in [("LAB-T1", 0u8, false), ("LAB-T1", 0x20, false), ("WORKGROUP", 0, true)] {
+        for (n, s, g) in [
+            ("LAB-T1", 0u8, false),
+            ("LAB-T1", 0x20, false),
+            ("WORKGROUP", 0, true),
+        ] {
             let mut e = format!("{n:<15}").into_bytes();
             e.push(s);
             e.extend_from_slice(&[if g { 0x84 } else { 0x04 }, 0]);
@@ -138,7 +145,10 @@ mod tests {
         assert_eq!(info.name, "netbios-ns");
         assert_eq!(info.extra["netbios.name"], "LAB-T1");
         assert_eq!(info.extra["netbios.workgroup"], "WORKGROUP");
-        assert_eq!(info.extra["netbios.names"], "LAB-T1<00>,LAB-T1<20>,WORKGROUP<00>g");
+        assert_eq!(
+            info.extra["netbios.names"],
+            "LAB-T1<00>,LAB-T1<20>,WORKGROUP<00>g"
+        );
         assert_eq!(info.extra["netbios.mac"], "02:53:46:4c:00:0b");
         let r = response(9);
         for n in 0..r.len() {

@@ -175,6 +175,9 @@ mod tests {
         assert_eq!(info.banner.as_deref(), Some("hi\\x00\\xff"));
         assert_eq!(info.extra["udp"], "empty");
         let info = Payload::Dns.describe(b"garbage", 1);
-        assert_eq!((info.name.as_str(), info.extra["udp"].as_str()), ("unknown", "dns"));
+        assert_eq!(
+            (info.name.as_str(), info.extra["udp"].as_str()),
+            ("unknown", "dns")
+        );
     }
 }

@@ -79,10 +79,19 @@ pub fn discovery_request(id: u32) -> Vec<u8> {
         vec![0x30, 0x00],
     ]
     .concat();
-    let scoped = tlv(0x30, &[vec![0x04, 0x00, 0x04, 0x00], tlv(0xa0, &pdu)].concat());
+    let scoped = tlv(
+        0x30,
+        &[vec![0x04, 0x00, 0x04, 0x00], tlv(0xa0, &pdu)].concat(),
+    );
     tlv(
         0x30,
-        &[vec![0x02, 0x01, 0x03], tlv(0x30, &global), tlv(0x04, &usm), scoped].concat(),
+        &[
+            vec![0x02, 0x01, 0x03],
+            tlv(0x30, &global),
+            tlv(0x04, &usm),
+            scoped,
+        ]
+        .concat(),
     )
 }
 
@@ -261,8 +270,14 @@ mod tests {
         assert_eq!(&q[2..5], &[0x02, 0x01, 0x01]);
         assert_eq!(&q[5..13], b"\x04\x06public");
         assert_eq!(q[13], 0xa0);
-        assert!(q.windows(10).any(|w| w == b"\x06\x08\x2b\x06\x01\x02\x01\x01\x01\x00"));
-        assert!(parse(&q, 0x0102_0304).is_none(), "a request is not a response");
+        assert!(
+            q.windows(10)
+                .any(|w| w == b"\x06\x08\x2b\x06\x01\x02\x01\x01\x01\x00")
+        );
+        assert!(
+            parse(&q, 0x0102_0304).is_none(),
+            "a request is not a response"
+        );
     }
 
     #[test]
@@ -275,7 +290,10 @@ mod tests {
         assert_eq!(info.extra["snmp.community"], "public");
         assert_eq!(info.extra["auth"], "none");
         // The lab's snmpd keeps its default sysDescr: the kernel's uname.
-        assert!(info.extra["snmp.sysdescr"].starts_with("Linux "), "{info:?}");
+        assert!(
+            info.extra["snmp.sysdescr"].starts_with("Linux "),
+            "{info:?}"
+        );
         assert!(parse(reply, 1).is_none(), "another request id");
     }
 
@@ -285,8 +303,14 @@ mod tests {
         assert_eq!(q[0], 0x30);
         assert_eq!(usize::from(q[1]) + 2, q.len());
         assert_eq!(&q[2..5], &[0x02, 0x01, 0x03]);
-        assert!(q.windows(3).any(|w| w == [0x04, 0x01, 0x04]), "reportable flag");
-        assert!(parse_discovery(&q, 0x5ca9_f1ee).is_some_and(|i| !i.extra.contains_key("snmp.engine_id")));
+        assert!(
+            q.windows(3).any(|w| w == [0x04, 0x01, 0x04]),
+            "reportable flag"
+        );
+        assert!(
+            parse_discovery(&q, 0x5ca9_f1ee)
+                .is_some_and(|i| !i.extra.contains_key("snmp.engine_id"))
+        );
         assert!(parse_discovery(&q, 1).is_none());
     }
 
@@ -299,7 +323,10 @@ mod tests {
         assert_eq!(info.name, "snmp");
         assert_eq!(info.product.as_deref(), Some("net-snmp"));
         assert_eq!(info.extra["snmp.enterprise"], "8072");
-        assert!(info.extra["snmp.engine_id"].starts_with("80001f88"), "{info:?}");
+        assert!(
+            info.extra["snmp.engine_id"].starts_with("80001f88"),
+            "{info:?}"
+        );
         assert!(parse(reply, 0x5ca9_f1ee).is_none(), "not a v2c GetResponse");
     }
 

@@ -16,7 +16,9 @@ pub fn request() -> Vec<u8> {
 
 /// Facts from an `HTTP/1.1 200 OK` search answer (or a NOTIFY).
 pub fn parse(buf: &[u8]) -> Option<ServiceInfo> {
-    let mut lines = buf.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = buf
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status = lines.next()?;
     if !(status.starts_with(b"HTTP/1.") || status.starts_with(b"NOTIFY * HTTP/1.")) {
         return None;
@@ -62,8 +64,14 @@ mod tests {
         let reply = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nST: upnp:rootdevice\r\nUSN: uuid:0001::upnp:rootdevice\r\nEXT:\r\nSERVER: Debian/12 UPnP/1.1 MiniUPnPd/2.3.3\r\nLOCATION: http://10.0.0.1:5000/rootDesc.xml\r\n\r\n";
         let info = parse(reply).unwrap();
         assert_eq!(info.name, "upnp");
-        assert_eq!(info.extra["ssdp.server"], "Debian/12 UPnP/1.1 MiniUPnPd/2.3.3");
-        assert_eq!(info.extra["ssdp.location"], "http://10.0.0.1:5000/rootDesc.xml");
+        assert_eq!(
+            info.extra["ssdp.server"],
+            "Debian/12 UPnP/1.1 MiniUPnPd/2.3.3"
+        );
+        assert_eq!(
+            info.extra["ssdp.location"],
+            "http://10.0.0.1:5000/rootDesc.xml"
+        );
         assert_eq!(info.extra["ssdp.st"], "upnp:rootdevice");
         let evil = b"HTTP/1.1 200 OK\r\nSERVER: \x1b[31mred\r\n\r\n";
         assert_eq!(parse(evil).unwrap().extra["ssdp.server"], "\\x1b[31mred");

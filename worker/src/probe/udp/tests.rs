@@ -36,7 +36,14 @@ async fn run(ports: &str, retries: u8) -> (Vec<UdpObservation>, ProbeStats) {
     };
     let (tx, mut rx) = mpsc::channel(64);
     let stats = UdpProber::with_window(16)
-        .scan(&[target("127.0.0.1")], &spec, &profile, 7, tx, CancellationToken::new())
+        .scan(
+            &[target("127.0.0.1")],
+            &spec,
+            &profile,
+            7,
+            tx,
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -54,25 +61,38 @@ async fn open_closed_and_silent_ports_on_loopback() {
     let silent = StdSocket::bind("127.0.0.1:0").unwrap();
     let quiet = silent.local_addr().unwrap().port();
     // Nothing bound: the kernel answers ICMP port unreachable.
-    let free = StdSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = StdSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (got, stats) = run(&format!("{open},{quiet},{free}"), 2).await;
     h.join().unwrap();
     let by_port = |p: u16| got.iter().find(|o| o.obs.port == p).unwrap();
     assert_eq!(got.len(), 3, "{got:?}");
 
     let o = by_port(open);
-    assert_eq!((o.obs.state, o.obs.reason), (PortState::Open, "udp-response"));
+    assert_eq!(
+        (o.obs.state, o.obs.reason),
+        (PortState::Open, "udp-response")
+    );
     let svc = o.service.as_ref().unwrap();
     assert_eq!(svc.name, "unknown");
     assert_eq!(svc.banner.as_deref(), Some("echo:"));
     assert_eq!(svc.extra["udp"], "empty");
 
     let c = by_port(free);
-    assert_eq!((c.obs.state, c.obs.reason), (PortState::Closed, "port-unreach"));
+    assert_eq!(
+        (c.obs.state, c.obs.reason),
+        (PortState::Closed, "port-unreach")
+    );
     assert!(c.service.is_none());
 
     let s = by_port(quiet);
-    assert_eq!((s.obs.state, s.obs.reason), (PortState::OpenFiltered, "no-response"));
+    assert_eq!(
+        (s.obs.state, s.obs.reason),
+        (PortState::OpenFiltered, "no-response")
+    );
     // The silent port got all three attempts, and each counted as sent.
     silent.set_nonblocking(true).unwrap();
     let mut n = 0;
@@ -81,7 +101,10 @@ async fn open_closed_and_silent_ports_on_loopback() {
         n += 1;
     }
     assert_eq!(n, 3, "datagrams the silent port received");
-    assert!(stats.probes_sent >= 5 && stats.retransmits >= 2, "{stats:?}");
+    assert!(
+        stats.probes_sent >= 5 && stats.retransmits >= 2,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -91,7 +114,14 @@ async fn cancel_ends_the_run() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let r = UdpProber::with_window(4)
-        .scan(&[target("127.0.0.1")], &spec, &ProbeProfile::default(), 1, tx, cancel)
+        .scan(
+            &[target("127.0.0.1")],
+            &spec,
+            &ProbeProfile::default(),
+            1,
+            tx,
+            cancel,
+        )
         .await;
     assert!(matches!(r, Err(ProbeError::Cancelled)));
 }
