@@ -125,3 +125,60 @@ async fn cancel_ends_the_run() {
         .await;
     assert!(matches!(r, Err(ProbeError::Cancelled)));
 }
+
+/// The engine alone against the UDP lab's real daemons (loadtest/lab/udp.sh).
+/// Runs when SCANFLEET_UDP_LAB=1 and the test binary runs inside `sfu-scan`
+/// (`ip netns exec sfu-scan <test binary> probe::udp::tests::udp_lab --nocapture`);
+/// the full CLI run is coordinator/tests/udp_lab.rs.
+#[tokio::test]
+async fn udp_lab_daemons_answer_the_engine() {
+    if std::env::var("SCANFLEET_UDP_LAB").as_deref() != Ok("1") {
+        eprintln!("skipped: set SCANFLEET_UDP_LAB=1 and run inside sfu-scan");
+        return;
+    }
+    let spec = PortSpec::parse("9,53,69,123,137,161,500,514,1900,5353,11211").unwrap();
+    let targets = [target("10.218.0.11"), target("10.218.0.12")];
+    let (tx, mut rx) = mpsc::channel(64);
+    let started = std::time::Instant::now();
+    let stats = UdpProber::with_window(64)
+        .scan(
+            &targets,
+            &spec,
+            &ProbeProfile::default(),
+            3,
+            tx,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let mut got = std::collections::BTreeMap::new();
+    while let Some(o) = rx.recv().await {
+        got.insert(
+            (o.obs.ip.to_string(), o.obs.port),
+            (o.obs.state, o.service.map(|s| s.name)),
+        );
+    }
+    for (k, v) in &got {
+        eprintln!("{k:?} {v:?}");
+    }
+    eprintln!("{} ports in {secs:.2} s, {stats:?}", got.len());
+    let want = [
+        (("10.218.0.11", 53), PortState::Open, Some("domain")),
+        (("10.218.0.11", 69), PortState::Open, Some("tftp")),
+        (("10.218.0.11", 123), PortState::Open, Some("ntp")),
+        (("10.218.0.11", 161), PortState::Open, Some("snmp")),
+        (("10.218.0.11", 5353), PortState::Open, Some("mdns")),
+        (("10.218.0.11", 11211), PortState::Open, Some("memcached")),
+        (("10.218.0.11", 514), PortState::OpenFiltered, None),
+        (("10.218.0.11", 9), PortState::Closed, None),
+        (("10.218.0.12", 161), PortState::Open, Some("snmp")),
+        (("10.218.0.12", 500), PortState::OpenFiltered, None),
+        (("10.218.0.12", 53), PortState::Closed, None),
+    ];
+    assert_eq!(got.len(), 22);
+    for ((ip, port), state, name) in want {
+        let (s, n) = &got[&(ip.to_string(), port)];
+        assert_eq!((s, n.as_deref()), (&state, name), "{ip}:{port}");
+    }
+}
