@@ -22,9 +22,18 @@ for pair in ip:iproute2 nft:nftables socat:socat openssl:openssl redis-server:re
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+# The UDP lab's real daemons (loadtest/lab/udp.sh). policy-rc.d exit 101 keeps
+# them from starting on install; the lab starts them with its own configs.
+for pair in /usr/sbin/named:bind9 /usr/sbin/snmpd:snmpd /usr/sbin/chronyd:chrony \
+            /usr/bin/memcached:memcached /usr/sbin/in.tftpd:tftpd-hpa /usr/sbin/avahi-daemon:avahi-daemon; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Daemons installed for the labs must not start on the host's addresses.
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; }
   apt-get update -qq || die "apt-get update"
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || die "apt-get install ${need[*]}"
 fi

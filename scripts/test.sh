@@ -27,10 +27,14 @@ cargo build --workspace --all-targets --locked
 
 step "lab up"
 loadtest/lab.sh up 6
-trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true; SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
+UDP_LAB=(env SFLAB_PREFIX=sfu SFLAB_NET=10.218.0 SFLAB_MANIFEST=loadtest/lab/manifest-udp)
+trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true; SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 loadtest/lab.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab/udp.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
 loadtest/daemons.sh up  # the real-daemon lab (sfd, 10.216.0.0/24): coordinator/tests/lab_daemons.rs
 # the pacing lab (sfp, 10.217.0.0/24: mixed instance types, one 20%-loss host): coordinator/tests/pacing_lab.rs
 SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 SFLAB_MANIFEST=loadtest/lab/manifest.pacing loadtest/lab.sh up 5
+# the UDP lab (sfu, 10.218.0.0/24: real bind9, chrony, snmpd, memcached, tftpd-hpa, avahi): coordinator/tests/udp_lab.rs
+"${UDP_LAB[@]}" loadtest/lab.sh up 2
+"${UDP_LAB[@]}" loadtest/lab/udp.sh up
 export SCANFLEET_LAB=1
 
 step "tests"

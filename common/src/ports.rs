@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The project's port frequency list, most common first.
 const TOP_PORTS: &str = include_str!("../../data/top-ports.txt");
+/// The project's UDP port frequency list, most common first.
+const TOP_UDP_PORTS: &str = include_str!("../../data/top-udp-ports.txt");
 
 /// Why a port spec was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,11 +29,14 @@ pub enum PortSpecError {
     Backwards { item: String },
     #[error("{n} is not in 1 to {max} (the length of the top-ports list)")]
     TopPortsOutOfRange { n: usize, max: usize },
+    #[error("{n} is not in 1 to {max} (the length of the top-udp-ports list)")]
+    TopUdpPortsOutOfRange { n: usize, max: usize },
 }
 
-/// A sorted set of TCP ports, stored as merged inclusive ranges so that `-p-`
-/// costs two numbers, not 65535.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A sorted set of ports of one protocol, stored as merged inclusive ranges so
+/// that `-p-` costs two numbers, not 65535. The default is the empty set (no
+/// port of that protocol is scanned); only [`PortSpec::parse`] refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct PortSpec {
     ranges: Vec<(u16, u16)>,
 }
@@ -104,6 +109,62 @@ impl PortSpec {
         ))
     }
 
+    /// The `n` most common UDP ports from the project's UDP frequency list.
+    ///
+    /// # Errors
+    /// [`PortSpecError::TopUdpPortsOutOfRange`] when `n` is 0 or larger than the list.
+    pub fn top_udp(n: usize) -> Result<PortSpec, PortSpecError> {
+        let list = top_udp_ports_list();
+        if n == 0 || n > list.len() {
+            return Err(PortSpecError::TopUdpPortsOutOfRange { n, max: list.len() });
+        }
+        Ok(PortSpec::from_ranges(
+            list[..n].iter().map(|&p| (p, p)).collect(),
+        ))
+    }
+
+    /// nmap's `-p` with protocol prefixes: `U:53,161,T:22,80,443`. A prefix
+    /// applies to the items after it until the next prefix; items before any
+    /// prefix are returned apart, for the caller to give to the protocols being
+    /// scanned (as nmap does).
+    ///
+    /// # Errors
+    /// [`PortSpecError`] naming the offending item, as [`PortSpec::parse`].
+    pub fn parse_protocols(spec: &str) -> Result<ProtocolPorts, PortSpecError> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(PortSpecError::Empty);
+        }
+        let (mut any, mut tcp, mut udp) = (Vec::new(), Vec::new(), Vec::new());
+        let mut current = 0u8;
+        for raw in spec.split(',') {
+            let mut item = raw.trim();
+            for (prefix, which) in [("T:", 1u8), ("U:", 2u8)] {
+                if let Some(rest) = item.strip_prefix(prefix) {
+                    current = which;
+                    item = rest;
+                }
+            }
+            let one = PortSpec::parse(item).map_err(|e| match e {
+                PortSpecError::Empty => PortSpecError::BadNumber {
+                    item: crate::text::echo(raw.trim()),
+                },
+                e => e,
+            })?;
+            let into = match current {
+                1 => &mut tcp,
+                2 => &mut udp,
+                _ => &mut any,
+            };
+            into.extend_from_slice(one.ranges());
+        }
+        Ok(ProtocolPorts {
+            untagged: PortSpec::from_ranges(any),
+            tcp: PortSpec::from_ranges(tcp),
+            udp: PortSpec::from_ranges(udp),
+        })
+    }
+
     /// Every port, 1-65535.
     pub fn all() -> PortSpec {
         PortSpec {
@@ -165,6 +226,27 @@ impl PortSpec {
     }
 }
 
+/// A `-p` spec split by protocol prefix ([`PortSpec::parse_protocols`]); each
+/// part may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProtocolPorts {
+    /// Items before any `T:` or `U:` prefix.
+    pub untagged: PortSpec,
+    pub tcp: PortSpec,
+    pub udp: PortSpec,
+}
+
+/// The UDP frequency list, most common first, as parsed from
+/// `data/top-udp-ports.txt` (a `#` starts a comment, also after a port).
+pub fn top_udp_ports_list() -> Vec<u16> {
+    TOP_UDP_PORTS
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
 /// The frequency list, most common first, as parsed from `data/top-ports.txt`.
 pub fn top_ports_list() -> Vec<u16> {
     TOP_PORTS
@@ -205,8 +287,13 @@ impl Serialize for PortSpec {
 }
 
 impl<'de> Deserialize<'de> for PortSpec {
+    /// `""` is the empty set, as [`Serialize`] writes it (a UDP-only job's TCP
+    /// ports); anything else is [`PortSpec::parse`]d.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(PortSpec::default());
+        }
         PortSpec::parse(&s).map_err(serde::de::Error::custom)
     }
 }
@@ -294,6 +381,48 @@ mod tests {
         assert_eq!(top3.to_string(), "22,80,443");
         assert!(PortSpec::top(0).is_err());
         assert!(PortSpec::top(list.len() + 1).is_err());
+    }
+
+    #[test]
+    fn protocol_prefixes_split_the_spec_like_nmap() {
+        let p = PortSpec::parse_protocols("22,U:53,161-162,T:80,443").unwrap();
+        assert_eq!(p.untagged.to_string(), "22");
+        assert_eq!(p.udp.to_string(), "53,161-162");
+        assert_eq!(p.tcp.to_string(), "80,443");
+        let p = PortSpec::parse_protocols("U:53").unwrap();
+        assert!(p.tcp.is_empty() && p.untagged.is_empty());
+        assert!(matches!(
+            PortSpec::parse_protocols("U:"),
+            Err(PortSpecError::BadNumber { .. })
+        ));
+        assert!(PortSpec::parse_protocols("U:0").is_err());
+        assert!(PortSpec::parse_protocols("").is_err());
+    }
+
+    #[test]
+    fn top_udp_ports_come_from_their_list() {
+        let list = top_udp_ports_list();
+        assert!(list.len() >= 80, "{}", list.len());
+        let mut sorted = list.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            list.len(),
+            "UDP frequency list has duplicates"
+        );
+        assert_eq!(PortSpec::top_udp(3).unwrap().to_string(), "53,123,161");
+        assert!(PortSpec::top_udp(0).is_err());
+        assert!(PortSpec::top_udp(list.len() + 1).is_err());
+    }
+
+    #[test]
+    fn the_empty_spec_roundtrips_through_serde() {
+        let empty = PortSpec::default();
+        let json = serde_json::to_string(&empty).unwrap();
+        assert_eq!(json, "\"\"");
+        assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), empty);
+        assert!(PortSpec::parse("").is_err(), "a typed spec is never empty");
     }
 
     proptest! {

@@ -270,6 +270,10 @@ pub struct ProbeProfile {
     /// Adaptive pacing and retransmission of the SYN engine.
     #[serde(default)]
     pub pacing: Pacing,
+    /// UDP ports to probe (`-sU`), besides the job's TCP `ports`; empty (the
+    /// default, and what jobs of older coordinators carry) means no UDP scan.
+    #[serde(default, skip_serializing_if = "PortSpec::is_empty")]
+    pub udp_ports: PortSpec,
 }
 
 /// How the SYN engine adapts to each target (see the worker's `rate` module):
@@ -314,6 +318,7 @@ impl Default for ProbeProfile {
             all_states: false,
             allow_address_classes: BTreeSet::new(),
             pacing: Pacing::default(),
+            udp_ports: PortSpec::default(),
         }
     }
 }
@@ -325,8 +330,16 @@ pub struct ScanJob {
     pub shard_id: u32,
     pub zone: String,
     pub targets: Vec<Target>,
+    /// TCP ports; empty in a UDP-only scan (`-sU` alone).
     pub ports: PortSpec,
     pub profile: ProbeProfile,
+}
+
+impl ScanJob {
+    /// (target, port) pairs of the job, TCP and UDP: what its progress counts up to.
+    pub fn pairs(&self) -> u64 {
+        self.targets.len() as u64 * (self.ports.len() as u64 + self.profile.udp_ports.len() as u64)
+    }
 }
 
 /// What one port answered.
@@ -336,6 +349,11 @@ pub enum PortState {
     Open,
     Closed,
     Filtered,
+    /// UDP only: no answer to any attempt. An open UDP service may ignore a probe
+    /// it does not understand, and a firewall may drop it; silence cannot tell
+    /// them apart (nmap's `open|filtered`).
+    #[serde(rename = "open|filtered")]
+    OpenFiltered,
 }
 
 impl PortState {
@@ -344,6 +362,7 @@ impl PortState {
             PortState::Open => "open",
             PortState::Closed => "closed",
             PortState::Filtered => "filtered",
+            PortState::OpenFiltered => "open|filtered",
         }
     }
 }
@@ -356,12 +375,14 @@ impl PortState {
 pub enum Protocol {
     #[default]
     Tcp,
+    Udp,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
         }
     }
 }

@@ -78,6 +78,28 @@ pub struct ProbeArgs {
     /// Do not identify services on open ports [config scan.service_detection = false].
     #[arg(long)]
     pub no_service_detection: bool,
+    /// Scan types as nmap spells them: -sU (UDP), -sS (TCP SYN, as --mode syn),
+    /// -sT (TCP connect, as --mode connect); repeat or combine (-sS -sU, -sSU).
+    /// As in nmap, -sU alone scans UDP only; name a TCP type, --mode,
+    /// --top-ports or T: ports to scan TCP too.
+    #[arg(short = 's', value_name = "TYPE")]
+    pub scan_type: Vec<String>,
+    /// UDP scan, the same as -sU [config scan.udp].
+    #[arg(long)]
+    pub udp: bool,
+    /// UDP ports in nmap syntax (53,161,500-510); implies -sU. `-p U:53,T:22`
+    /// works too [config scan.udp_ports].
+    #[arg(
+        long = "udp-ports",
+        value_name = "PORTS",
+        allow_hyphen_values = true,
+        conflicts_with = "top_udp_ports"
+    )]
+    pub udp_ports: Option<String>,
+    /// The N most common UDP ports from scanfleet's UDP frequency list (default:
+    /// all of it); implies -sU [config scan.top_udp_ports].
+    #[arg(long, value_name = "N")]
+    pub top_udp_ports: Option<usize>,
 }
 
 /// What may never be probed, besides what AWS prohibits.

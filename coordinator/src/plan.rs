@@ -53,7 +53,8 @@ pub fn prepare(settings: &ScanSettings) -> Planned {
             ..ShardLimits::default()
         },
     );
-    let pairs = targets.len() as u64 * settings.ports.len() as u64;
+    let pairs = targets.len() as u64
+        * (settings.ports.len() as u64 + settings.profile.udp_ports.len() as u64);
     Planned {
         scan_id,
         targets,
@@ -99,7 +100,7 @@ pub fn plan(
     profile: &ProbeProfile,
     limits: ShardLimits,
 ) -> Vec<ScanJob> {
-    let per_target = ports.len().max(1) as u64;
+    let per_target = (ports.len() + profile.udp_ports.len()).max(1) as u64;
     let by_probes = (limits.max_probes / per_target).max(1) as usize;
     let cap = limits.max_targets.min(by_probes).max(1);
     let mut jobs = Vec::new();
@@ -221,7 +222,7 @@ pub fn default_deadline(planned: &Planned) -> Duration {
                 .sum::<f64>()
                 .min(f64::from(job.profile.global_rate_pps.max(1)));
             let tries = 1.0 + f64::from(job.profile.retries);
-            let probes = job.targets.len() as f64 * job.ports.len() as f64 * tries;
+            let probes = job.pairs() as f64 * tries;
             probes / rate.max(1.0) + tries * job.profile.timeout_ms as f64 / 1000.0
         })
         .sum();

@@ -33,6 +33,11 @@ use crate::types::ScanMode;
 pub struct ScanFile {
     pub ports: Option<String>,
     pub top_ports: Option<usize>,
+    /// Scan UDP too (`-sU`).
+    pub udp: Option<bool>,
+    /// UDP ports of a UDP scan (`--udp-ports`); they do not turn UDP on by themselves.
+    pub udp_ports: Option<String>,
+    pub top_udp_ports: Option<usize>,
     /// `table`, `jsonl`, `json` or `csv`.
     pub format: Option<String>,
     pub workers: Option<usize>,

@@ -81,7 +81,7 @@ async fn report_scan(
             engine: ending.engine,
             started_at_unix_ms: ending.started_ms,
             targets: Some(planned.targets.len()),
-            ports_per_target: settings.ports.len(),
+            ports_per_target: settings.ports.len() + settings.profile.udp_ports.len(),
             skipped: planned.skipped.clone(),
             notes: ending.notes,
         },

@@ -2,6 +2,7 @@
 //! profile), what may never be probed (scope), and per-target budgets (rate).
 
 use scanfleet_common::config::{Setting, Sources, in_range};
+use scanfleet_common::ports::ProtocolPorts;
 use scanfleet_common::rate::RatePolicy;
 use scanfleet_common::scope::ScopePolicy;
 use scanfleet_common::{PortSpec, ProbeProfile, ScanMode};
@@ -29,31 +30,70 @@ pub fn probe(
 ) -> Result<(PortSpec, ProbeProfile), CliError> {
     let f = &src.file.scan;
     let d = ProbeProfile::default();
-    let ports = match (&args.ports, args.top_ports, &f.ports, f.top_ports) {
-        (Some(p), _, _, _) => port_list(&Setting {
+    let types = scan_types(&args.scan_type)?;
+    let flag_p = match &args.ports {
+        Some(p) => Some(port_protocols(&Setting {
             value: p.clone(),
             origin: scanfleet_common::config::Origin::Flag("-p"),
-        })?,
-        (None, Some(n), _, _) => top(&Setting {
-            value: n,
-            origin: scanfleet_common::config::Origin::Flag("--top-ports"),
-        })?,
-        (None, None, Some(p), _) => port_list(&Setting {
+        })?),
+        None => None,
+    };
+    let file_p = match (&args.ports, &f.ports) {
+        (None, Some(p)) => Some(port_protocols(&Setting {
             value: p.clone(),
             origin: src.file_origin("scan.ports"),
-        })?,
-        (None, None, None, Some(n)) => top(&Setting {
+        })?),
+        _ => None,
+    };
+    let given = flag_p.clone().unwrap_or_default();
+    let udp_list_named = args.udp_ports.is_some()
+        || args.top_udp_ports.is_some()
+        || !given.udp.is_empty()
+        || f.udp_ports.is_some()
+        || f.top_udp_ports.is_some();
+    let udp_on = types.udp
+        || args.udp
+        || args.udp_ports.is_some()
+        || args.top_udp_ports.is_some()
+        || !given.udp.is_empty()
+        || f.udp.unwrap_or(false);
+    // As in nmap, -sU alone scans UDP only; TCP joins when the user names it.
+    let tcp_named = types.mode.is_some()
+        || args.mode.is_some()
+        || args.top_ports.is_some()
+        || !given.tcp.is_empty();
+    let tcp_on = !udp_on || tcp_named || (!given.untagged.is_empty() && udp_list_named);
+    let ports = if !tcp_on {
+        PortSpec::default()
+    } else if !given.tcp.is_empty() || !given.untagged.is_empty() {
+        union(&given.tcp, &given.untagged)
+    } else if let Some(n) = args.top_ports {
+        top(&Setting {
+            value: n,
+            origin: scanfleet_common::config::Origin::Flag("--top-ports"),
+        })?
+    } else if let Some(p) = file_p
+        .as_ref()
+        .filter(|p| !p.tcp.is_empty() || !p.untagged.is_empty())
+    {
+        union(&p.tcp, &p.untagged)
+    } else if let Some(n) = f.top_ports {
+        top(&Setting {
             value: n,
             origin: src.file_origin("scan.top_ports"),
-        })?,
-        (None, None, None, None) => match default_ports {
+        })?
+    } else {
+        match default_ports {
             DefaultPorts::Top100 => {
                 PortSpec::top(100).map_err(|e| CliError::Input(e.to_string()))?
             }
-            DefaultPorts::All => {
-                PortSpec::parse("-").map_err(|e| CliError::Input(e.to_string()))?
-            }
-        },
+            DefaultPorts::All => PortSpec::all(),
+        }
+    };
+    let udp_ports = if udp_on {
+        udp_port_list(args, src, &given, file_p.as_ref())?
+    } else {
+        PortSpec::default()
     };
     let rate = src.pick_or(
         ("--rate", args.rate_pps),
@@ -76,9 +116,19 @@ pub fn probe(
         d.retries,
     )?;
     let retries = in_range(&retries, 0, 10)?;
+    if let (Some(t), Some(m)) = (types.mode, args.mode)
+        && t != m
+    {
+        return Err(CliError::Input(format!(
+            "-s{} asks for the {} engine but --mode says {}; give one of them",
+            if t == ScanMode::Syn { 'S' } else { 'T' },
+            mode_name(t),
+            mode_name(m)
+        )));
+    }
     let mode = src
         .pick_or(
-            ("--mode", args.mode),
+            ("--mode", args.mode.or(types.mode)),
             Some("SCANFLEET_MODE"),
             ("scan.mode", f.mode),
             ScanMode::default(),
@@ -98,12 +148,124 @@ pub fn probe(
             allow_address_classes: Default::default(),
             // `start_percent` is set from the rate policy in `ScanSettings::from_args`.
             pacing: Default::default(),
+            udp_ports,
         },
     ))
 }
 
 fn port_list(s: &Setting<String>) -> Result<PortSpec, CliError> {
     PortSpec::parse(&s.value).map_err(|e| CliError::Input(s.invalid(e).to_string()))
+}
+
+fn port_protocols(s: &Setting<String>) -> Result<ProtocolPorts, CliError> {
+    PortSpec::parse_protocols(&s.value).map_err(|e| CliError::Input(s.invalid(e).to_string()))
+}
+
+fn union(a: &PortSpec, b: &PortSpec) -> PortSpec {
+    let all: Vec<String> = [a, b]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PortSpec::to_string)
+        .collect();
+    // Both came out of a parse, so their union parses.
+    PortSpec::parse(&all.join(",")).unwrap_or_default()
+}
+
+fn mode_name(m: ScanMode) -> &'static str {
+    match m {
+        ScanMode::Syn => "syn",
+        ScanMode::Connect => "connect",
+        ScanMode::Auto => "auto",
+    }
+}
+
+/// What `-s` asked for: a TCP engine (`S`, `T`) and UDP (`U`).
+#[derive(Debug, Default, Clone, Copy)]
+struct ScanTypes {
+    mode: Option<ScanMode>,
+    udp: bool,
+}
+
+/// `-sU`, `-sS`, `-sT`, repeated or combined (`-sSU`).
+fn scan_types(values: &[String]) -> Result<ScanTypes, CliError> {
+    let mut t = ScanTypes::default();
+    for v in values {
+        if v.is_empty() {
+            return Err(CliError::Input(
+                "-s: give a scan type: -sU (UDP), -sS (TCP SYN) or -sT (TCP connect)".into(),
+            ));
+        }
+        for c in v.chars() {
+            let mode = match c {
+                'U' => {
+                    t.udp = true;
+                    continue;
+                }
+                'S' => ScanMode::Syn,
+                'T' => ScanMode::Connect,
+                other => {
+                    return Err(CliError::Input(format!(
+                        "-s{}: unknown scan type {:?}; scanfleet knows -sU (UDP), -sS (TCP SYN) and -sT (TCP connect)",
+                        scanfleet_common::text::escape(v, 40),
+                        other
+                    )));
+                }
+            };
+            if t.mode.is_some_and(|m| m != mode) {
+                return Err(CliError::Input(
+                    "-sS and -sT both given: pick one TCP scan type".into(),
+                ));
+            }
+            t.mode = Some(mode);
+        }
+    }
+    Ok(t)
+}
+
+/// The UDP ports of a UDP scan: `U:` items of `-p` and `--udp-ports`, else
+/// `--top-udp-ports`, else untagged `-p` items (nmap gives them to every
+/// protocol scanned), else the config file, else the whole UDP frequency list.
+fn udp_port_list(
+    args: &ProbeArgs,
+    src: &Sources,
+    given: &ProtocolPorts,
+    file_p: Option<&ProtocolPorts>,
+) -> Result<PortSpec, CliError> {
+    let f = &src.file.scan;
+    let flag_list = match &args.udp_ports {
+        Some(p) => port_list(&Setting {
+            value: p.clone(),
+            origin: scanfleet_common::config::Origin::Flag("--udp-ports"),
+        })?,
+        None => PortSpec::default(),
+    };
+    if !given.udp.is_empty() || !flag_list.is_empty() {
+        return Ok(union(&given.udp, &flag_list));
+    }
+    let top_udp = |n: usize, origin| {
+        PortSpec::top_udp(n)
+            .map_err(|e| CliError::Input(Setting { value: n, origin }.invalid(e).to_string()))
+    };
+    if let Some(n) = args.top_udp_ports {
+        return top_udp(n, scanfleet_common::config::Origin::Flag("--top-udp-ports"));
+    }
+    if !given.untagged.is_empty() {
+        return Ok(given.untagged.clone());
+    }
+    if let Some(p) = file_p.filter(|p| !p.udp.is_empty()) {
+        return Ok(p.udp.clone());
+    }
+    if let Some(p) = &f.udp_ports {
+        return port_list(&Setting {
+            value: p.clone(),
+            origin: src.file_origin("scan.udp_ports"),
+        });
+    }
+    if let Some(n) = f.top_udp_ports {
+        return top_udp(n, src.file_origin("scan.top_udp_ports"));
+    }
+    let all = scanfleet_common::ports::top_udp_ports_list().len();
+    PortSpec::top_udp(all).map_err(|e| CliError::Input(e.to_string()))
 }
 
 fn top(s: &Setting<usize>) -> Result<PortSpec, CliError> {
@@ -201,4 +363,102 @@ pub fn rate(src: &Sources) -> Result<RatePolicy, CliError> {
         ))
     })?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use scanfleet_common::config::FileConfig;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        probe: ProbeArgs,
+    }
+
+    fn ports(argv: &[&str]) -> Result<(String, String, ScanMode), String> {
+        let cli = Cli::try_parse_from(std::iter::once("scan").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let src = Sources::fixed(FileConfig::default(), None, &[]);
+        let (tcp, profile) =
+            probe(&cli.probe, &src, DefaultPorts::Top100).map_err(|e| e.to_string())?;
+        Ok((tcp.to_string(), profile.udp_ports.to_string(), profile.mode))
+    }
+
+    #[test]
+    fn udp_alone_scans_udp_only_as_in_nmap() {
+        let all_udp = PortSpec::top_udp(scanfleet_common::ports::top_udp_ports_list().len())
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            ports(&["-sU"]).unwrap(),
+            (String::new(), all_udp.clone(), ScanMode::Auto)
+        );
+        assert_eq!(ports(&["--udp"]).unwrap().1, all_udp);
+        assert_eq!(ports(&["-sU", "-p", "53,161"]).unwrap().0, "");
+        assert_eq!(ports(&["-sU", "-p", "53,161"]).unwrap().1, "53,161");
+        assert_eq!(
+            ports(&["--top-udp-ports", "2"]).unwrap(),
+            (String::new(), "53,123".into(), ScanMode::Auto)
+        );
+        // Without -sU nothing changes: TCP top 100, no UDP.
+        let (tcp, udp, _) = ports(&[]).unwrap();
+        assert_eq!(
+            (PortSpec::parse(&tcp).unwrap().len(), udp.as_str()),
+            (100, "")
+        );
+    }
+
+    #[test]
+    fn naming_tcp_beside_udp_scans_both() {
+        assert_eq!(
+            ports(&["-sS", "-sU", "-p", "22,53"]).unwrap(),
+            ("22,53".into(), "22,53".into(), ScanMode::Syn)
+        );
+        assert_eq!(ports(&["-sSU", "-p", "22"]).unwrap().2, ScanMode::Syn);
+        assert_eq!(
+            ports(&["-p", "U:53,161,T:22,443"]).unwrap(),
+            ("22,443".into(), "53,161".into(), ScanMode::Auto)
+        );
+        assert_eq!(
+            ports(&["--udp-ports", "53", "-p", "22"]).unwrap(),
+            ("22".into(), "53".into(), ScanMode::Auto)
+        );
+        assert_eq!(
+            ports(&["-sT", "-sU", "-p", "80"]).unwrap().2,
+            ScanMode::Connect
+        );
+        let (tcp, udp, _) = ports(&["-sU", "--mode", "connect"]).unwrap();
+        assert_eq!(
+            (PortSpec::parse(&tcp).unwrap().len(), udp.is_empty()),
+            (100, false)
+        );
+    }
+
+    #[test]
+    fn bad_scan_types_and_lists_name_their_input() {
+        assert!(
+            ports(&["-sX"])
+                .unwrap_err()
+                .contains("-sX: unknown scan type")
+        );
+        assert!(ports(&["-sS", "-sT"]).unwrap_err().contains("-sS and -sT"));
+        assert!(
+            ports(&["-sS", "--mode", "connect"])
+                .unwrap_err()
+                .contains("--mode says connect")
+        );
+        assert!(
+            ports(&["--top-udp-ports", "0"])
+                .unwrap_err()
+                .starts_with("--top-udp-ports 0")
+        );
+        assert!(
+            ports(&["--udp-ports", "70000"])
+                .unwrap_err()
+                .starts_with("--udp-ports 70000")
+        );
+        assert!(ports(&["-p", "U:"]).unwrap_err().starts_with("-p U:"));
+    }
 }

@@ -29,6 +29,7 @@ use crate::service::{DetectConfig, Detector};
 
 mod accuracy;
 mod store;
+mod udp;
 
 /// How a worker behaves; see each field.
 #[derive(Debug, Clone)]
@@ -445,7 +446,7 @@ impl Worker {
         }
         self.run_shard(&job, cancel).await?;
         // Every pair is decided now, those of hosts found down included.
-        let pairs = job.targets.len() as u64 * job.ports.len() as u64;
+        let pairs = job.pairs();
         self.report_ports(&job, pairs).await;
         self.with_store_retry(cancel, || {
             self.store
@@ -492,7 +493,13 @@ impl Worker {
         if targets.is_empty() {
             return Ok(());
         }
+        if job.ports.is_empty() {
+            // UDP only (-sU alone).
+            return self.run_udp(job, &targets, &asset_of, 0, cancel).await;
+        }
         let prober = self.engine(job.profile.mode).await?;
+        let tcp_pairs = targets.len() as u64 * job.ports.len() as u64;
+        let udp_targets = targets.clone();
         let req = ProbeRequest {
             targets,
             ports: job.ports.clone(),
@@ -581,7 +588,8 @@ impl Worker {
         for chunk in open.chunks(self.config.result_batch.max(1)) {
             self.write(cancel, &job.scan_id, chunk).await?;
         }
-        Ok(())
+        self.run_udp(job, &udp_targets, &asset_of, tcp_pairs, cancel)
+            .await
     }
 }
 

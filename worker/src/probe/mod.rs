@@ -6,6 +6,7 @@ pub mod order;
 pub mod ping;
 pub mod syn;
 pub mod synthetic;
+pub mod udp;
 
 use std::future::Future;
 use std::net::IpAddr;
