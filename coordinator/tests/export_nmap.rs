@@ -49,7 +49,14 @@ fn export_is_valid_against_nmaps_dtd() {
 #[test]
 fn export_lists_hosts_ports_states_reasons_and_services() {
     let xml = render(&fixture::scan("exp-nmap-structure"));
-    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let doc = roxmltree::Document::parse_with_options(
+        &xml,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "nmaprun");
     assert_eq!(root.attribute("scanner"), Some("nmap"));
@@ -144,16 +151,16 @@ fn export_lists_hosts_ports_states_reasons_and_services() {
             .and_then(|c| c.text()),
         Some("cpe:/a:ssh:openssh:9.2p1")
     );
-    // The hostile banner is an attribute value of the banner script.
+    // The hostile banner is text of the finding script (one script per port).
     let telnet = doc
         .descendants()
         .find(|n| n.has_tag_name("port") && n.attribute("portid") == Some("23"))
         .unwrap();
     let banner = telnet
-        .children()
-        .find(|n| n.has_tag_name("script") && n.attribute("id") == Some("banner"))
+        .descendants()
+        .find(|n| n.has_tag_name("elem") && n.attribute("key") == Some("banner"))
         .unwrap();
-    assert_eq!(banner.attribute("output"), Some(fixture::EVIL_BANNER));
+    assert_eq!(banner.text(), Some(fixture::EVIL_BANNER));
     let finding = telnet
         .children()
         .find(|n| n.attribute("id") == Some("scanfleet-finding"))

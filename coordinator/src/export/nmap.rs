@@ -218,7 +218,9 @@ fn port(h: &mut String, p: &Port<'_>) {
             let _ = write!(h, "<cpe>{}</cpe>", text_node(cpe));
         }
         h.push_str("</service>");
-        if let Some(b) = &s.banner {
+        // One script per port: ndiff (Debian's, Python 3) cannot sort two. The
+        // banner is nmap's `banner` script, or an elem of the finding's script.
+        if let (Some(b), None) = (&s.banner, p.finding) {
             let _ = write!(h, "<script id=\"banner\" output=\"{}\"/>", attr(b));
         }
     }
@@ -242,6 +244,9 @@ fn port(h: &mut String, p: &Port<'_>) {
             text_node(&f.rules.join(",")),
             rfc3339_ms(f.first_observed_unix_ms),
         );
+        if let Some(b) = p.service.and_then(|s| s.banner.as_ref()) {
+            let _ = write!(h, "<elem key=\"banner\">{}</elem>", text_node(b));
+        }
         if let Some(s) = &f.suppressed {
             let _ = write!(
                 h,
