@@ -11,14 +11,16 @@ die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (package installs and network namespaces need it)"
 
 # Debian packages: the lab (iproute2, nftables, socat, openssl, python3), the
-# services (redis, rabbitmq), the benchmark anchors (nmap, masscan), and the
+# services (redis, rabbitmq), the benchmark anchors (nmap, masscan), the
 # operations checks (docker-compose to validate the compose file, prometheus for
-# promtool and a real Prometheus server).
+# promtool and a real Prometheus server), and the export checks (chromium for the
+# HTML report's browser test, ndiff and xmllint for nmap XML; nmap ships the DTD).
 need=()
 for pair in ip:iproute2 nft:nftables socat:socat openssl:openssl redis-server:redis-server \
             redis-cli:redis-tools rabbitmq-server:rabbitmq-server nmap:nmap masscan:masscan \
             setpriv:util-linux /usr/bin/python3:python3 ps:procps /usr/bin/time:time curl:curl \
-            docker-compose:docker-compose promtool:prometheus; do
+            docker-compose:docker-compose promtool:prometheus chromium:chromium ndiff:ndiff \
+            xmllint:libxml2-utils; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -6,10 +6,17 @@
 //! scan --export FORMAT=FILE` and `scanfleet export SCAN_ID --to FORMAT` produce the
 //! same bytes.
 
+pub mod asff;
 pub mod eventbridge;
+mod flat;
+mod html;
+pub mod inspector;
+mod nmap;
+mod retry;
 pub mod securityhub;
 
 use std::io::Write;
+use std::time::{Duration, UNIX_EPOCH};
 
 use scanfleet_common::ProbeResult;
 
@@ -82,15 +89,20 @@ impl std::str::FromStr for Format {
 /// # Errors
 /// When writing fails, or the findings cannot be expressed in the format.
 pub fn write(format: Format, ex: &Export<'_>, w: &mut dyn Write) -> anyhow::Result<()> {
-    let _ = (ex, w);
     match format {
-        Format::Asff
-        | Format::Inspector
-        | Format::NmapXml
-        | Format::Html
-        | Format::Jsonl
-        | Format::Csv => {
-            anyhow::bail!("export format {format} is not built yet")
-        }
+        Format::Jsonl => flat::jsonl(ex, w)?,
+        Format::Csv => flat::csv(ex, w)?,
+        Format::NmapXml => nmap::write(ex, w)?,
+        Format::Asff => asff::write(&asff::AsffTarget::default(), ex, w)?,
+        Format::Html => html::write(ex, w)?,
+        Format::Inspector => inspector::write(ex, w)?,
     }
+    w.flush()?;
+    Ok(())
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds (`2026-12-03T13:40:00.000Z`),
+/// the form ASFF, Inspector and the HTML report use.
+pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }

@@ -65,7 +65,7 @@ pub fn write(
     out.flush()
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     // Control characters from the store are escaped, as in the table; other text
     // (UTF-8 included) is kept as it is.
     let escaped;

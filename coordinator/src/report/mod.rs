@@ -17,6 +17,8 @@ use serde::Serialize;
 
 use crate::cli::Format;
 use crate::error::CliError;
+/// CSV cell escaping, shared with the findings exports.
+pub(crate) use format::csv_field;
 pub use format::{open_count, visible, write};
 
 /// What a finished scan reports besides its results.
