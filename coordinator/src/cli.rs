@@ -37,6 +37,123 @@ pub enum Command {
     /// Follow EC2 state-change events (EventBridge -> SQS) and queue a scan of each newly
     /// running instance; rediscover the estate on a schedule and report new and gone assets.
     Watch(Box<WatchArgs>),
+    /// Findings of a recorded scan, ranked by adjusted score, with the reasons.
+    Findings(FindingsArgs),
+    /// New, gone and changed ports and services between two recorded scans.
+    Diff(DiffArgs),
+    /// Write a recorded scan's findings in an export format, import them into
+    /// Security Hub, or send them to EventBridge.
+    Export(Box<ExportArgs>),
+    /// The recorded scans, oldest first.
+    History(HistoryArgs),
+}
+
+/// Where the scan history is: `--redis URL`, else the state directory.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HistoryStoreArgs {
+    /// The history's directory when there is no --redis [env: SCANFLEET_STATE_DIR;
+    /// default $XDG_STATE_HOME/scanfleet, ~/.local/state/scanfleet, or
+    /// /var/lib/scanfleet without a home].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// How findings are judged.
+#[derive(Debug, Args, Clone, Default)]
+pub struct JudgeArgs {
+    /// Severity rules instead of the built-in data/findings-rules.toml.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Suppressions (see data/suppressions.example.toml): matching findings are
+    /// kept and marked suppressed.
+    #[arg(long, value_name = "FILE")]
+    pub suppressions: Option<PathBuf>,
+}
+
+/// Arguments of `scanfleet findings`.
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    /// The scan id `scanfleet scan` printed (`scanfleet history` lists them).
+    pub scan_id: String,
+    /// Only findings at or above this severity (informational, low, medium, high, critical).
+    #[arg(long, value_name = "S")]
+    pub min_severity: Option<crate::findings::Severity>,
+    /// Output format: table (sorted by score), jsonl, csv (streamed per asset), json.
+    #[arg(short = 'f', long, value_enum, default_value = "table")]
+    pub format: crate::findings::output::FindingsFormat,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub store: HistoryStoreArgs,
+    #[command(flatten)]
+    pub redis: RedisArg,
+}
+
+/// Output formats of `scanfleet diff` and `scanfleet history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
+/// Arguments of `scanfleet diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older scan.
+    pub old_scan: String,
+    /// The newer scan.
+    pub new_scan: String,
+    #[arg(short = 'f', long, value_enum, default_value = "table")]
+    pub format: TableOrJson,
+    #[command(flatten)]
+    pub store: HistoryStoreArgs,
+    #[command(flatten)]
+    pub redis: RedisArg,
+}
+
+/// Arguments of `scanfleet history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(short = 'f', long, value_enum, default_value = "table")]
+    pub format: TableOrJson,
+    #[command(flatten)]
+    pub store: HistoryStoreArgs,
+    #[command(flatten)]
+    pub redis: RedisArg,
+}
+
+/// Arguments of `scanfleet export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The scan id `scanfleet scan` printed.
+    pub scan_id: String,
+    /// Export format: asff, inspector, nmap-xml, html, jsonl or csv.
+    #[arg(long = "to", value_name = "FORMAT")]
+    pub to: Option<crate::export::Format>,
+    /// Write the export to FILE instead of standard output (checked before anything is read).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Import the findings into AWS Security Hub (BatchImportFindings).
+    #[arg(long)]
+    pub import: bool,
+    /// Send findings at or above this severity to EventBridge (PutEvents).
+    #[arg(long, value_name = "S")]
+    pub eventbridge_min_severity: Option<crate::findings::Severity>,
+    /// EventBridge bus (default: default).
+    #[arg(long, value_name = "NAME")]
+    pub event_bus: Option<String>,
+    /// AWS region of Security Hub and EventBridge (default: the AWS configuration's).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Endpoint of the AWS APIs (an emulator such as moto); AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub store: HistoryStoreArgs,
+    #[command(flatten)]
+    pub redis: RedisArg,
 }
 
 /// What to probe and how: shared by `scan` and `watch`, so that a watched
@@ -371,6 +488,19 @@ pub struct ScanArgs {
     /// Progress bar on stderr: auto (when stderr is a terminal), always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub progress: ProgressWhen,
+
+    /// At the end of the scan, write an export: FORMAT=FILE with FORMAT one of asff,
+    /// inspector, nmap-xml, html, jsonl, csv. Repeatable; each FILE is checked
+    /// writable before the first probe.
+    #[arg(long = "export", value_name = "FORMAT=FILE")]
+    pub exports: Vec<String>,
+
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+
+    /// Where the scan's history is recorded (a fleet scan: in its Redis).
+    #[command(flatten)]
+    pub history: HistoryStoreArgs,
 }
 
 /// When to draw the progress bar.

@@ -19,6 +19,7 @@ pub mod estate;
 pub mod export;
 pub mod findings;
 pub mod follow;
+pub mod history;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
@@ -58,5 +59,9 @@ pub async fn run(
         cli::Command::Discover(args) => aws_cmd::discover_cmd(args, &src).await,
         cli::Command::Zones(args) => aws_cmd::zones_cmd(args, &src).await,
         cli::Command::Watch(args) => commands::watch::watch(*args, &src, shutdown).await,
+        cli::Command::Findings(args) => commands::findings::findings(args, &src).await,
+        cli::Command::Diff(args) => commands::diff::diff(args, &src).await,
+        cli::Command::Export(args) => commands::export::export(*args, &src).await,
+        cli::Command::History(args) => commands::findings::history(args, &src).await,
     }
 }

@@ -14,6 +14,11 @@
 //! | `scanfleet:{s1}:stats` | hash | field shard id (`7`) -> [`ShardStats`](crate::ShardStats) JSON: what the probe engine measured |
 //! | `scanfleet:{s1}:stream` | stream | one entry per written batch: `n` (results in it) and `keys` (their `results` fields, comma separated), trimmed to about [`RedisConfig::stream_maxlen`] entries |
 //!
+//! The scan history (the coordinator's `history` module) has its own namespace,
+//! `scanfleet:history:...` ([`history_keys`], [`history_scan_keys`]): the
+//! `scans` sorted set, the `observed` hash (finding id -> first,last), and per
+//! scan `scanfleet:history:{s1}:record|assets|results`. History keys never expire.
+//!
 //! A scan exists when its `meta` key does; otherwise calls return
 //! [`StoreError::UnknownScan`]. Scan ids must be non-empty and free of `{` and `}`.
 //!
@@ -55,7 +60,7 @@ mod keys;
 mod scripts;
 pub mod tls;
 
-pub use keys::ScanKeys;
+pub use keys::{HistoryKeys, HistoryScanKeys, ScanKeys, history_keys, history_scan_keys};
 use keys::parse_counter;
 
 use std::collections::BTreeMap;

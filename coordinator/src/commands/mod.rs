@@ -1,7 +1,10 @@
 //! One module per command, each thin glue over the pipeline steps
 //! ([`crate::plan`], [`crate::publish`], [`crate::follow`], [`crate::report`]).
 
+pub mod diff;
 pub mod embedded;
+pub mod export;
+pub mod findings;
 pub mod fleet;
 pub mod queues;
 pub mod status;
@@ -75,6 +78,17 @@ async fn report_scan(
         .results(&planned.scan_id)
         .await
         .context("reading results")?;
+    let record = crate::findings::ScanRecord {
+        scan_id: planned.scan_id.clone(),
+        started_unix_ms: ending.started_ms,
+        finished_unix_ms: Some(scanfleet_common::envelope::now_unix_ms()),
+        engine: ending.engine.clone(),
+        ports: settings.ports.to_string(),
+        args: std::env::args().collect::<Vec<_>>().join(" "),
+        targets: planned.targets.len(),
+        skipped: planned.skipped.clone(),
+        notes: ending.notes.clone(),
+    };
     let summary = report::summary(
         ScanHead {
             scan_id: planned.scan_id.clone(),
@@ -91,6 +105,7 @@ async fn report_scan(
     let visible = report::visible(&results, settings.profile.all_states);
     report::emit(&settings.output, settings.format, &summary, &visible)?;
     report::say_summary(&summary, ending.started, ending.how);
+    export::finish_scan(settings, &record, &results).await?;
     if ending.how != "interrupted" && progress.shards_failed > 0 {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "{} of {}{hint}",

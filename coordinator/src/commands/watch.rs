@@ -140,6 +140,10 @@ fn template(args: &WatchArgs, src: &Sources) -> Result<ScanSettings, CliError> {
         detach: true,
         job_ttl: config::job_ttl(&args.publish, src)?,
         deadline: None,
+        // Watched scans are published detached: nothing follows them to record a history.
+        history: crate::history::Location::Dir(std::path::PathBuf::new()),
+        judge: crate::findings::Judge::builtin().map_err(|e| CliError::Input(e.0))?,
+        exports: Vec::new(),
     })
 }
 

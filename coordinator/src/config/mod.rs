@@ -4,6 +4,7 @@
 //! connection and the first probe, with messages that name the flag, variable or
 //! file key the bad value came from.
 
+pub mod history;
 pub mod probe;
 
 use std::net::SocketAddr;
@@ -67,6 +68,13 @@ pub struct ScanSettings {
     /// Fleet mode: how long to follow before giving up on unfinished shards;
     /// `None`: from the plan ([`crate::plan::default_deadline`]).
     pub deadline: Option<Duration>,
+    /// Where the scan's history is recorded: a fleet scan's Redis, `--redis`, or
+    /// the state directory.
+    pub history: crate::history::Location,
+    /// The rules and suppressions of the findings `--export` writes.
+    pub judge: crate::findings::Judge,
+    /// `--export FORMAT=FILE`, each file checked writable.
+    pub exports: Vec<history::ExportTo>,
 }
 
 /// Where a fleet scan goes and how its shards are published.
@@ -185,7 +193,27 @@ impl ScanSettings {
             256,
         )?;
         let shard_size = in_range(&shard_size, 1, 1 << 20)?;
-        let fleet = fleet(&args.publish, src)?;
+        // `--redis` without `--queue`: an embedded scan whose history goes to Redis.
+        let redis_only =
+            args.publish.queue.resolve(src)?.is_none() && args.publish.redis.given(src)?;
+        let fleet = if redis_only {
+            None
+        } else {
+            fleet(&args.publish, src)?
+        };
+        let history_at = match &fleet {
+            Some(f) if args.history.state_dir.is_none() => {
+                crate::history::Location::Redis(f.redis_url.clone())
+            }
+            Some(_) => {
+                return Err(CliError::Input(
+                    "--state-dir: a fleet scan records its history in its Redis (--redis), not in a state directory".into(),
+                ));
+            }
+            None => history::location(&args.history, &args.publish.redis, src)?,
+        };
+        let judge = history::judge(&args.judge)?;
+        let exports = history::exports(&args.exports)?;
         let job_ttl = job_ttl(&args.publish, src)?;
         if fleet.is_none() && args.detach {
             return Err(CliError::Input(
@@ -250,6 +278,9 @@ impl ScanSettings {
             detach: args.detach,
             job_ttl,
             deadline,
+            history: history_at,
+            judge,
+            exports,
         })
     }
 

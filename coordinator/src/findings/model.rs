@@ -177,6 +177,10 @@ pub struct Finding {
     pub last_observed_unix_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<Suppressed>,
+    /// What to do about it: the base rule's remediation (added by the findings
+    /// stage; older records have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<String>,
 }
 
 /// What a scan's history keeps besides its results: enough to build findings and

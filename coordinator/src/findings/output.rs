@@ -1,0 +1,192 @@
+//! What `scanfleet findings` prints: a table for people (sorted by adjusted
+//! score, each finding with its reasons), JSON lines and CSV (one finding per
+//! line, streamed asset by asset), or one JSON document (sorted).
+
+use std::io::Write;
+
+use scanfleet_common::text::escape;
+
+use super::model::{Finding, ScanRecord};
+
+/// Output formats of `scanfleet findings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FindingsFormat {
+    /// Aligned columns, highest score first, reasons under each finding.
+    Table,
+    /// One finding per line (in asset order, streamed).
+    Jsonl,
+    /// Comma-separated, one finding per row, with a header (in asset order, streamed).
+    Csv,
+    /// One JSON document: the scan record and the findings, highest score first.
+    Json,
+}
+
+impl FindingsFormat {
+    /// Whether the format needs every finding before the first line (sorted).
+    pub fn sorted(self) -> bool {
+        matches!(self, FindingsFormat::Table | FindingsFormat::Json)
+    }
+}
+
+/// The CSV columns.
+pub const CSV_HEADER: &str = "id,kind,score,severity,base_score,ip,port,protocol,state,service,product,version,region,account_id,asset_id,rules,internet_reachable,suppressed_by,first_observed_unix_ms,last_observed_unix_ms,title,reasons";
+
+/// One CSV field: quoted when it must be, escaped (banners are untrusted), and a
+/// leading `=`, `+`, `-` or `@` defused so a spreadsheet does not run it.
+fn csv(s: &str) -> String {
+    let mut v = escape(s, 4096);
+    if v.starts_with(['=', '+', '-', '@']) && v.parse::<f64>().is_err() {
+        v.insert(0, '\'');
+    }
+    if v.contains([',', '"']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+/// Write one finding as a CSV row.
+///
+/// # Errors
+/// When writing fails.
+pub fn csv_row(w: &mut dyn Write, f: &Finding) -> std::io::Result<()> {
+    let s = f.service.as_ref();
+    let reasons: Vec<String> = f
+        .reasons
+        .iter()
+        .map(|r| format!("{} ({:+.1})", r.code, r.delta))
+        .collect();
+    let row = [
+        csv(&f.id),
+        csv(kind(f)),
+        format!("{:.1}", f.score),
+        f.severity.as_str().to_string(),
+        format!("{:.1}", f.base_score),
+        f.ip.to_string(),
+        f.port.to_string(),
+        f.protocol.as_str().to_string(),
+        f.state.as_str().to_string(),
+        csv(s.map_or("", |s| s.name.as_str())),
+        csv(s.and_then(|s| s.product.as_deref()).unwrap_or("")),
+        csv(s.and_then(|s| s.version.as_deref()).unwrap_or("")),
+        csv(f.region.as_deref().unwrap_or("")),
+        csv(f.account_id.as_deref().unwrap_or("")),
+        csv(&f.asset_id),
+        csv(&f.rules.join(" ")),
+        f.internet_reachable.to_string(),
+        csv(f.suppressed.as_ref().map_or("", |s| s.rule.as_str())),
+        f.first_observed_unix_ms.to_string(),
+        f.last_observed_unix_ms.to_string(),
+        csv(&f.title),
+        csv(&reasons.join("; ")),
+    ];
+    writeln!(w, "{}", row.join(","))
+}
+
+fn kind(f: &Finding) -> &'static str {
+    match f.kind {
+        super::FindingKind::OpenPort => "open-port",
+        super::FindingKind::LatentExposure => "latent-exposure",
+    }
+}
+
+/// Write one finding as a JSON line.
+///
+/// # Errors
+/// When writing fails.
+pub fn jsonl_row(w: &mut dyn Write, f: &Finding) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, f)?;
+    w.write_all(b"\n")
+}
+
+/// The table: a head line, then per finding its score, severity, address,
+/// service and title, and its reasons indented beneath.
+///
+/// # Errors
+/// When writing fails.
+pub fn table(w: &mut dyn Write, record: &ScanRecord, findings: &[Finding]) -> std::io::Result<()> {
+    let suppressed = findings.iter().filter(|f| f.suppressed.is_some()).count();
+    writeln!(
+        w,
+        "scan {}: {} finding{} ({} suppressed)",
+        escape(&record.scan_id, 128),
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" },
+        suppressed
+    )?;
+    if findings.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "{:<5} {:<13} {:<26} {:<22} {:<22} TITLE",
+        "SCORE", "SEVERITY", "ADDRESS", "SERVICE", "RULE"
+    )?;
+    for f in findings {
+        let addr = format!("{}:{}/{}", f.ip, f.port, f.protocol.as_str());
+        let svc = f.service.as_ref().map_or_else(
+            || "-".to_string(),
+            |s| {
+                [Some(&s.name), s.product.as_ref(), s.version.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| !x.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+        let mark = match &f.suppressed {
+            Some(s) => format!(" [suppressed: {}]", escape(&s.rule, 64)),
+            None => String::new(),
+        };
+        writeln!(
+            w,
+            "{:<5.1} {:<13} {:<26} {:<22} {:<22} {}{}",
+            f.score,
+            f.severity.as_str(),
+            addr,
+            escape(&svc, 22),
+            f.rules.first().map_or("-", |s| s.as_str()),
+            escape(&f.title, 200),
+            mark
+        )?;
+        for r in &f.reasons {
+            writeln!(
+                w,
+                "      {:+.1} {}: {}",
+                r.delta,
+                r.code,
+                escape(&r.text, 400)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The JSON document.
+///
+/// # Errors
+/// When writing fails.
+pub fn json(w: &mut dyn Write, record: &ScanRecord, findings: &[Finding]) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(
+        &mut *w,
+        &serde_json::json!({ "scan": record, "findings": findings }),
+    )?;
+    w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_escaped_and_defused() {
+        assert_eq!(csv("plain"), "plain");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(csv("say \"hi\", ok"), "\"say \"\"hi\"\", ok\"");
+        assert_eq!(csv("=cmd|calc"), "'=cmd|calc");
+        assert_eq!(csv("-1.5"), "-1.5");
+        assert_eq!(csv("a\nb\u{1b}"), "a\\nb\\x1b");
+    }
+}
