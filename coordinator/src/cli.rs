@@ -148,6 +148,18 @@ pub struct ExportArgs {
     /// Endpoint of the AWS APIs (an emulator such as moto); AWS_ENDPOINT_URL works too.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// Import each member account's findings into that account's own Security Hub
+    /// through this role (the discovery role's name) instead of centrally into the
+    /// account scanfleet runs as (the default: the delegated administrator).
+    #[arg(long, value_name = "ROLE_NAME")]
+    pub per_member_role: Option<String>,
+    /// External ID for --per-member-role.
+    #[arg(long, value_name = "ID", requires = "per_member_role")]
+    pub external_id: Option<String>,
+    /// Which earlier Security Hub findings the import archives when this scan no
+    /// longer has them: scanned (of the assets this scan probed), all, or none.
+    #[arg(long, value_name = "SCOPE", default_value = "scanned", value_parser = ["scanned", "all", "none"])]
+    pub archive: String,
     #[command(flatten)]
     pub judge: JudgeArgs,
     #[command(flatten)]

@@ -60,8 +60,8 @@ mod keys;
 mod scripts;
 pub mod tls;
 
-pub use keys::{HistoryKeys, HistoryScanKeys, ScanKeys, history_keys, history_scan_keys};
 use keys::parse_counter;
+pub use keys::{HistoryKeys, HistoryScanKeys, ScanKeys, history_keys, history_scan_keys};
 
 use std::collections::BTreeMap;
 use std::fmt;

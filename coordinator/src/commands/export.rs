@@ -144,6 +144,19 @@ pub async fn export(args: ExportArgs, src: &Sources) -> Result<(), CliError> {
         let opts = export::securityhub::ImportOptions {
             region: args.region.clone(),
             endpoint_url: endpoint_url.clone(),
+            accounts: match &args.per_member_role {
+                Some(role) => export::securityhub::AccountModel::PerMember {
+                    role_name: role.clone(),
+                    external_id: args.external_id.clone(),
+                },
+                None => export::securityhub::AccountModel::Central,
+            },
+            archive: match args.archive.as_str() {
+                "all" => export::securityhub::ArchiveScope::All,
+                "none" => export::securityhub::ArchiveScope::Nothing,
+                _ => export::securityhub::ArchiveScope::ScannedAssets,
+            },
+            ..Default::default()
         };
         let rep = export::securityhub::import(&opts, &ex)
             .await
@@ -170,6 +183,7 @@ pub async fn export(args: ExportArgs, src: &Sources) -> Result<(), CliError> {
             endpoint_url,
             bus: args.event_bus.clone(),
             min_severity: min,
+            max_attempts: 0,
         };
         let n = export::eventbridge::put(&opts, &ex)
             .await

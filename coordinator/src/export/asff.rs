@@ -269,11 +269,7 @@ pub fn security_hub_finding(t: &AsffTarget, f: &Finding) -> AwsSecurityFinding {
             Remediation::builder()
                 .recommendation(
                     Recommendation::builder()
-                        .text(
-                            "Stop the service if it is not needed, or restrict the security \
-                             group and network ACL rules that admit it to the sources that \
-                             need it.",
-                        )
+                        .text(cut(super::remediation_of(f), 512))
                         .build(),
                 )
                 .build(),

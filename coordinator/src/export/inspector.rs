@@ -99,9 +99,7 @@ pub fn finding(f: &Finding) -> Value {
             "protocol": f.protocol.as_str().to_uppercase(),
             "networkPath": {"steps": steps},
         },
-        "remediation": {"recommendation": {"text":
-            "Stop the service if it is not needed, or restrict the security group and network \
-             ACL rules that admit it to the sources that need it."}},
+        "remediation": {"recommendation": {"text": super::remediation_of(f)}},
         "resources": [{
             "type": if is_instance { "AWS_EC2_INSTANCE" } else { "OTHER" },
             "id": f.asset_id,

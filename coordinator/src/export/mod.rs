@@ -106,3 +106,12 @@ pub fn write(format: Format, ex: &Export<'_>, w: &mut dyn Write) -> anyhow::Resu
 pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
+
+/// What to do about a finding: its rule's remediation, else the general advice
+/// for an exposed port.
+pub(crate) fn remediation_of(f: &Finding) -> &str {
+    f.remediation.as_deref().unwrap_or(
+        "Stop the service if it is not needed, or restrict the security group and network \
+         ACL rules that admit it to the sources that need it.",
+    )
+}

@@ -317,6 +317,7 @@ impl UdpProber {
         Ok(ProbeStats {
             probes_sent: sent.load(Ordering::Relaxed),
             retransmits,
+            ..ProbeStats::default()
         })
     }
 }
