@@ -212,10 +212,10 @@ fn ndiff_reads_two_exports_and_reports_the_changes() {
         Some(fixture::service("vnc", "RealVNC", "6.1", "RFB 003.008")),
     ));
     for r in &mut new.results {
-        if r.port == 6379 {
-            if let Some(s) = r.service.as_mut() {
-                s.version = Some("7.2.4".into());
-            }
+        if r.port == 6379
+            && let Some(s) = r.service.as_mut()
+        {
+            s.version = Some("7.2.4".into());
         }
     }
     let a = save(dir.path(), "old.xml", &render(&old));

@@ -30,9 +30,11 @@ struct Port<'a> {
     finding: Option<&'a Finding>,
 }
 
+/// A host's asset id and its ports by (port, protocol).
+type HostPorts<'a> = (String, BTreeMap<(u16, &'static str), Port<'a>>);
+
 pub(crate) fn write(ex: &Export<'_>, w: &mut dyn Write) -> io::Result<()> {
-    let mut hosts: BTreeMap<IpAddr, (String, BTreeMap<(u16, &'static str), Port<'_>>)> =
-        BTreeMap::new();
+    let mut hosts: BTreeMap<IpAddr, HostPorts<'_>> = BTreeMap::new();
     let findings: BTreeMap<(IpAddr, u16, &str), &Finding> = ex
         .findings
         .iter()

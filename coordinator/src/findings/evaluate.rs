@@ -146,7 +146,7 @@ pub fn observations<'r>(
             });
         }
     }
-    out.sort_by(|a, b| (a.ip, a.port, a.kind).cmp(&(b.ip, b.port, b.kind)));
+    out.sort_by_key(|f| (f.ip, f.port, f.kind));
     out
 }
 
