@@ -466,7 +466,9 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub output: OutputArgs,
 
-    /// In-process workers, embedded mode [env: SCANFLEET_WORKERS; config scan.workers; default 2].
+    /// Workers: in-process ones in the embedded mode; with --queue, the fleet workers
+    /// expected to share the scan, among which a scan bound by the global --rate cap is
+    /// split by ports [env: SCANFLEET_WORKERS; config scan.workers; default 2].
     #[arg(short = 'w', long, value_name = "N")]
     pub workers: Option<usize>,
 

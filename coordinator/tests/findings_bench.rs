@@ -74,6 +74,7 @@ async fn write_synthetic_history() {
         finished_unix_ms: Some(1_780_000_100_000),
         engine: "syn".into(),
         ports: "1-200".into(),
+        udp_ports: String::new(),
         args: "synthetic".into(),
         targets: assets.len(),
         skipped: vec![],

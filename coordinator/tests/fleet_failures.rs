@@ -783,6 +783,9 @@ fn lab_fleet_long_shard_is_not_redelivered_while_its_worker_lives() {
             PORTS,
             "--rate",
             "800",
+            // One shard, not split by ports among the workers.
+            "--workers",
+            "1",
         ],
         &env,
     );
@@ -888,6 +891,9 @@ fn a_shard_its_workers_die_on_ends_the_scan(sqs: bool) {
             "800",
             "--delivery-limit",
             &limit,
+            // The only shard: not split by ports among the workers.
+            "--workers",
+            "1",
         ],
         &env,
     );

@@ -160,7 +160,7 @@ status() {
 
 # The expected state of every UDP port the lab test scans, JSON lines.
 truth() {
-    local t1='53:open:domain 123:open:ntp 161:open:snmp 11211:open:memcached 69:open:tftp 5353:open:mdns 514:open|filtered: 9:closed: 1900:closed: 137:closed:'
+    local t1='53:open:dns 123:open:ntp 161:open:snmp 11211:open:memcached 69:open:tftp 5353:open:mdns 514:open|filtered: 9:closed: 1900:closed: 137:closed:'
     local t2='161:open:snmp 500:open|filtered: 53:closed: 9:closed:'
     for e in $t1; do IFS=: read -r p s n <<<"$e"; printf '{"ip":"%s","port":%s,"state":"%s","service":%s}\n' "$T1" "$p" "$s" "$([[ -n $n ]] && echo "\"$n\"" || echo null)"; done
     for e in $t2; do IFS=: read -r p s n <<<"$e"; printf '{"ip":"%s","port":%s,"state":"%s","service":%s}\n' "$T2" "$p" "$s" "$([[ -n $n ]] && echo "\"$n\"" || echo null)"; done

@@ -84,6 +84,7 @@ async fn report_scan(
         finished_unix_ms: Some(scanfleet_common::envelope::now_unix_ms()),
         engine: ending.engine.clone(),
         ports: settings.ports.to_string(),
+        udp_ports: settings.profile.udp_ports.to_string(),
         args: std::env::args().collect::<Vec<_>>().join(" "),
         targets: planned.targets.len(),
         skipped: planned.skipped.clone(),

@@ -76,26 +76,29 @@ pub(crate) fn write(ex: &Export<'_>, w: &mut dyn Write) -> io::Result<()> {
         attr(&ctime(rec.started_unix_ms)),
         attr(concat!("scanfleet-", env!("CARGO_PKG_VERSION"))),
     );
-    let ports: Vec<u16> = {
-        let mut p: Vec<u16> = hosts
-            .values()
-            .flat_map(|(_, ports)| ports.keys().map(|(p, _)| *p))
-            .collect();
-        p.sort_unstable();
-        p.dedup();
-        p
-    };
     let scan_type = if rec.engine == "connect" {
         "connect"
     } else {
         "syn"
     };
-    let _ = writeln!(
-        out,
-        "<scaninfo type=\"{scan_type}\" protocol=\"tcp\" numservices=\"{}\" services=\"{}\"/>",
-        ports.len(),
-        ranges(&ports),
-    );
+    // One scaninfo per protocol the results hold, as nmap writes for -sS -sU.
+    for (proto, kind) in [("tcp", scan_type), ("udp", "udp")] {
+        let mut ports: Vec<u16> = hosts
+            .values()
+            .flat_map(|(_, ports)| ports.keys().filter(|(_, p)| *p == proto).map(|(p, _)| *p))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() && proto == "udp" {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "<scaninfo type=\"{kind}\" protocol=\"{proto}\" numservices=\"{}\" services=\"{}\"/>",
+            ports.len(),
+            ranges(&ports),
+        );
+    }
     out.push_str("<verbose level=\"0\"/>\n<debugging level=\"0\"/>\n");
     w.write_all(out.as_bytes())?;
 

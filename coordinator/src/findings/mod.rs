@@ -55,6 +55,10 @@ impl Judge {
 /// # Errors
 /// [`HistoryError::Corrupt`] when the record's ports do not parse.
 pub fn record_ports(record: &ScanRecord) -> Result<PortSpec, HistoryError> {
+    if record.ports.trim().is_empty() {
+        // A UDP-only scan probed no TCP port.
+        return Ok(PortSpec::default());
+    }
     PortSpec::parse(&record.ports).map_err(|e| {
         HistoryError::Corrupt(format!(
             "scan {}: its recorded port list does not parse: {e}",

@@ -193,8 +193,12 @@ pub struct ScanRecord {
     pub finished_unix_ms: Option<u64>,
     /// `syn` or `connect`.
     pub engine: String,
-    /// The port list as the user gave it (`22,80`, `top 100`).
+    /// The TCP port list as the user gave it (`22,80`, `top 100`); empty for a
+    /// UDP-only scan.
     pub ports: String,
+    /// The UDP port list (`-sU`), empty when the scan probed no UDP port.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub udp_ports: String,
     /// The command line, for nmap XML's `args`.
     #[serde(default)]
     pub args: String,

@@ -438,6 +438,7 @@ mod tests {
             finished_unix_ms: Some(started + 5),
             engine: "connect".into(),
             ports: "22,80".into(),
+            udp_ports: String::new(),
             args: String::new(),
             targets: 1,
             skipped: vec![],

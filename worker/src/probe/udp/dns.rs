@@ -184,11 +184,12 @@ fn product_of(txt: &str) -> Option<(&'static str, String)> {
     if let Some(v) = txt.strip_prefix("PowerDNS Authoritative Server ") {
         return first(v).map(|v| ("PowerDNS Authoritative Server", v));
     }
-    // BIND answers its bare version, `9.18.41-1~deb12u1-Debian`.
+    // BIND answers its bare version, `9.18.41-1~deb12u1-Debian`: the upstream
+    // version is the product's (as over TCP); the whole answer stays in `dns.version`.
     let bind = txt
         .strip_prefix("9.")
         .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
-    bind.then(|| ("ISC BIND", txt.to_string()))
+    bind.then(|| ("ISC BIND", txt.split('-').next().unwrap_or(txt).to_string()))
 }
 
 /// Facts from a reply to [`version_bind_query`] with id `id`.
@@ -200,7 +201,8 @@ pub fn parse_version_bind(buf: &[u8], id: u16) -> Option<ServiceInfo> {
     let mut extra = BTreeMap::new();
     extra.insert("dns.rcode".to_string(), rcode_name(reply.rcode));
     let mut info = ServiceInfo {
-        name: "domain".into(),
+        // The name TCP detection gives DNS too, so both protocols' findings match.
+        name: "dns".into(),
         ..ServiceInfo::default()
     };
     if let Some(txt) = reply.answers.iter().find(|a| a.rtype == TYPE_TXT) {
@@ -274,7 +276,7 @@ mod tests {
         let reply = include_bytes!("../../../tests/fixtures/udp/bind9.bin");
         let id = u16::from_be_bytes([reply[0], reply[1]]);
         let info = parse_version_bind(reply, id).expect("a DNS answer");
-        assert_eq!(info.name, "domain");
+        assert_eq!(info.name, "dns");
         assert_eq!(info.product.as_deref(), Some("ISC BIND"));
         assert!(
             info.version.as_deref().unwrap().starts_with("9.18."),
@@ -290,7 +292,7 @@ mod tests {
         r[2] = 0x84; // QR, AA
         r[3] = 0x05; // REFUSED
         let info = parse_version_bind(&r, 7).unwrap();
-        assert_eq!((info.name.as_str(), info.product), ("domain", None));
+        assert_eq!((info.name.as_str(), info.product), ("dns", None));
         assert_eq!(info.extra["dns.rcode"], "REFUSED");
         assert_eq!(
             product_of("dnsmasq-2.89"),

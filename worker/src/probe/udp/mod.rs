@@ -150,6 +150,26 @@ struct Probe {
     nonce: u64,
 }
 
+/// How long to wait for the answer to a payload's other request once one came.
+const OTHER_ANSWER_WAIT: Duration = Duration::from_millis(300);
+
+/// Facts of a second answer added to the first: its product and version where
+/// the first had none, and the facts the first did not have.
+fn merge_info(info: &mut ServiceInfo, other: ServiceInfo) {
+    if info.product.is_none() {
+        info.product = other.product;
+    }
+    if info.version.is_none() {
+        info.version = other.version;
+    }
+    if info.banner.is_none() {
+        info.banner = other.banner;
+    }
+    for (k, v) in other.extra {
+        info.extra.entry(k).or_insert(v);
+    }
+}
+
 /// Send the probe's payload up to `1 + retries` times, each after a token.
 async fn probe_port(
     Probe {
@@ -194,13 +214,29 @@ async fn probe_port(
                     let ours = from.ip() == addr.ip()
                         && (from.port() == addr.port() || payload.any_source_port());
                     if ours {
-                        let reply = &buf[..n];
-                        return outcome(
-                            PortState::Open,
-                            "udp-response",
-                            Some(payload.describe(reply, nonce)),
-                            attempt,
-                        );
+                        let mut info = payload.describe(&buf[..n], nonce);
+                        if requests.len() > 1 {
+                            // Several requests (SNMP v2c and v3 discovery): the other
+                            // answer may tell what this one does not (the vendor of an
+                            // agent that answered sysDescr), so listen a little longer.
+                            let more = tokio::time::Instant::now() + OTHER_ANSWER_WAIT;
+                            let until = more.min(deadline);
+                            let mut answers = 1;
+                            while answers < requests.len() {
+                                match tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await
+                                {
+                                    Ok(Ok((n, from))) if from.ip() == addr.ip() => {
+                                        if let Some(other) = payload.parse(&buf[..n], nonce) {
+                                            merge_info(&mut info, other);
+                                            answers += 1;
+                                        }
+                                    }
+                                    Ok(Ok(_)) => {}
+                                    _ => break,
+                                }
+                            }
+                        }
+                        return outcome(PortState::Open, "udp-response", Some(info), attempt);
                     }
                 }
                 Ok(Err(e)) => {

@@ -164,7 +164,7 @@ async fn udp_lab_daemons_answer_the_engine() {
     }
     eprintln!("{} ports in {secs:.2} s, {stats:?}", got.len());
     let want = [
-        (("10.218.0.11", 53), PortState::Open, Some("domain")),
+        (("10.218.0.11", 53), PortState::Open, Some("dns")),
         (("10.218.0.11", 69), PortState::Open, Some("tftp")),
         (("10.218.0.11", 123), PortState::Open, Some("ntp")),
         (("10.218.0.11", 161), PortState::Open, Some("snmp")),
