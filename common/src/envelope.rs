@@ -236,6 +236,7 @@ mod tests {
             }],
             ports: PortSpec::parse("22,80").unwrap(),
             profile: ProbeProfile::default(),
+            scope: None,
         }
     }
 

@@ -491,6 +491,122 @@ impl ScopePolicy {
     }
 }
 
+/// The scope a coordinator applied, carried in the signed job so that the worker
+/// applies the same rules again before any probe (defence in depth against a
+/// planner bug): the whole policy, and for each target's asset what the rules
+/// need to know of it (type, account, region, VPC, state, the tags the rules name,
+/// public addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobScope {
+    pub policy: ScopePolicy,
+    /// By asset id ([`Target::asset_id`]).
+    #[serde(default)]
+    pub assets: BTreeMap<String, AssetFacts>,
+}
+
+/// What scope needs to know of an asset, as a job carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Only the tags whose keys the policy's tag rules name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "address::deserialize_canonical_vec"
+    )]
+    pub public_ips: Vec<IpAddr>,
+}
+
+impl JobScope {
+    /// The job scope of `targets` under `policy`, with the facts of their assets
+    /// (`asset` finds an asset by id; see [`JobScope::index`]).
+    pub fn of<'a>(
+        policy: &ScopePolicy,
+        targets: &[Target],
+        asset: impl Fn(&str) -> Option<&'a Asset>,
+    ) -> Self {
+        let keys: BTreeSet<&str> = policy
+            .include_tags
+            .iter()
+            .chain(&policy.exclude_tags)
+            .map(|r| r.key.as_str())
+            .collect();
+        let mut facts = BTreeMap::new();
+        for t in targets {
+            if facts.contains_key(&t.asset_id) {
+                continue;
+            }
+            let Some(a) = asset(&t.asset_id) else {
+                continue;
+            };
+            let f = AssetFacts {
+                instance_type: a.instance_type.clone(),
+                account_id: a.account_id.clone(),
+                region: a.region.clone(),
+                vpc_id: a.vpc_id.clone(),
+                state: a.state.clone(),
+                tags: a
+                    .tags
+                    .iter()
+                    .filter(|(k, _)| keys.contains(k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                public_ips: a.public_ips.clone(),
+            };
+            facts.insert(t.asset_id.clone(), f);
+        }
+        JobScope {
+            policy: policy.clone(),
+            assets: facts,
+        }
+    }
+
+    /// Assets by id, for [`JobScope::of`].
+    pub fn index(assets: &[Asset]) -> HashMap<&str, &Asset> {
+        assets.iter().map(|a| (a.id.as_str(), a)).collect()
+    }
+
+    /// Decide one target of the job as the coordinator should have: `None` when
+    /// in scope. A target whose asset the job does not describe is judged as a
+    /// hand-typed address (so `discovered_only` refuses it). The fixed
+    /// [`PROHIBITED_INSTANCE_TYPES`] hold whatever the policy says.
+    pub fn check(&self, target: &Target) -> Option<SkipReason> {
+        let asset = self.asset_of(target);
+        self.policy
+            .check_asset(&asset)
+            .or_else(|| self.policy.check_address(&asset, target.ip))
+    }
+
+    /// The asset of `target` rebuilt from the job's facts.
+    pub fn asset_of(&self, target: &Target) -> Asset {
+        let mut asset = Asset::from_ip(target.ip);
+        asset.id = target.asset_id.clone();
+        if let Some(f) = self.assets.get(&target.asset_id) {
+            asset.instance_type = f.instance_type.clone();
+            asset.account_id = f.account_id.clone();
+            asset.region = f.region.clone();
+            asset.vpc_id = f.vpc_id.clone();
+            asset.state = f.state.clone();
+            asset.tags = f.tags.clone();
+            asset.public_ips = f.public_ips.clone();
+        }
+        asset
+    }
+}
+
 /// Apply scope and rate policy: every distinct address of every asset ends up
 /// either as a target with its probe budget or as a skip with its reason. Order of
 /// assets, and of addresses within an asset, is kept.
@@ -565,6 +681,67 @@ mod tests {
         a.state = Some("running".into());
         a.instance_type = Some("m5.large".into());
         a
+    }
+
+    #[test]
+    fn a_job_scope_passes_what_scope_let_through_and_refuses_what_it_skipped() {
+        let mut policy = ScopePolicy::aws_preauthorized();
+        policy.exclude_tags = vec!["scan=never".parse().unwrap()];
+        let mut nano = instance("i-nano", &["10.0.0.2"]);
+        nano.instance_type = Some("t2.nano".into());
+        let mut tagged = instance("i-tag", &["10.0.0.3"]);
+        tagged.tags.insert("scan".into(), "never".into());
+        tagged.tags.insert("owner".into(), "someone".into());
+        let mut public = instance("i-pub", &["10.0.0.4"]);
+        public.public_ips = vec!["54.1.2.3".parse().unwrap()];
+        let assets = vec![
+            instance("i-ok", &["10.0.0.1", "10.0.1.1"]),
+            nano,
+            tagged,
+            public,
+            Asset::from_ip("10.0.0.9".parse().unwrap()),
+        ];
+        let (targets, skipped) = apply(&assets, &policy, &RatePolicy::default());
+        assert_eq!(targets.len(), 3, "{targets:?}");
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        let index = JobScope::index(&assets);
+        let js = JobScope::of(&policy, &targets, |id| index.get(id).copied());
+        for t in &targets {
+            assert_eq!(js.check(t), None, "{t:?}");
+        }
+        // Only the tags the rules name travel in the job.
+        assert!(js.assets.values().all(|f| !f.tags.contains_key("owner")));
+        // Each target scope skipped, put into a job by a planner bug, is refused.
+        let all = JobScope::of(
+            &policy,
+            &skipped
+                .iter()
+                .map(|s| Target {
+                    ip: s.ip,
+                    asset_id: s.asset_id.clone(),
+                    rate_pps: 100,
+                })
+                .collect::<Vec<_>>(),
+            |id| index.get(id).copied(),
+        );
+        for s in &skipped {
+            let t = Target {
+                ip: s.ip,
+                asset_id: s.asset_id.clone(),
+                rate_pps: 100,
+            };
+            assert!(all.check(&t).is_some(), "{s:?} passed the job's scope");
+        }
+        // An instance's public address in a job is refused.
+        let public = Target {
+            ip: "54.1.2.3".parse().unwrap(),
+            asset_id: "i-pub".into(),
+            rate_pps: 100,
+        };
+        assert_eq!(js.check(&public), Some(SkipReason::PublicAddress));
+        // Jobs survive their wire format.
+        let back: JobScope = serde_json::from_str(&serde_json::to_string(&js).unwrap()).unwrap();
+        assert_eq!(back, js);
     }
 
     #[test]

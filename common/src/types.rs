@@ -333,6 +333,11 @@ pub struct ScanJob {
     /// TCP ports; empty in a UDP-only scan (`-sU` alone).
     pub ports: PortSpec,
     pub profile: ProbeProfile,
+    /// The scope the coordinator applied, with its targets' asset facts: the
+    /// worker applies it again before any probe. `None` in jobs of older
+    /// coordinators, which get the address checks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::scope::JobScope>,
 }
 
 impl ScanJob {

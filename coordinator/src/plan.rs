@@ -41,7 +41,7 @@ pub fn prepare(settings: &ScanSettings) -> Planned {
             settings.workers,
         )
     };
-    let jobs = plan(
+    let mut jobs = plan(
         &scan_id,
         zoned,
         &settings.ports,
@@ -53,6 +53,13 @@ pub fn prepare(settings: &ScanSettings) -> Planned {
             ..ShardLimits::default()
         },
     );
+    // Each job carries the scope it was planned under, for the worker to apply again.
+    let index = scope::JobScope::index(&settings.assets);
+    for job in &mut jobs {
+        job.scope = Some(scope::JobScope::of(&settings.scope, &job.targets, |id| {
+            index.get(id).copied()
+        }));
+    }
     let pairs = targets.len() as u64
         * (settings.ports.len() as u64 + settings.profile.udp_ports.len() as u64);
     Planned {
@@ -131,6 +138,7 @@ pub fn plan(
                     targets,
                     ports,
                     profile: profile.clone(),
+                    scope: None,
                 });
             }
         }

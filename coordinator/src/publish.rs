@@ -131,6 +131,7 @@ mod tests {
                 }],
                 ports: PortSpec::parse("22,80").unwrap(),
                 profile: ProbeProfile::default(),
+                scope: None,
             })
             .collect::<Vec<_>>();
         Planned {

@@ -106,6 +106,7 @@ pub(crate) mod testing {
             targets: Vec::new(),
             ports: PortSpec::parse("22").unwrap(),
             profile: ProbeProfile::default(),
+            scope: None,
         };
         JobEnvelope::seal(&job, 1, 1_000, Some(secret)).to_bytes()
     }

@@ -203,6 +203,7 @@ fn lab_fleet_forged_job_is_dead_lettered_and_its_target_gets_no_packet() {
             host_discovery: true,
             ..Default::default()
         },
+        scope: None,
     };
     let far = scanfleet_common::envelope::now_unix_ms() + 3_600_000;
     let forged = scanfleet_common::JobEnvelope::seal(&job, 1, far, Some(b"an attacker's secret"));

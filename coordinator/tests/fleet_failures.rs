@@ -337,6 +337,7 @@ fn signed_job(scan_id: &str, targets: Vec<Target>, ports: &str) -> Vec<u8> {
             host_discovery: true,
             ..Default::default()
         },
+        scope: None,
     };
     JobEnvelope::seal(&job, 1, now_unix_ms() + 3_600_000, Some(SECRET.as_bytes())).to_bytes()
 }

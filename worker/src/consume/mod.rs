@@ -444,6 +444,39 @@ impl Worker {
                 reason: format!("target {} is out of this worker's scope: {why}", t.ip),
             });
         }
+        // The full rules the coordinator planned under (instance type, discovered
+        // only, state, accounts, VPCs, tags, public addresses, CIDRs), carried in
+        // the signed job: a planner bug must not become a probe.
+        if let Some(js) = &job.scope
+            && let Some((t, why)) = job
+                .targets
+                .iter()
+                .find_map(|t| js.check(t).map(|why| (t, why)))
+        {
+            return Err(ShardError::Permanent {
+                class: DeadLetterReason::Scope,
+                reason: format!(
+                    "target {} ({}) is out of the job's own scope: {why}",
+                    t.ip,
+                    scanfleet_common::text::escape(&t.asset_id, 80)
+                ),
+            });
+        }
+        // And the worker's own rules on what the job says of each asset (its own
+        // prohibited instance types, account and tag exclusions).
+        if let Some(js) = &job.scope
+            && let Some((t, why)) = job.targets.iter().find_map(|t| {
+                self.config
+                    .scope
+                    .check_asset(&js.asset_of(t))
+                    .map(|why| (t, why))
+            })
+        {
+            return Err(ShardError::Permanent {
+                class: DeadLetterReason::Scope,
+                reason: format!("target {} is out of this worker's scope: {why}", t.ip),
+            });
+        }
         self.run_shard(&job, cancel).await?;
         // Every pair is decided now, those of hosts found down included.
         let pairs = job.pairs();

@@ -71,6 +71,7 @@ pub fn job(scan: &str, shard: u32, ip: &str, port: u16) -> ScanJob {
             host_discovery: false,
             ..ProbeProfile::default()
         },
+        scope: None,
     }
 }
 
