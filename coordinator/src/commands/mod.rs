@@ -85,7 +85,12 @@ async fn report_scan(
         engine: ending.engine.clone(),
         ports: settings.ports.to_string(),
         udp_ports: settings.profile.udp_ports.to_string(),
-        args: std::env::args().collect::<Vec<_>>().join(" "),
+        // The command line as nmap XML's `args` and the HTML report show it, with
+        // the passwords of broker and Redis URLs taken out (it is stored and exported).
+        args: std::env::args()
+            .map(|a| scanfleet_common::telemetry::redact(&a))
+            .collect::<Vec<_>>()
+            .join(" "),
         targets: planned.targets.len(),
         skipped: planned.skipped.clone(),
         notes: ending.notes.clone(),
