@@ -76,6 +76,7 @@ async fn key_names_carry_the_scan_hash_tag() {
                 ports: format!("scanfleet:{{{scan}}}:ports"),
                 stream: format!("scanfleet:{{{scan}}}:stream"),
                 stats: format!("scanfleet:{{{scan}}}:stats"),
+                jobs: format!("scanfleet:{{{scan}}}:jobs"),
             }
         );
         assert_eq!(st.keys("s1").unwrap().results, "scanfleet:{s1}:results");

@@ -91,6 +91,7 @@ contract!(
     unfinished_shards_are_those_without_an_outcome,
     times_say_when_it_began_and_when_the_last_shard_ended,
     shard_stats_roundtrip_and_a_redelivery_replaces_them,
+    planned_jobs_are_kept_and_a_cancel_mark_set_once,
 );
 
 fn r(scan: &str, ip: &str, port: u16, state: PortState) -> ProbeResult {
@@ -381,6 +382,10 @@ async fn unknown_scan_is_an_error_everywhere(st: Arc<dyn ResultStore>, scan: Str
         "unfinished_shards",
     );
     unknown(st.times(&scan).await.map(|_| ()), "times");
+    unknown(st.save_jobs(&scan, &[(0, "{}".into())]).await, "save_jobs");
+    unknown(st.jobs(&scan).await.map(|_| ()), "jobs");
+    unknown(st.cancel_scan(&scan).await.map(|_| ()), "cancel_scan");
+    unknown(st.is_cancelled(&scan).await.map(|_| ()), "is_cancelled");
     unknown(st.progress(&scan).await.map(|_| ()), "progress afterwards");
 }
 
@@ -476,4 +481,44 @@ async fn shard_stats_roundtrip_and_a_redelivery_replaces_them(
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].shard_id, 0);
     assert_eq!(got[1], s, "the later record replaced the first");
+}
+
+async fn planned_jobs_are_kept_and_a_cancel_mark_set_once(st: Arc<dyn ResultStore>, scan: String) {
+    st.begin_scan(&scan, 3).await.unwrap();
+    assert!(st.jobs(&scan).await.unwrap().is_empty());
+    st.save_jobs(&scan, &[(2, "{\"c\":2}".into()), (0, "{\"a\":0}".into())])
+        .await
+        .unwrap();
+    st.save_jobs(&scan, &[(1, "{\"b\":1}".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        st.jobs(&scan).await.unwrap(),
+        [
+            (0, "{\"a\":0}".to_string()),
+            (1, "{\"b\":1}".to_string()),
+            (2, "{\"c\":2}".to_string())
+        ]
+    );
+    assert!(!st.is_cancelled(&scan).await.unwrap());
+    assert!(st.cancel_scan(&scan).await.unwrap(), "first cancel");
+    assert!(!st.cancel_scan(&scan).await.unwrap(), "second cancel");
+    assert!(st.is_cancelled(&scan).await.unwrap());
+    st.uncancel_scan(&scan).await.unwrap();
+    assert!(!st.is_cancelled(&scan).await.unwrap());
+    // Cancelling touches no progress.
+    assert_eq!(st.progress(&scan).await.unwrap().shards_done, 0);
+    // What resume runs again: failed shards and those without an outcome.
+    st.finish_shard(&scan, 0, &ShardOutcome::Done)
+        .await
+        .unwrap();
+    st.finish_shard(&scan, 2, &failed("scan cancelled"))
+        .await
+        .unwrap();
+    assert_eq!(st.failed_shards(&scan).await.unwrap(), [2]);
+    assert_eq!(st.unfinished_shards(&scan).await.unwrap(), [1]);
+    st.finish_shard(&scan, 2, &ShardOutcome::Done)
+        .await
+        .unwrap();
+    assert!(st.failed_shards(&scan).await.unwrap().is_empty());
 }

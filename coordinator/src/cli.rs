@@ -46,6 +46,46 @@ pub enum Command {
     Export(Box<ExportArgs>),
     /// The recorded scans, oldest first.
     History(HistoryArgs),
+    /// Cancel a fleet scan: workers refuse its shards from now on (nothing more is
+    /// probed) and drain them from the queues; `resume` takes it up again.
+    Cancel(CancelArgs),
+    /// Publish again the shards of a fleet scan that never finished (no outcome, or
+    /// failed: dead-lettered, cancelled) and follow it to the end, as `scan` does.
+    Resume(Box<ResumeArgs>),
+}
+
+/// Arguments of `scanfleet cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The scan id `scanfleet scan` printed.
+    pub scan_id: String,
+    #[command(flatten)]
+    pub redis: RedisArg,
+}
+
+/// Arguments of `scanfleet resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The scan id `scanfleet scan` printed.
+    pub scan_id: String,
+    /// Where the scan was published and where its results are.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Publish and return without following.
+    #[arg(long)]
+    pub detach: bool,
+    /// Seconds to follow before ending with the unfinished shards listed (default:
+    /// from the republished shards, as `scan`).
+    #[arg(long, value_name = "SECS")]
+    pub deadline: Option<u64>,
+    /// Progress bar on stderr: auto (when stderr is a terminal), always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub progress: ProgressWhen,
+    /// Report closed and filtered ports too, not only open ones.
+    #[arg(long)]
+    pub all_states: bool,
 }
 
 /// Where the scan history is: `--redis URL`, else the state directory.

@@ -63,5 +63,7 @@ pub async fn run(
         cli::Command::Diff(args) => commands::diff::diff(args, &src).await,
         cli::Command::Export(args) => commands::export::export(*args, &src).await,
         cli::Command::History(args) => commands::findings::history(args, &src).await,
+        cli::Command::Cancel(args) => commands::resume::cancel(args, &src).await,
+        cli::Command::Resume(args) => commands::resume::resume(*args, &src, shutdown).await,
     }
 }

@@ -93,7 +93,54 @@ impl Publisher {
                 scan_id: planned.scan_id.clone(),
                 source,
             })?;
-        for (zone, payloads) in &by_zone {
+        // The shards as planned, for `scanfleet resume`.
+        let saved: Vec<(u32, String)> = planned
+            .jobs
+            .iter()
+            .filter_map(|j| serde_json::to_string(j).ok().map(|json| (j.shard_id, json)))
+            .collect();
+        self.store
+            .save_jobs(&planned.scan_id, &saved)
+            .await
+            .map_err(|source| PublishError::Register {
+                scan_id: planned.scan_id.clone(),
+                source,
+            })?;
+        self.send(&by_zone).await?;
+        Ok(Published {
+            shards: planned.jobs.len(),
+            zones,
+        })
+    }
+
+    /// Publish again some shards of a registered scan (`scanfleet resume`),
+    /// sealed anew with a fresh validity; the scan's registration and progress stay.
+    ///
+    /// # Errors
+    /// [`PublishError`] naming the step and the zone.
+    pub async fn republish(&self, jobs: &[scanfleet_common::ScanJob]) -> Result<(), PublishError> {
+        let deadline =
+            now_unix_ms().saturating_add(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        let mut by_zone: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
+        for job in jobs {
+            let env = JobEnvelope::seal(job, 1, deadline, self.secret.as_deref());
+            by_zone.entry(&job.zone).or_default().push(env.to_bytes());
+        }
+        let zones: Vec<String> = by_zone.keys().map(|z| z.to_string()).collect();
+        if !zones.is_empty() {
+            self.admin
+                .init(&zones, &self.topology)
+                .await
+                .map_err(|source| PublishError::Declare {
+                    zones: zones.join(", "),
+                    source,
+                })?;
+        }
+        self.send(&by_zone).await
+    }
+
+    async fn send(&self, by_zone: &BTreeMap<&str, Vec<Vec<u8>>>) -> Result<(), PublishError> {
+        for (zone, payloads) in by_zone {
             self.queue
                 .publish_batch(zone, payloads)
                 .await
@@ -102,10 +149,7 @@ impl Publisher {
                     source,
                 })?;
         }
-        Ok(Published {
-            shards: planned.jobs.len(),
-            zones,
-        })
+        Ok(())
     }
 }
 

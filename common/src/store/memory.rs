@@ -17,6 +17,8 @@ struct Scan {
     shards: HashMap<u32, ShardOutcome>,
     ports: HashMap<u32, u64>,
     stats: BTreeMap<u32, ShardStats>,
+    jobs: BTreeMap<u32, String>,
+    cancelled: bool,
     results: BTreeMap<(IpAddr, u16, Protocol), ProbeResult>,
 }
 
@@ -67,6 +69,57 @@ impl ResultStore for MemoryStore {
 
     async fn shard_stats(&self, scan_id: &str) -> Result<Vec<ShardStats>, StoreError> {
         self.with_scan(scan_id, |s| s.stats.values().cloned().collect())
+    }
+
+    async fn failed_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {
+        self.with_scan(scan_id, |s| {
+            let mut ids: Vec<u32> = s
+                .shards
+                .iter()
+                .filter(|(_, o)| matches!(o, ShardOutcome::Failed { .. }))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        })
+    }
+
+    async fn reopen_failed(&self, scan_id: &str, shards: &[u32]) -> Result<u64, StoreError> {
+        self.with_scan(scan_id, |s| {
+            let mut n = 0;
+            for id in shards {
+                if matches!(s.shards.get(id), Some(ShardOutcome::Failed { .. })) {
+                    s.shards.remove(id);
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                s.finished_unix_ms = None;
+            }
+            n
+        })
+    }
+
+    async fn save_jobs(&self, scan_id: &str, jobs: &[(u32, String)]) -> Result<(), StoreError> {
+        self.with_scan(scan_id, |s| s.jobs.extend(jobs.iter().cloned()))
+    }
+
+    async fn jobs(&self, scan_id: &str) -> Result<Vec<(u32, String)>, StoreError> {
+        self.with_scan(scan_id, |s| {
+            s.jobs.iter().map(|(k, v)| (*k, v.clone())).collect()
+        })
+    }
+
+    async fn cancel_scan(&self, scan_id: &str) -> Result<bool, StoreError> {
+        self.with_scan(scan_id, |s| !std::mem::replace(&mut s.cancelled, true))
+    }
+
+    async fn uncancel_scan(&self, scan_id: &str) -> Result<(), StoreError> {
+        self.with_scan(scan_id, |s| s.cancelled = false)
+    }
+
+    async fn is_cancelled(&self, scan_id: &str) -> Result<bool, StoreError> {
+        self.with_scan(scan_id, |s| s.cancelled)
     }
 
     async fn write_results(

@@ -9,6 +9,9 @@ use async_trait::async_trait;
 
 use crate::types::{ProbeResult, Progress, ScanTimes, ShardOutcome, ShardStats};
 
+/// The outcome reason of a shard a worker refused because its scan was cancelled.
+pub const CANCELLED: &str = "scan cancelled (scanfleet cancel)";
+
 /// Store errors know whether retrying can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -70,4 +73,23 @@ pub trait ResultStore: Send + Sync {
     async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError>;
     /// When the scan was registered, and when its last shard got an outcome.
     async fn times(&self, scan_id: &str) -> Result<ScanTimes, StoreError>;
+    /// The shards of a scan whose recorded outcome is a failure (dead-lettered,
+    /// refused as cancelled), in order: what `scanfleet resume` runs again with
+    /// those that have no outcome yet.
+    async fn failed_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError>;
+    /// Take the failure outcome off these shards (those that have one), so that
+    /// the scan counts them pending again (`scanfleet resume`). Returns how many.
+    async fn reopen_failed(&self, scan_id: &str, shards: &[u32]) -> Result<u64, StoreError>;
+    /// Keep the scan's shards as planned (shard id, the job's JSON), so that
+    /// `scanfleet resume` can publish again those that never finished.
+    async fn save_jobs(&self, scan_id: &str, jobs: &[(u32, String)]) -> Result<(), StoreError>;
+    /// The shards [`ResultStore::save_jobs`] kept, by shard id.
+    async fn jobs(&self, scan_id: &str) -> Result<Vec<(u32, String)>, StoreError>;
+    /// Mark the scan cancelled (`scanfleet cancel`): workers refuse its shards
+    /// from now on. Returns false when it already was.
+    async fn cancel_scan(&self, scan_id: &str) -> Result<bool, StoreError>;
+    /// Take the cancel mark off (`scanfleet resume` of a cancelled scan).
+    async fn uncancel_scan(&self, scan_id: &str) -> Result<(), StoreError>;
+    /// True when the scan was cancelled.
+    async fn is_cancelled(&self, scan_id: &str) -> Result<bool, StoreError>;
 }

@@ -53,7 +53,32 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         println!("{}", planned.scan_id);
         return Ok(());
     }
+    let end = follow_to_end(
+        &settings,
+        &planned,
+        &publisher,
+        &scan_metrics,
+        (started, started_ms),
+        &shutdown,
+    )
+    .await;
+    stop_metrics.cancel();
+    end
+}
 
+/// Follow a published fleet scan until every shard has an outcome, its deadline
+/// passes or the user interrupts, then report it (`scan` and `resume`).
+///
+/// # Errors
+/// [`CliError::Runtime`] when interrupted, when shards failed or stayed unfinished.
+pub(crate) async fn follow_to_end(
+    settings: &ScanSettings,
+    planned: &plan::Planned,
+    publisher: &crate::publish::Publisher,
+    scan_metrics: &crate::metrics::ScanMetrics,
+    (started, started_ms): (Instant, u64),
+    shutdown: &CancellationToken,
+) -> Result<(), CliError> {
     let deadline = settings
         .deadline
         .unwrap_or_else(|| plan::default_deadline(&planned));
@@ -68,20 +93,19 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         }),
     };
     let end = super::follow_scan(
-        &settings,
-        &planned,
+        settings,
+        planned,
         publisher.store.as_ref(),
-        &scan_metrics,
+        scan_metrics,
         rules,
-        &shutdown,
+        shutdown,
     )
     .await;
-    stop_metrics.cancel();
     let how = match end.context("following the scan")? {
         Followed::Finished(_) => "done",
         Followed::Interrupted(_) => {
             eprintln!(
-                "scanfleet: stopped following scan {id}; workers go on. Follow it with `scanfleet status {id}`",
+                "scanfleet: stopped following scan {id}; workers go on. See it with `scanfleet status {id}`; `scanfleet resume {id}` follows it to the end (and publishes again what never finished)",
                 id = planned.scan_id
             );
             return Err(CliError::Runtime(anyhow::anyhow!("interrupted")));
@@ -115,8 +139,8 @@ pub async fn scan(settings: ScanSettings, shutdown: CancellationToken) -> Result
         how,
     };
     super::report_scan(
-        &settings,
-        &planned,
+        settings,
+        planned,
         publisher.store.as_ref(),
         ending,
         " failed; see `scanfleet queues dead-letters`",

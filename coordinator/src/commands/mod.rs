@@ -7,6 +7,7 @@ pub mod export;
 pub mod findings;
 pub mod fleet;
 pub mod queues;
+pub mod resume;
 pub mod status;
 pub mod watch;
 

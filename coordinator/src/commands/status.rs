@@ -36,7 +36,7 @@ pub fn check_scan_id(id: &str) -> Result<(), CliError> {
 }
 
 /// A scan id the store does not know is bad input (exit 2); anything else is a runtime failure.
-fn lookup_error(e: StoreError) -> CliError {
+pub(crate) fn lookup_error(e: StoreError) -> CliError {
     match e {
         StoreError::UnknownScan(id) => CliError::Input(format!(
             "scan {} is not known to the result store",

@@ -477,6 +477,23 @@ impl Worker {
                 reason: format!("target {} is out of this worker's scope: {why}", t.ip),
             });
         }
+        // A cancelled scan's shards are drained unprobed: recorded as failed (so
+        // whoever follows the scan sees it end) and acknowledged.
+        if self
+            .with_store_retry(cancel, || self.store.is_cancelled(&job.scan_id))
+            .await?
+        {
+            tracing::info!(scan = %job.scan_id, shard = job.shard_id, "scan cancelled: shard drained unprobed");
+            let refused = ShardOutcome::Failed {
+                reason: scanfleet_common::store::CANCELLED.into(),
+            };
+            self.with_store_retry(cancel, || {
+                self.store
+                    .finish_shard(&job.scan_id, job.shard_id, &refused)
+            })
+            .await?;
+            return Ok(());
+        }
         self.run_shard(&job, cancel).await?;
         // Every pair is decided now, those of hosts found down included.
         let pairs = job.pairs();

@@ -14,6 +14,8 @@ pub struct ScanKeys {
     pub stream: String,
     /// Hash: shard id -> [`ShardStats`](crate::ShardStats) JSON.
     pub stats: String,
+    /// Hash: shard id -> the planned job's JSON (for `scanfleet resume`).
+    pub jobs: String,
 }
 
 impl RedisStore {
@@ -37,6 +39,7 @@ impl RedisStore {
             ports: format!("{base}:ports"),
             stream: format!("{base}:stream"),
             stats: format!("{base}:stats"),
+            jobs: format!("{base}:jobs"),
         })
     }
 }

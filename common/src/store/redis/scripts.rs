@@ -87,3 +87,29 @@ end",
         "return 1",
     )
 });
+
+/// KEYS: meta shards. ARGV: ttl_ms shard1 shard2 ...
+/// Returns -1 for an unknown scan, else how many failed shards were reopened:
+/// their outcome removed, `shards_failed` lowered by as many, and `finished`
+/// taken off when any was (`scanfleet resume` runs them again).
+pub(super) static REOPEN: LazyLock<Script> = LazyLock::new(|| {
+    scan_script(
+        r"local n = 0
+for i = 2, #ARGV do
+  local prev = redis.call('HGET', KEYS[2], ARGV[i])
+  if prev then
+    local ok, v = pcall(cjson.decode, prev)
+    if ok and type(v) == 'table' and v['outcome'] == 'failed' then
+      redis.call('HDEL', KEYS[2], ARGV[i])
+      n = n + 1
+    end
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'shards_failed', -n)
+  redis.call('HDEL', KEYS[1], 'finished')
+end",
+        1,
+        "return n",
+    )
+});
