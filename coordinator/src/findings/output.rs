@@ -106,62 +106,157 @@ pub fn jsonl_row(w: &mut dyn Write, f: &Finding) -> std::io::Result<()> {
 /// When writing fails.
 pub fn table(w: &mut dyn Write, record: &ScanRecord, findings: &[Finding]) -> std::io::Result<()> {
     let suppressed = findings.iter().filter(|f| f.suppressed.is_some()).count();
+    table_head(w, record, findings.len(), suppressed)?;
+    for f in findings {
+        table_block(w, f)?;
+    }
+    Ok(())
+}
+
+fn table_head(
+    w: &mut dyn Write,
+    record: &ScanRecord,
+    n: usize,
+    suppressed: usize,
+) -> std::io::Result<()> {
     writeln!(
         w,
         "scan {}: {} finding{} ({} suppressed)",
         escape(&record.scan_id, 128),
-        findings.len(),
-        if findings.len() == 1 { "" } else { "s" },
+        n,
+        if n == 1 { "" } else { "s" },
         suppressed
     )?;
-    if findings.is_empty() {
+    if n == 0 {
         return Ok(());
     }
     writeln!(
         w,
         "{:<5} {:<13} {:<26} {:<22} {:<22} TITLE",
         "SCORE", "SEVERITY", "ADDRESS", "SERVICE", "RULE"
+    )
+}
+
+/// One finding's lines of the table.
+fn table_block(w: &mut dyn Write, f: &Finding) -> std::io::Result<()> {
+    let addr = format!("{}:{}/{}", f.ip, f.port, f.protocol.as_str());
+    let svc = f.service.as_ref().map_or_else(
+        || "-".to_string(),
+        |s| {
+            [Some(&s.name), s.product.as_ref(), s.version.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|x| !x.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    );
+    let mark = match &f.suppressed {
+        Some(s) => format!(" [suppressed: {}]", escape(&s.rule, 64)),
+        None => String::new(),
+    };
+    writeln!(
+        w,
+        "{:<5.1} {:<13} {:<26} {:<22} {:<22} {}{}",
+        f.score,
+        f.severity.as_str(),
+        addr,
+        escape(&svc, 22),
+        f.rules.first().map_or("-", |s| s.as_str()),
+        escape(&f.title, 200),
+        mark
     )?;
-    for f in findings {
-        let addr = format!("{}:{}/{}", f.ip, f.port, f.protocol.as_str());
-        let svc = f.service.as_ref().map_or_else(
-            || "-".to_string(),
-            |s| {
-                [Some(&s.name), s.product.as_ref(), s.version.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .filter(|x| !x.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            },
-        );
-        let mark = match &f.suppressed {
-            Some(s) => format!(" [suppressed: {}]", escape(&s.rule, 64)),
-            None => String::new(),
-        };
+    for r in &f.reasons {
         writeln!(
             w,
-            "{:<5.1} {:<13} {:<26} {:<22} {:<22} {}{}",
-            f.score,
-            f.severity.as_str(),
-            addr,
-            escape(&svc, 22),
-            f.rules.first().map_or("-", |s| s.as_str()),
-            escape(&f.title, 200),
-            mark
+            "      {:+.1} {}: {}",
+            r.delta,
+            r.code,
+            escape(&r.text, 400)
         )?;
-        for r in &f.reasons {
-            writeln!(
-                w,
-                "      {:+.1} {}: {}",
-                r.delta,
-                r.code,
-                escape(&r.text, 400)
-            )?;
-        }
     }
     Ok(())
+}
+
+/// The table for any number of findings without holding them: each finding's
+/// lines are rendered as it arrives and spilled to an unlinked temporary file;
+/// memory keeps only its sort key (score, id) and where its lines are. At the
+/// end the keys are sorted (score descending, then id, as
+/// [`super::evaluate::sort`]) and the lines copied out in that order.
+pub struct TableSpill {
+    file: std::io::BufWriter<std::fs::File>,
+    keys: Vec<(f64, Box<str>, u64, u32)>,
+    len: u64,
+    suppressed: usize,
+    buf: Vec<u8>,
+}
+
+impl TableSpill {
+    /// A spill file in the temporary directory, unlinked at once.
+    ///
+    /// # Errors
+    /// When the temporary file cannot be created.
+    pub fn new() -> std::io::Result<TableSpill> {
+        let dir = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = dir.join(format!(
+            "scanfleet-findings-{}-{nanos}.spill",
+            std::process::id()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("temporary file {}: {e}", path.display()))
+            })?;
+        let _ = std::fs::remove_file(&path);
+        Ok(TableSpill {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            keys: Vec::new(),
+            len: 0,
+            suppressed: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Render and spill one finding.
+    ///
+    /// # Errors
+    /// When the spill file cannot be written.
+    pub fn push(&mut self, f: &Finding) -> std::io::Result<()> {
+        self.buf.clear();
+        table_block(&mut self.buf, f)?;
+        self.file.write_all(&self.buf)?;
+        let n = u32::try_from(self.buf.len()).map_err(std::io::Error::other)?;
+        self.keys
+            .push((f.score, f.id.clone().into_boxed_str(), self.len, n));
+        self.len += u64::from(n);
+        self.suppressed += usize::from(f.suppressed.is_some());
+        Ok(())
+    }
+
+    /// Write the whole table, sorted.
+    ///
+    /// # Errors
+    /// When the spill file cannot be read or `w` written.
+    pub fn finish(mut self, w: &mut dyn Write, record: &ScanRecord) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        self.keys
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        table_head(w, record, self.keys.len(), self.suppressed)?;
+        for (_, _, at, n) in &self.keys {
+            self.buf.resize(*n as usize, 0);
+            file.read_exact_at(&mut self.buf, *at)?;
+            w.write_all(&self.buf)?;
+        }
+        Ok(())
+    }
 }
 
 /// The JSON document.
