@@ -284,4 +284,86 @@ mod tests {
         assert_eq!(csv("-1.5"), "-1.5");
         assert_eq!(csv("a\nb\u{1b}"), "a\\nb\\x1b");
     }
+
+    fn finding(id: &str, port: u16, score: f64, suppressed: bool) -> Finding {
+        use super::super::model::{FindingKind, Reason, Severity, Suppressed};
+        Finding {
+            id: id.into(),
+            kind: FindingKind::OpenPort,
+            scan_id: "s".into(),
+            asset_id: "i-1".into(),
+            ip: "10.1.2.3".parse().unwrap(),
+            port,
+            protocol: scanfleet_common::Protocol::Tcp,
+            state: scanfleet_common::PortState::Open,
+            region: None,
+            account_id: None,
+            vpc_id: None,
+            subnet_id: None,
+            instance_type: None,
+            tags: Default::default(),
+            service: None,
+            rules: vec!["SF-OPEN-PORT".into()],
+            title: format!("finding {id}"),
+            base_score: score,
+            score,
+            severity: Severity::from_score(score),
+            reasons: vec![Reason {
+                code: "SF-OPEN-PORT".into(),
+                text: "Open port".into(),
+                delta: score,
+            }],
+            internet_reachable: false,
+            network_path: vec![],
+            exposure: None,
+            first_observed_unix_ms: 0,
+            last_observed_unix_ms: 0,
+            suppressed: suppressed.then(|| Suppressed {
+                rule: "waiver".into(),
+                reason: "r".into(),
+                expires_unix_ms: None,
+            }),
+            remediation: None,
+        }
+    }
+
+    #[test]
+    fn the_spilled_table_is_the_sorted_table() {
+        let record: ScanRecord = serde_json::from_value(serde_json::json!({
+            "scan_id": "sf-t", "started_unix_ms": 1, "finished_unix_ms": 2, "engine": "connect",
+            "ports": "1-100", "udp_ports": "", "args": "", "targets": 1, "skipped": [], "notes": []
+        }))
+        .unwrap();
+        // Arrival order is asset order, not score order; equal scores sort by id.
+        let mut list = vec![
+            finding("b/22", 22, 2.0, false),
+            finding("a/80", 80, 9.5, true),
+            finding("c/25", 25, 4.0, false),
+            finding("a/23", 23, 2.0, false),
+        ];
+        let mut spill = TableSpill::new().unwrap();
+        for f in &list {
+            spill.push(f).unwrap();
+        }
+        let mut got = Vec::new();
+        spill.finish(&mut got, &record).unwrap();
+        crate::findings::evaluate::sort(&mut list);
+        let mut want = Vec::new();
+        table(&mut want, &record, &list).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+        let ids: Vec<&str> = list.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["a/80", "c/25", "a/23", "b/22"]);
+        let mut empty = Vec::new();
+        TableSpill::new()
+            .unwrap()
+            .finish(&mut empty, &record)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(empty).unwrap(),
+            "scan sf-t: 0 findings (0 suppressed)\n"
+        );
+    }
 }
