@@ -28,13 +28,17 @@ cargo build --workspace --all-targets --locked
 step "lab up"
 loadtest/lab.sh up 6
 UDP_LAB=(env SFLAB_PREFIX=sfu SFLAB_NET=10.218.0 SFLAB_MANIFEST=loadtest/lab/manifest-udp)
-trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true; SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 loadtest/lab.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab/udp.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
+FINDINGS_LAB=(env SFLAB_PREFIX=sff SFLAB_NET=10.219.0 SFLAB_MANIFEST=loadtest/lab/manifest.findings-1)
+trap 'loadtest/lab.sh down >/dev/null 2>&1 || true; loadtest/daemons.sh down >/dev/null 2>&1 || true; SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 loadtest/lab.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab/udp.sh down >/dev/null 2>&1 || true; "${UDP_LAB[@]}" loadtest/lab.sh down >/dev/null 2>&1 || true; "${FINDINGS_LAB[@]}" loadtest/lab.sh down >/dev/null 2>&1 || true' EXIT
 loadtest/daemons.sh up  # the real-daemon lab (sfd, 10.216.0.0/24): coordinator/tests/lab_daemons.rs
 # the pacing lab (sfp, 10.217.0.0/24: mixed instance types, one 20%-loss host): coordinator/tests/pacing_lab.rs
 SFLAB_PREFIX=sfp SFLAB_NET=10.217.0 SFLAB_MANIFEST=loadtest/lab/manifest.pacing loadtest/lab.sh up 5
 # the UDP lab (sfu, 10.218.0.0/24: real bind9, chrony, snmpd, memcached, tftpd-hpa, avahi): coordinator/tests/udp_lab.rs
 "${UDP_LAB[@]}" loadtest/lab.sh up 2
 "${UDP_LAB[@]}" loadtest/lab/udp.sh up
+# the findings lab (sff, 10.219.0.0/24: two hosts whose services coordinator/tests/findings_e2e.rs
+# changes between two scans; the test applies manifest.findings-1 and -2 itself and takes it down)
+"${FINDINGS_LAB[@]}" loadtest/lab.sh up 2
 export SCANFLEET_LAB=1
 
 step "tests"

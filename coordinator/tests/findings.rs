@@ -408,14 +408,57 @@ fn bad_inputs_exit_2_naming_the_input() {
     std::fs::write(&bad, "[[rule]]\nid = \"SF-BAD\"\nscor = 5.0\n").unwrap();
     check(
         &["findings", "sf-x", "--state-dir", d, "--rules", b],
-        "scor",
+        &format!("--rules {b}: TOML parse error at line 3"),
+    );
+    check(
+        &["findings", "sf-x", "--state-dir", d, "--rules", b],
+        "unknown field `scor`",
+    );
+    // Missing history: a state directory that does not exist yet, or a file.
+    let none = dir.path().join("never-used");
+    check(
+        &["findings", "sf-x", "--state-dir", none.to_str().unwrap()],
+        &format!(
+            "scan \"sf-x\" is not in the history in {} (it holds no scans yet",
+            none.display()
+        ),
+    );
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    check(
+        &[
+            "diff",
+            "sf-a",
+            "sf-b",
+            "--state-dir",
+            file.to_str().unwrap(),
+        ],
+        &format!("--state-dir {}: is not a directory", file.display()),
     );
     let sup = dir.path().join("sup.toml");
     std::fs::write(&sup, "[[suppression]]\nid = \"no-why\"\nport = 22\n").unwrap();
     let s = sup.to_str().unwrap();
     check(
         &["findings", "sf-x", "--state-dir", d, "--suppressions", s],
-        "suppression 1 (no-why): has no reason",
+        &format!("--suppressions {s}: suppression 1 (no-why): has no reason"),
+    );
+    std::fs::write(
+        &sup,
+        "[[suppression]]\nid = \"x\"\nreason = \"r\"\nport = 22\nexpires = \"soon\"\n",
+    )
+    .unwrap();
+    check(
+        &["findings", "sf-x", "--state-dir", d, "--suppressions", s],
+        &format!("--suppressions {s}: suppression 1 (x): expires \"soon\" is not an RFC 3339 time"),
+    );
+    std::fs::write(
+        &sup,
+        "[[suppression]]\nid = \"x\"\nreason = \"r\"\nports = [22]\n",
+    )
+    .unwrap();
+    check(
+        &["findings", "sf-x", "--state-dir", d, "--suppressions", s],
+        "unknown field `ports`",
     );
     // The scan refuses them before the first probe, and a bad --export too.
     check(
@@ -476,6 +519,87 @@ fn bad_inputs_exit_2_naming_the_input() {
         &["findings", "sf-c", "--state-dir", d],
         "scans/sf-c/scan.json: history format version 9",
     );
+}
+
+/// A suppression whose expiry has passed: a warning naming the file and the
+/// suppression, exit 0, and the finding it matched is no longer suppressed; one
+/// still valid beside it keeps suppressing.
+#[test]
+fn an_expired_suppression_warns_and_unsuppresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let telnet = Banner::start(b"\xff\xfd\x18\xff\xfd\x20login: ");
+    let web = Banner::start(b"HTTP/1.0 200 OK\r\nServer: test\r\n\r\n");
+    let inv = inventory(dir.path(), &[]);
+    let ports = format!("{},{}", telnet.port, web.port);
+    let id = scan(&inv, &ports, &["--state-dir", d], &[], &[]);
+    let sup = dir.path().join("sup.toml");
+    std::fs::write(
+        &sup,
+        format!(
+            "[[suppression]]\nid = \"old-waiver\"\nreason = \"until the migration\"\nport = {}\nexpires = \"2020-01-31T00:00:00Z\"\n\n[[suppression]]\nid = \"current\"\nreason = \"reviewed\"\nport = {}\nexpires = \"2999-01-01T00:00:00Z\"\n",
+            telnet.port, web.port
+        ),
+    )
+    .unwrap();
+    let s = sup.to_str().unwrap();
+    let o = scanfleet(
+        &[
+            "findings",
+            &id,
+            "--format",
+            "jsonl",
+            "--state-dir",
+            d,
+            "--suppressions",
+            s,
+        ],
+        &[],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "scanfleet: warning: --suppressions {s}: suppression old-waiver expired at 2020-01-31T00:00:00Z; the findings it matched are no longer suppressed"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("current"), "{err}");
+    let f: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(f.len(), 2, "{f:#?}");
+    let expired = by_port(&f, telnet.port);
+    assert!(expired.get("suppressed").is_none(), "{expired:#}");
+    assert!(
+        expired["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["code"] != "suppressed"),
+        "{expired:#}"
+    );
+    let kept = by_port(&f, web.port);
+    assert_eq!(kept["suppressed"]["rule"], "current", "{kept:#}");
+    assert_eq!(kept["suppressed"]["reason"], "reviewed", "{kept:#}");
+    // The export says the same.
+    let o = scanfleet(
+        &[
+            "export",
+            &id,
+            "--to",
+            "jsonl",
+            "--state-dir",
+            d,
+            "--suppressions",
+            s,
+        ],
+        &[],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("suppression old-waiver expired at"), "{err}");
 }
 
 /// The standard lab (`loadtest/lab.sh`, hosts 1-6), scanned embedded from its

@@ -97,8 +97,18 @@ fn write_export(format: Format, ex: &Export<'_>, output: &Output) -> Result<(), 
 /// Say the suppressions that no longer apply.
 pub fn say_expired(judge: &Judge, now: u64) {
     for s in judge.suppressions.expired(now) {
+        let when = s
+            .expires_unix_ms
+            .map(|ms| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                )
+                .to_string()
+            })
+            .unwrap_or_default();
         eprintln!(
-            "scanfleet: suppression {} has expired; the findings it matched are no longer suppressed",
+            "scanfleet: warning: {}: suppression {} expired at {when}; the findings it matched are no longer suppressed",
+            scanfleet_common::text::escape(judge.suppressions.origin(), 300),
             scanfleet_common::text::escape(&s.id, 100)
         );
     }

@@ -33,6 +33,12 @@ pub async fn findings(args: FindingsArgs, src: &Sources) -> Result<(), CliError>
     let mut w = std::io::BufWriter::new(stdout.lock());
     let format = args.format;
     let mut kept = Vec::new();
+    // The table spills each finding's lines to a temporary file and sorts only
+    // the keys: no list of findings in memory. The JSON document holds them.
+    let mut spill = match format {
+        FindingsFormat::Table => Some(output::TableSpill::new().context("the table's spill file")?),
+        _ => None,
+    };
     if format == FindingsFormat::Csv {
         writeln!(w, "{}", output::CSV_HEADER).context("writing to stdout")?;
     }
@@ -41,20 +47,23 @@ pub async fn findings(args: FindingsArgs, src: &Sources) -> Result<(), CliError>
             match format {
                 FindingsFormat::Jsonl => output::jsonl_row(&mut w, &f)?,
                 FindingsFormat::Csv => output::csv_row(&mut w, &f)?,
-                FindingsFormat::Table | FindingsFormat::Json => kept.push(f),
+                FindingsFormat::Table => {
+                    if let Some(t) = spill.as_mut() {
+                        t.push(&f)?;
+                    }
+                }
+                FindingsFormat::Json => kept.push(f),
             }
         }
         Ok(())
     })
     .await
     .map_err(history_error)?;
-    if format.sorted() {
+    if let Some(t) = spill {
+        t.finish(&mut w, &record).context("writing to stdout")?;
+    } else if format == FindingsFormat::Json {
         evaluate::sort(&mut kept);
-        match format {
-            FindingsFormat::Table => output::table(&mut w, &record, &kept),
-            _ => output::json(&mut w, &record, &kept),
-        }
-        .context("writing to stdout")?;
+        output::json(&mut w, &record, &kept).context("writing to stdout")?;
     }
     w.flush().context("writing to stdout")?;
     Ok(())

@@ -89,6 +89,8 @@ impl Suppression {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Suppressions {
     list: Vec<Suppression>,
+    /// Where they came from (`--suppressions FILE`), for warnings.
+    origin: String,
 }
 
 impl Suppressions {
@@ -179,7 +181,10 @@ impl Suppressions {
                 port: r.port,
             });
         }
-        Ok(Suppressions { list })
+        Ok(Suppressions {
+            list,
+            origin: origin.to_string(),
+        })
     }
 
     /// The first suppression that applies to `f` now.
@@ -204,6 +209,11 @@ impl Suppressions {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// Where the suppressions came from (`--suppressions FILE`; empty without).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 }
 
