@@ -109,6 +109,7 @@ fn lab_fleet_cancelled_scan_is_drained_unprobed_and_resume_finishes_it_exactly()
         "{}",
         err(&o)
     );
+    assert_eq!(status(&scan)["cancelled"], true);
     let o = scanfleet(&["cancel", "sf-0-unknown", "--redis", REDIS]);
     assert_eq!(
         o.status.code(),
@@ -188,6 +189,10 @@ fn lab_fleet_cancelled_scan_is_drained_unprobed_and_resume_finishes_it_exactly()
     let s = status(&scan);
     assert_eq!(s["progress"]["shards_done"], 2, "{s}");
     assert_eq!(s["finished"], true, "{s}");
+    assert_eq!(
+        s["cancelled"], false,
+        "resume takes the cancel mark off: {s}"
+    );
 
     // Resuming a finished scan publishes nothing.
     let o = scanfleet(&[

@@ -81,7 +81,7 @@ pub(crate) async fn follow_to_end(
 ) -> Result<(), CliError> {
     let deadline = settings
         .deadline
-        .unwrap_or_else(|| plan::default_deadline(&planned));
+        .unwrap_or_else(|| plan::default_deadline(planned));
     let rules = Rules {
         poll: Duration::from_millis(250),
         deadline: Some(deadline),

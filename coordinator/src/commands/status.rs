@@ -60,6 +60,10 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
         .shard_stats(&args.scan_id)
         .await
         .map_err(lookup_error)?;
+    let cancelled = store
+        .is_cancelled(&args.scan_id)
+        .await
+        .map_err(lookup_error)?;
     // More outcomes than shards: the store was written outside scanfleet.
     let consistent = p.shards_done + p.shards_failed <= p.shards_total;
     let took = times
@@ -74,6 +78,7 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
                 "shards_pending": p.shards_pending(),
                 "finished": p.finished() && consistent,
                 "consistent": consistent,
+                "cancelled": cancelled,
                 "started_unix_ms": times.started_unix_ms,
                 "finished_unix_ms": times.finished_unix_ms,
                 "accuracy": accuracy_json(&stats),
@@ -85,8 +90,9 @@ pub async fn status(args: StatusArgs, src: &Sources) -> Result<(), CliError> {
             _ => String::new(),
         };
         println!(
-            "{}: {}: {} done, {} failed, {} pending; {}{}{}",
+            "{}{}: {}: {} done, {} failed, {} pending; {}{}{}",
             args.scan_id,
+            if cancelled { " (cancelled)" } else { "" },
             report::count(p.shards_total, "shard"),
             p.shards_done,
             p.shards_failed,
