@@ -75,6 +75,45 @@ impl PrivateRabbit {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// A node that also listens for AMQPS on the returned port, with the server
+    /// certificate of `pki` and client certificates required (verify_peer,
+    /// fail_if_no_peer_cert). Not started yet.
+    ///
+    /// # Panics
+    /// As [`PrivateRabbit::new`], or when the certificates cannot be copied.
+    pub fn with_tls(pki: &crate::TestPki) -> (PrivateRabbit, u16) {
+        let rabbit = PrivateRabbit::new();
+        let tls_port = crate::free_port();
+        let copy = |name: &str| {
+            let to = rabbit.dir.join(name);
+            std::fs::copy(pki.path(name), &to)
+                .unwrap_or_else(|e| panic!("copy {name} to {}: {e}", to.display()));
+            to.display().to_string()
+        };
+        let (ca, cert, key) = (copy("ca.pem"), copy("server.pem"), copy("server.key"));
+        let conf = format!(
+            "listeners.tcp.local = 127.0.0.1:{port}\n\
+             listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+             ssl_options.cacertfile = {ca}\n\
+             ssl_options.certfile = {cert}\n\
+             ssl_options.keyfile = {key}\n\
+             ssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\n",
+            port = rabbit.port
+        );
+        std::fs::write(rabbit.dir.join("rabbitmq.conf"), conf).expect("write rabbitmq.conf");
+        let chown = Command::new("chown")
+            .arg("-R")
+            .arg("rabbitmq:rabbitmq")
+            .arg(&rabbit.dir)
+            .status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown the TLS node's files"
+        );
+        (rabbit, tls_port)
+    }
+
     /// Boot the node (again, after [`PrivateRabbit::stop`]: its data survives) and
     /// wait up to 60 s until it accepts connections.
     ///

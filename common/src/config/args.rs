@@ -49,6 +49,18 @@ pub struct QueueArg {
     /// [env: SCANFLEET_QUEUE; config fleet.queue].
     #[arg(long, value_name = "URL")]
     pub queue: Option<String>,
+    /// CA certificate (PEM) that signs the amqps:// broker's certificate, instead of
+    /// the public roots [env: SCANFLEET_QUEUE_CA; config fleet.queue_ca].
+    #[arg(long, value_name = "FILE")]
+    pub queue_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS with RabbitMQ; needs --queue-key
+    /// [env: SCANFLEET_QUEUE_CERT; config fleet.queue_cert].
+    #[arg(long, value_name = "FILE")]
+    pub queue_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, PKCS#8)
+    /// [env: SCANFLEET_QUEUE_KEY; config fleet.queue_key].
+    #[arg(long, value_name = "FILE")]
+    pub queue_key: Option<PathBuf>,
 }
 
 impl QueueArg {
@@ -63,10 +75,48 @@ impl QueueArg {
             ("fleet.queue", src.file.fleet.queue.clone()),
             None,
         )?;
-        if let Some(s) = &s {
-            check_queue_url(&s.value).map_err(|why| s.invalid(why))?;
+        let Some(s) = s else {
+            return Ok(None);
+        };
+        check_queue_url(&s.value).map_err(|why| s.invalid(why))?;
+        let file = &src.file.fleet;
+        let pick = |flag: &'static str,
+                    v: &Option<PathBuf>,
+                    env: &'static str,
+                    key: &'static str,
+                    f: &Option<PathBuf>| {
+            src.pick((flag, v.clone()), Some(env), (key, f.clone()), None)
+                .map(|o| o.map(|s| s.value))
+        };
+        let files = crate::queue::amqp::tls::AmqpTlsFiles {
+            ca: pick(
+                "--queue-ca",
+                &self.queue_ca,
+                "SCANFLEET_QUEUE_CA",
+                "fleet.queue_ca",
+                &file.queue_ca,
+            )?,
+            cert: pick(
+                "--queue-cert",
+                &self.queue_cert,
+                "SCANFLEET_QUEUE_CERT",
+                "fleet.queue_cert",
+                &file.queue_cert,
+            )?,
+            key: pick(
+                "--queue-key",
+                &self.queue_key,
+                "SCANFLEET_QUEUE_KEY",
+                "fleet.queue_key",
+                &file.queue_key,
+            )?,
+        };
+        if files.is_empty() {
+            return Ok(Some(s));
         }
-        Ok(s)
+        let joined = crate::queue::amqp::tls::join(&s.value, &files);
+        crate::queue::amqp::tls::split(&joined).map_err(|why| s.invalid(why))?;
+        Ok(Some(Setting { value: joined, ..s }))
     }
 
     /// As [`QueueArg::resolve`] for a command that cannot run without a queue.
@@ -390,12 +440,14 @@ mod tests {
         ] {
             let q = QueueArg {
                 queue: Some(bad.into()),
+                ..QueueArg::default()
             };
             let e = q.resolve(&src(&[])).unwrap_err().to_string();
             assert!(e.starts_with(&format!("--queue {bad}")), "{e}");
         }
         let q = QueueArg {
             queue: Some("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            ..QueueArg::default()
         };
         assert!(q.resolve(&src(&[])).unwrap().is_some());
         for bad in [

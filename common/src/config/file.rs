@@ -80,6 +80,9 @@ pub struct ScopeFile {
 #[serde(deny_unknown_fields)]
 pub struct FleetFile {
     pub queue: Option<String>,
+    pub queue_ca: Option<std::path::PathBuf>,
+    pub queue_cert: Option<std::path::PathBuf>,
+    pub queue_key: Option<std::path::PathBuf>,
     pub redis: Option<String>,
     pub redis_ca: Option<std::path::PathBuf>,
     pub redis_cert: Option<std::path::PathBuf>,

@@ -182,11 +182,17 @@ impl AmqpQueue {
             let props = ConnectionProperties::default().with_connection_name(
                 format!("{}-{}", self.config.prefix, std::process::id()).into(),
             );
-            let attempt = timeout(
-                self.config.connect_timeout,
-                Connection::connect(&self.url, props),
-            )
-            .await;
+            let connect = async {
+                match &self.tls {
+                    None => Connection::connect(&self.url, props).await,
+                    Some(tls) => {
+                        let runtime = lapin::runtime::default_runtime()?;
+                        Connection::connect_with_config(&self.url, props, tls.clone(), runtime)
+                            .await
+                    }
+                }
+            };
+            let attempt = timeout(self.config.connect_timeout, connect).await;
             let err = match attempt {
                 Ok(Ok(conn)) => {
                     inner.generation += 1;

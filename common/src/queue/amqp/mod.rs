@@ -64,6 +64,7 @@
 mod config;
 mod headers;
 mod link;
+pub mod tls;
 mod topology;
 
 pub use config::AmqpConfig;
@@ -98,6 +99,8 @@ struct Pending {
 /// A [`JobQueue`] on RabbitMQ; see the module docs. Cheap to share behind an `Arc`.
 pub struct AmqpQueue {
     url: String,
+    /// The CA and client certificate of an amqps:// URL that named them.
+    tls: Option<lapin::tcp::OwnedTLSConfig>,
     /// `host:port vhost "/"`, for messages: the URL itself may hold a password.
     endpoint: String,
     config: AmqpConfig,
@@ -137,6 +140,16 @@ impl AmqpQueue {
     /// credentials; [`QueueError::Transient`] when the broker cannot be reached.
     pub async fn connect(url: &str, config: AmqpConfig) -> Result<Self, QueueError> {
         config.validate().map_err(QueueError::Permanent)?;
+        // amqps:// with a CA of one's own or a client certificate: the files
+        // ride in the URL (`cacertfile`, `certfile`, `keyfile`) and come off here.
+        let (url, files) =
+            tls::split(url).map_err(|e| QueueError::Permanent(format!("queue URL: {e}")))?;
+        let tls = if files.is_empty() {
+            None
+        } else {
+            Some(tls::config(&files).map_err(QueueError::Permanent)?)
+        };
+        let url = url.as_str();
         let uri: AMQPUri = url
             .parse()
             .map_err(|e| QueueError::Permanent(format!("invalid AMQP URL: {e}")))?;
@@ -146,6 +159,7 @@ impl AmqpQueue {
         );
         let queue = AmqpQueue {
             url: url.to_owned(),
+            tls,
             endpoint,
             names: Names {
                 prefix: config.prefix.clone(),
