@@ -1,62 +1,38 @@
 //! Result values as the Redis store reads them back (common/src/store/redis.rs,
-//! `results`): each HSCAN pair is a field `ip|port|proto` and a JSON
-//! `ProbeResult`; the field is escaped for errors, the value decoded and checked
-//! against its field. That loop is inside an async method that needs a server,
-//! so this target runs the same steps on its public parts: `escape_bytes`,
-//! `ProbeResult`'s decoder and `result_field`.
+//! `results`): each HSCAN pair is a field `ip|port|proto` and a value, compact
+//! (`1{...}`) or a whole `ProbeResult` as older stores wrote it; the field is
+//! escaped for errors and the pair decoded by `decode_result`.
 //!
-//! Input: field bytes, a 0x00, value bytes (no 0x00: the value only, its own
-//! field computed).
+//! Input: field bytes, a 0x00, value bytes (no 0x00: the value only, under the
+//! field `10.0.0.1|22|tcp`).
 //!
 //! Invariants: the escaped field is printable ASCII and bounded; a decoded
-//! result re-encodes and decodes to itself, and its field has the `ip|port|proto`
-//! shape; every escaped service string stays printable when re-escaped.
+//! result has the field it was read under, and encodes (compact) and decodes to
+//! itself; errors are messages, never panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scanfleet_common::store::redis::result_field;
-use scanfleet_common::{ProbeResult, escape_bytes};
+use scanfleet_common::escape_bytes;
+use scanfleet_common::store::redis::{decode_result, encode_result, result_field};
 
 fuzz_target!(|data: &[u8]| {
-    let (field, value) = match memchr_zero(data) {
-        Some(i) => (Some(&data[..i]), &data[i + 1..]),
-        None => (None, data),
+    let (field, value) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&b"10.0.0.1|22|tcp"[..], data),
     };
-    if let Some(f) = field {
-        let shown = escape_bytes(f, 200);
-        assert!(
-            shown.bytes().all(|b| (0x20..=0x7e).contains(&b)),
-            "{shown:?}"
-        );
-        assert!(shown.len() <= 200 * 4 + 3);
-    }
-    let Ok(r) = serde_json::from_slice::<ProbeResult>(value) else {
+    let shown = escape_bytes(field, 200);
+    assert!(
+        shown.bytes().all(|b| (0x20..=0x7e).contains(&b)),
+        "{shown:?}"
+    );
+    assert!(shown.len() <= 200 * 4 + 3);
+    let Ok(r) = decode_result("sf-fuzz", field, value) else {
         return;
     };
-    let own = result_field(&r);
-    let mut parts = own.split('|');
-    assert_eq!(
-        parts.next().and_then(|ip| ip.parse().ok()),
-        Some(r.ip),
-        "{own}"
-    );
-    assert_eq!(
-        parts.next().and_then(|p| p.parse().ok()),
-        Some(r.port),
-        "{own}"
-    );
-    assert_eq!(parts.next(), Some(r.protocol.as_str()), "{own}");
-    assert_eq!(parts.next(), None, "{own}");
-    if let Some(f) = field {
-        // The store refuses a value stored under another result's field.
-        let _ = f == own.as_bytes();
-    }
-    let json = serde_json::to_vec(&r).expect("result serialises");
-    let back: ProbeResult = serde_json::from_slice(&json).expect("result parses back");
-    assert_eq!(back, r, "result round trip");
+    assert_eq!(result_field(&r).as_bytes(), field, "read under another field");
+    let back = decode_result("sf-fuzz", field, &encode_result(&r)).expect("compact round trip");
     assert_eq!(back.key(), r.key());
+    if r.scan_id == "sf-fuzz" {
+        assert_eq!(back, r, "result round trip");
+    }
 });
-
-fn memchr_zero(data: &[u8]) -> Option<usize> {
-    data.iter().position(|&b| b == 0)
-}

@@ -59,6 +59,8 @@
 mod keys;
 mod scripts;
 pub mod tls;
+mod value;
+pub use value::{decode_result, encode_result, result_field};
 
 use keys::parse_counter;
 pub use keys::{HistoryKeys, HistoryScanKeys, ScanKeys, history_keys, history_scan_keys};
@@ -192,9 +194,6 @@ fn classify(what: &str, e: &RedisError) -> StoreError {
 }
 
 /// The `results` field of a result: `ip|port|proto`.
-pub fn result_field(r: &ProbeResult) -> String {
-    format!("{}|{}|{}", r.ip, r.port, r.protocol.as_str())
-}
 
 impl RedisStore {
     /// Connect to `url` (`redis://[:password@]host:6379[/db]`, or `rediss://` with
@@ -390,9 +389,7 @@ impl ResultStore for RedisStore {
                 .arg(chunk.len())
                 .arg(fields.join(","));
             for (r, f) in chunk.iter().zip(&fields) {
-                let json = serde_json::to_vec(r)
-                    .map_err(|e| StoreError::Permanent(format!("encode result {f}: {e}")))?;
-                inv.arg(f).arg(json);
+                inv.arg(f).arg(encode_result(r));
             }
             self.run_script("write results", inv, scan_id).await?;
         }
@@ -829,19 +826,9 @@ impl ResultStore for RedisStore {
                 .await?;
             for (field, value) in page {
                 let shown = escape_bytes(&field, 200);
-                let r: ProbeResult = serde_json::from_slice(&value).map_err(|e| {
-                    StoreError::Permanent(format!(
-                        "{} field {shown} does not hold a result: {e}",
-                        k.results
-                    ))
+                let r = decode_result(scan_id, &field, &value).map_err(|why| {
+                    StoreError::Permanent(format!("{} field {shown} {why}", k.results))
                 })?;
-                if result_field(&r).as_bytes() != field.as_slice() {
-                    return Err(StoreError::Permanent(format!(
-                        "{} field {shown} holds the result of {}",
-                        k.results,
-                        result_field(&r)
-                    )));
-                }
                 out.insert(r.key(), r);
             }
             if next == 0 {
