@@ -193,8 +193,6 @@ fn classify(what: &str, e: &RedisError) -> StoreError {
     }
 }
 
-/// The `results` field of a result: `ip|port|proto`.
-
 impl RedisStore {
     /// Connect to `url` (`redis://[:password@]host:6379[/db]`, or `rediss://` with
     /// the TLS files of [`tls`] as query parameters).
