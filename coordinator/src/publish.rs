@@ -38,6 +38,15 @@ pub enum PublishError {
     },
 }
 
+/// Zone names for a message: up to 10, then how many more.
+fn zone_list(zones: &[String]) -> String {
+    let mut s = zones.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if zones.len() > 10 {
+        s.push_str(&format!(" and {} more", zones.len() - 10));
+    }
+    s
+}
+
 /// Everything publishing needs: where the shards go, where the scan is
 /// registered, how they are signed and how long they stay valid.
 #[derive(Clone)]
@@ -82,7 +91,7 @@ impl Publisher {
                 .init(&zones, &self.topology)
                 .await
                 .map_err(|source| PublishError::Declare {
-                    zones: zones.join(", "),
+                    zones: zone_list(&zones),
                     source,
                 })?;
         }
@@ -132,7 +141,7 @@ impl Publisher {
                 .init(&zones, &self.topology)
                 .await
                 .map_err(|source| PublishError::Declare {
-                    zones: zones.join(", "),
+                    zones: zone_list(&zones),
                     source,
                 })?;
         }
