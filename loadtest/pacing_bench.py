@@ -35,6 +35,7 @@ LAB_ENV = dict(os.environ, SFLAB_PREFIX=PREFIX, SFLAB_NET=NET,
                SFLAB_MANIFEST=os.path.join(ROOT, "loadtest/lab/manifest.pacing"))
 # Budget defaults ([rate] in the config file), as in common/src/rate.rs.
 PCT, GROWTH, MIN_PPS, MAX_PPS, DEFAULT_PPS = 5.0, 200, 100, 20000, 2000
+GLOBAL_CAP = 20000  # ProbeProfile::default().global_rate_pps (common/src/types.rs)
 
 
 def lab(*args):
@@ -98,6 +99,11 @@ class Sampler(threading.Thread):
                 if t1 - t0 >= 0.5:  # skip the short last interval
                     peak = max(peak, (c1[i] - c0[i]) / (t1 - t0))
             res[i] = (peak, self.samples[-1][1][i] - self.samples[0][1][i])
+        peak = 0.0
+        for (t0, c0), (t1, c1) in zip(self.samples, self.samples[1:]):
+            if t1 - t0 >= 0.5:
+                peak = max(peak, sum(c1[i] - c0[i] for i in self.indices) / (t1 - t0))
+        res["all"] = (peak, sum(res[i][1] for i in self.indices))
         return res
 
 
@@ -115,7 +121,7 @@ def run_tool(cmd, indices, out_path=None, limit=1200):
     sampler.stop()
     if p.returncode != 0:
         sys.exit(f"pacing_bench: {' '.join(cmd)} failed ({p.returncode}): {p.stderr[-3000:]}")
-    return wall, sampler.stats(), p.stderr
+    return wall, sampler.stats(), p.stderr, sampler.samples
 
 
 def run_masscan(cmd, indices, limit=1200):
@@ -126,7 +132,10 @@ def run_masscan(cmd, indices, limit=1200):
     sampler = Sampler(indices)
     sampler.start()
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tempfile.gettempdir())
+    # masscan prints "Discovered open port P/tcp on IP" as it finds them (without -oL);
+    # line-buffered (stdbuf), so that a stopped masscan still leaves them
+    stdout_path = os.path.join(tempfile.gettempdir(), f"sfpacing-masscan-{os.getpid()}.out")
+    p = subprocess.Popen(cmd, stdout=open(stdout_path, "w"), stderr=subprocess.PIPE, cwd=tempfile.gettempdir())
     expired = []
     chunks = []
 
@@ -165,9 +174,13 @@ def run_masscan(cmd, indices, limit=1200):
     sampler.stop()
     wall = (expired[0] - t0) if note else (end - t0)
     err = b"".join(chunks).decode(errors="replace")
+    discovered = set()
+    for m in re.finditer(r"Discovered open port (\d+)/tcp on (\S+)", open(stdout_path).read()):
+        discovered.add((m.group(2), int(m.group(1))))
+    os.unlink(stdout_path)
     if not note and p.returncode != 0:
         sys.exit(f"pacing_bench: masscan failed ({p.returncode}): {err[-2000:]}")
-    return wall, sampler.stats(), err, note
+    return wall, sampler.stats(), err, note, discovered
 
 
 def score(found, truth):
@@ -210,7 +223,7 @@ def main():
               "--format", "jsonl"]
     up()
     out = os.path.join(tmp, "scanfleet.jsonl")
-    wall, pk, err = run_tool(ns + sf_cmd, indices, out)
+    wall, pk, err, sf_samples = run_tool(ns + sf_cmd, indices, out)
     found = set()
     for line in open(out):
         if line.strip():
@@ -224,7 +237,7 @@ def main():
     xml_path = os.path.join(tmp, "nmap.xml")
     nm_cmd = ["nmap", "-n", "-Pn", "-sS", "-p-", "--min-rate", str(a.rate), "-oX", xml_path, spec]
     up()
-    wall, pk, _ = run_tool(ns + nm_cmd, indices)
+    wall, pk, _, _ = run_tool(ns + nm_cmd, indices)
     found = set()
     for host in ET.parse(xml_path).getroot().iter("host"):
         addr = host.find("address").get("addr")
@@ -241,15 +254,14 @@ def main():
     router = subprocess.run(["ip", "-n", f"{PREFIX}-br", "-br", "link", "show", "br0"], capture_output=True,
                             text=True, check=True).stdout.split()[2]
     ms_cmd = ["masscan", "-p0-65535", "--rate", str(a.rate), "--wait", str(a.masscan_wait), "-e", "eth0",
-              "--adapter-ip", f"{NET}.2", "--adapter-mac", mac, "--router-mac", router, "-oL", ml, f"{NET}.{min(indices) + 10}-{NET}.{max(indices) + 10}"]
+              "--adapter-ip", f"{NET}.2", "--adapter-mac", mac, "--router-mac", router, f"{NET}.{min(indices) + 10}-{NET}.{max(indices) + 10}"]
     up()
-    wall, pk, _, ms_note = run_masscan(ns + ms_cmd, indices)
-    found = set()
-    for line in open(ml):
+    wall, pk, _, ms_note, found = run_masscan(ns[:4] + ["stdbuf", "-oL"] + ms_cmd, indices)
+    for line in open(ml) if os.path.exists(ml) else []:
         f = line.split()
         if len(f) >= 4 and f[0] == "open":
             found.add((f[3], int(f[2])))
-    rows.append(("masscan", " ".join(ms_cmd).replace(ml, "M.txt"), wall, found, pk))
+    rows.append(("masscan", "stdbuf -oL " + " ".join(ms_cmd), wall, found, pk))
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     types = {i: x.get("instance_type") for i, x in zip(indices, inv)}
@@ -285,6 +297,10 @@ def main():
             over.append(i)
         lines.append(f"| t{i} | {types[i]} | {start} | {ceil} | {peak:,.0f} | {peak / ceil:.2f} | "
                      f"{peak / start:.2f} | {total:,} | {nm[4][i][0]:,.0f} | {ms[4][i][0]:,.0f} |")
+    peak, total = sf[4]["all"]
+    lines += ["", f"all targets together during scanfleet's run: {total:,} packets in {sf[2]:.1f} s = "
+                  f"{total / sf[2]:,.0f} pps on average, {peak:,.0f} pps in the busiest interval; scanfleet's "
+                  f"global cap (default --rate, README) is {GLOBAL_CAP:,} pps"]
     lines.append("")
     lines.append("scanfleet stayed under every target's ceiling" if not over else
                  f"scanfleet went ABOVE the ceiling of {', '.join(f't{i}' for i in over)} "
@@ -297,6 +313,12 @@ def main():
     path = os.path.join(a.out, f"pacing-bench-{int(time.time())}.md")
     with open(path, "w") as f:
         f.write(report + "\n")
+    # scanfleet's full stderr and its per-second packet counts per target, for a closer look
+    with open(path[:-3] + "-scanfleet.stderr", "w") as f:
+        f.write(sf_err)
+    with open(path[:-3] + "-scanfleet-samples.json", "w") as f:
+        t0 = sf_samples[0][0]
+        json.dump([[round(t - t0, 2), c] for t, c in sf_samples], f)
     print(f"\n(written to {path})", file=sys.stderr)
 
 
