@@ -158,6 +158,18 @@ def main():
         f"| wall time | {a.sf_wall:.1f} s | {a.nmap_wall:.1f} s |",
         f"| ratio scanfleet / nmap | {a.sf_wall / a.nmap_wall:.3f} | 1 |",
     ]
+    sfc, nmc = counts["scanfleet"], counts["nmap"]
+    pv_total = n_prod + n_ver
+    pv_sf = (sfc["products"] + sfc["versions"]) / pv_total if pv_total else 1.0
+    ratio = a.sf_wall / a.nmap_wall
+    summary += [
+        "",
+        "Goals (issue 13): names right >= nmap's: "
+        f"{sfc['names']} vs {nmc['names']} -> {'met' if sfc['names'] >= nmc['names'] else 'NOT met'}; "
+        f"products and versions right >= 90 % of those announced: {sfc['products'] + sfc['versions']}/{pv_total} "
+        f"= {pv_sf:.0%} -> {'met' if pv_sf >= 0.9 else 'NOT met'}; "
+        f"wall <= 0.05 x nmap: {ratio:.3f} -> {'met' if ratio <= 0.05 else 'NOT met'}.",
+    ]
     text = "\n".join(lines + summary) + "\n"
     print(text)
     if a.markdown:
