@@ -65,8 +65,14 @@ pub async fn scan(mut settings: ScanSettings, shutdown: CancellationToken) -> Re
         crate::metrics::serve(addr, metrics.registry.clone(), stop_workers.clone()).await?;
     }
 
-    let planned = plan::prepare(&settings);
+    let mut planned = plan::prepare(&settings);
     report::say_skipped(&planned.skipped);
+    // `--rate` caps this process: the in-process workers that run at once share it
+    // (a fleet worker is a process of its own and gets the whole cap).
+    let running = settings.workers.min(planned.jobs.len()).max(1) as u32;
+    for job in &mut planned.jobs {
+        job.profile.global_rate_pps = job.profile.global_rate_pps.div_ceil(running).max(1);
+    }
     let queue = Arc::new(MemoryQueue::new(LEASE, DELIVERY_LIMIT));
     let store = Arc::new(MemoryStore::new());
     Publisher {
