@@ -84,7 +84,7 @@ t4=$(now)
 # sfd's two; scanfleet -sU vs nmap -sU -sV on the same ports, states and names.
 UDP_SH=${UDP_SH:-loadtest/lab/udp.sh}
 udp_lab=0
-if [[ -e /run/netns/sfu-scan && -e /run/netns/sfu-t1 && -e /run/netns/sfu-t2 ]] && "$UDP_SH" truth >"$out/udp-truth.jsonl" 2>/dev/null; then
+if [[ -e /run/netns/sfu-scan && -e /run/netns/sfu-t1 && -e /run/netns/sfu-t2 ]] && SFLAB_PREFIX=sfu SFLAB_NET=10.218.0 SFLAB_MANIFEST=loadtest/lab/manifest-udp "$UDP_SH" truth >"$out/udp-truth.jsonl" 2>/dev/null; then
     udp_lab=1
     uports=9,53,69,123,137,161,500,514,1900,5353,11211
     uips=10.218.0.11,10.218.0.12
