@@ -40,7 +40,12 @@ pub enum PublishError {
 
 /// Zone names for a message: up to 10, then how many more.
 fn zone_list(zones: &[String]) -> String {
-    let mut s = zones.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = zones
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if zones.len() > 10 {
         s.push_str(&format!(" and {} more", zones.len() - 10));
     }

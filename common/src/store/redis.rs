@@ -57,6 +57,8 @@
 //! keys of one scan only, and they share a slot.
 
 mod keys;
+mod read;
+mod resume;
 mod scripts;
 pub mod tls;
 mod value;
@@ -65,10 +67,8 @@ pub use value::{decode_result, encode_result, result_field};
 use keys::parse_counter;
 pub use keys::{HistoryKeys, HistoryScanKeys, ScanKeys, history_keys, history_scan_keys};
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,10 +76,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 
 use super::{ResultStore, StoreError};
-use crate::types::{
-    ProbeResult, Progress, Protocol, ScanTimes, ShardOutcome, ShardStats, escape_bytes,
-};
-use scripts::{FINISH, PORTS, REOPEN, WRITE};
+use crate::types::{ProbeResult, Progress, ScanTimes, ShardOutcome, ShardStats};
+use scripts::{FINISH, PORTS, WRITE};
 
 /// Results per script call: bounds one request's size whatever batch a caller writes.
 const WRITE_CHUNK: usize = 1000;
@@ -454,222 +452,35 @@ impl ResultStore for RedisStore {
     }
 
     async fn failed_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HGETALL")
-            .arg(&k.shards);
-        let mut conn = self.conn.clone();
-        let (exists, all): (bool, BTreeMap<String, String>) = self
-            .bounded("read shard outcomes", async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        let mut ids = Vec::new();
-        for (field, json) in all {
-            let outcome: ShardOutcome = serde_json::from_str(&json).map_err(|e| {
-                StoreError::Permanent(format!(
-                    "{} field {}: not a shard outcome: {e}",
-                    k.shards,
-                    crate::text::echo(&field)
-                ))
-            })?;
-            if matches!(outcome, ShardOutcome::Failed { .. }) {
-                ids.push(field.parse::<u32>().map_err(|_| {
-                    StoreError::Permanent(format!(
-                        "{}: field {} is not a shard id",
-                        k.shards,
-                        crate::text::echo(&field)
-                    ))
-                })?);
-            }
-        }
-        ids.sort_unstable();
-        Ok(ids)
+        self.failed_shards_here(scan_id).await
     }
 
     async fn reopen_failed(&self, scan_id: &str, shards: &[u32]) -> Result<u64, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut inv = REOPEN.prepare_invoke();
-        inv.key(&k.meta).key(&k.shards).arg(self.ttl_ms());
-        for s in shards {
-            inv.arg(*s);
-        }
-        Ok(self
-            .run_script("reopen failed shards", inv, scan_id)
-            .await? as u64)
+        self.reopen_failed_here(scan_id, shards).await
     }
 
     async fn save_jobs(&self, scan_id: &str, jobs: &[(u32, String)]) -> Result<(), StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut conn = self.conn.clone();
-        let meta = k.meta.clone();
-        let exists: bool = self
-            .bounded("save the scan's shards", async move {
-                redis::cmd("EXISTS").arg(&meta).query_async(&mut conn).await
-            })
-            .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("HSET").arg(&k.jobs);
-        for (id, json) in jobs {
-            pipe.arg(*id).arg(json);
-        }
-        pipe.ignore();
-        let ttl = self.ttl_ms();
-        if ttl > 0 {
-            pipe.cmd("PEXPIRE").arg(&k.jobs).arg(ttl).ignore();
-        }
-        let mut conn = self.conn.clone();
-        self.bounded("save the scan's shards", async move {
-            pipe.query_async::<()>(&mut conn).await
-        })
-        .await
+        self.save_jobs_here(scan_id, jobs).await
     }
 
     async fn jobs(&self, scan_id: &str) -> Result<Vec<(u32, String)>, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HGETALL")
-            .arg(&k.jobs);
-        let mut conn = self.conn.clone();
-        let (exists, all): (bool, BTreeMap<String, String>) = self
-            .bounded("read the scan's shards", async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        let mut out = Vec::with_capacity(all.len());
-        for (field, json) in all {
-            let id = field.parse::<u32>().map_err(|_| {
-                StoreError::Permanent(format!(
-                    "{} field {}: not a shard id",
-                    k.jobs,
-                    crate::text::echo(&field)
-                ))
-            })?;
-            out.push((id, json));
-        }
-        out.sort_by_key(|(id, _)| *id);
-        Ok(out)
+        self.jobs_here(scan_id).await
     }
 
     async fn cancel_scan(&self, scan_id: &str) -> Result<bool, StoreError> {
-        let k = self.keys(scan_id)?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HSETNX")
-            .arg(&k.meta)
-            .arg("cancelled")
-            .arg(now_ms);
-        let mut conn = self.conn.clone();
-        let (exists, set): (bool, bool) = self
-            .bounded("cancel the scan", async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        if !exists {
-            // HSETNX made the hash: take it away again, the scan is unknown.
-            let mut conn = self.conn.clone();
-            let meta = k.meta.clone();
-            let _: Result<(), StoreError> = self
-                .bounded("cancel the scan", async move {
-                    redis::cmd("DEL")
-                        .arg(&meta)
-                        .query_async::<()>(&mut conn)
-                        .await
-                })
-                .await;
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        Ok(set)
+        self.cancel_scan_here(scan_id).await
     }
 
     async fn uncancel_scan(&self, scan_id: &str) -> Result<(), StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut conn = self.conn.clone();
-        self.bounded("resume the scan", async move {
-            redis::cmd("HDEL")
-                .arg(&k.meta)
-                .arg("cancelled")
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
+        self.uncancel_scan_here(scan_id).await
     }
 
     async fn is_cancelled(&self, scan_id: &str) -> Result<bool, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut conn = self.conn.clone();
-        let meta = k.meta.clone();
-        let (exists, cancelled): (bool, bool) = self
-            .bounded("read the scan's cancel mark", async move {
-                redis::pipe()
-                    .cmd("EXISTS")
-                    .arg(&meta)
-                    .cmd("HEXISTS")
-                    .arg(&meta)
-                    .arg("cancelled")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        Ok(cancelled)
+        self.is_cancelled_here(scan_id).await
     }
 
     async fn shard_stats(&self, scan_id: &str) -> Result<Vec<ShardStats>, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HGETALL")
-            .arg(&k.stats);
-        let mut conn = self.conn.clone();
-        let (exists, all): (bool, BTreeMap<String, String>) = self
-            .bounded("read shard stats", async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        let mut out = Vec::with_capacity(all.len());
-        for (field, json) in all {
-            let s: ShardStats = serde_json::from_str(&json).map_err(|e| {
-                StoreError::Permanent(format!(
-                    "{} field {}: not shard stats JSON: {e}",
-                    k.stats,
-                    crate::text::echo(&field)
-                ))
-            })?;
-            out.push(s);
-        }
-        out.sort_by_key(|s| s.shard_id);
-        Ok(out)
+        self.shard_stats_here(scan_id).await
     }
 
     async fn record_ports(
@@ -758,83 +569,11 @@ impl ResultStore for RedisStore {
     }
 
     async fn unfinished_shards(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HGET")
-            .arg(&k.meta)
-            .arg("shards_total")
-            .cmd("HKEYS")
-            .arg(&k.shards);
-        let mut conn = self.conn.clone();
-        let (total, finished): (Option<String>, Vec<String>) = self
-            .bounded("read shard outcomes", async move {
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
-        let Some(total) = total else {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        };
-        let total = parse_counter(&k.meta, "shards_total", Some(total))?;
-        let mut done = std::collections::BTreeSet::new();
-        for f in finished {
-            let id: u32 = f.parse().map_err(|_| {
-                StoreError::Permanent(format!(
-                    "{}: field {} is not a shard id",
-                    k.shards,
-                    crate::text::echo(&f)
-                ))
-            })?;
-            done.insert(id);
-        }
-        Ok((0..total)
-            .filter_map(|i| u32::try_from(i).ok())
-            .filter(|i| !done.contains(i))
-            .collect())
+        self.unfinished_shards_here(scan_id).await
     }
 
     async fn results(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
-        let k = self.keys(scan_id)?;
-        let mut conn = self.conn.clone();
-        let exists: bool = self
-            .bounded("read results", async {
-                redis::cmd("EXISTS")
-                    .arg(&k.meta)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
-        // HSCAN may return a field twice; the map dedupes and sorts by (ip, port, proto).
-        let mut out: BTreeMap<(IpAddr, u16, Protocol), ProbeResult> = BTreeMap::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, page): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
-                .bounded("read results", async {
-                    redis::cmd("HSCAN")
-                        .arg(&k.results)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(self.config.scan_page)
-                        .query_async(&mut conn)
-                        .await
-                })
-                .await?;
-            for (field, value) in page {
-                let shown = escape_bytes(&field, 200);
-                let r = decode_result(scan_id, &field, &value).map_err(|why| {
-                    StoreError::Permanent(format!("{} field {shown} {why}", k.results))
-                })?;
-                out.insert(r.key(), r);
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        Ok(out.into_values().collect())
+        self.results_here(scan_id).await
     }
 }
 

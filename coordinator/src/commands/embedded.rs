@@ -147,6 +147,15 @@ pub async fn scan(mut settings: ScanSettings, shutdown: CancellationToken) -> Re
     }
 
     let interrupted = !matches!(end, Followed::Finished(_));
+    // The engines that ran: the TCP one when there were TCP ports, `udp` for -sU.
+    let engine = match (
+        settings.ports.is_empty(),
+        settings.profile.udp_ports.is_empty(),
+    ) {
+        (true, false) => "udp".to_string(),
+        (false, false) => format!("{engine}+udp"),
+        _ => engine,
+    };
     let ending = super::Ending {
         engine,
         notes,
