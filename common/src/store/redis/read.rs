@@ -10,6 +10,9 @@ use crate::escape_bytes;
 use crate::store::StoreError;
 use crate::types::{ProbeResult, Protocol, ShardStats};
 
+/// One HSCAN reply's pairs: field and value bytes.
+type HashPage = Vec<(Vec<u8>, Vec<u8>)>;
+
 impl RedisStore {
     pub(super) async fn results_here(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
         let k = self.keys(scan_id)?;
@@ -29,7 +32,7 @@ impl RedisStore {
         let mut out: BTreeMap<(IpAddr, u16, Protocol), ProbeResult> = BTreeMap::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, page): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
+            let (next, page): (u64, HashPage) = self
                 .bounded("read results", async {
                     redis::cmd("HSCAN")
                         .arg(&k.results)
