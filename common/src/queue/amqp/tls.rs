@@ -31,7 +31,7 @@ pub fn join(url: &str, files: &AmqpTlsFiles) -> String {
             out.push(if out.contains('?') { '&' } else { '?' });
             out.push_str(name);
             out.push('=');
-            out.push_str(&encode(&p.to_string_lossy()));
+            out.push_str(&crate::text::percent_encode(&p.to_string_lossy()));
         }
     }
     out
@@ -62,7 +62,8 @@ pub fn split(url: &str) -> Result<(String, AmqpTlsFiles), String> {
         if slot.is_some() {
             return Err(format!("{k} is given twice"));
         }
-        let v = decode(v).ok_or_else(|| format!("{k}: bad percent-encoding"))?;
+        let v =
+            crate::text::percent_decode(v).ok_or_else(|| format!("{k}: bad percent-encoding"))?;
         if v.is_empty() {
             return Err(format!("{k} is empty"));
         }
@@ -109,35 +110,6 @@ pub fn config(files: &AmqpTlsFiles) -> Result<OwnedTLSConfig, String> {
         identity,
         cert_chain,
     })
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ pub fn split(url: &str) -> Result<(String, Option<TlsFiles>), String> {
                 continue;
             }
         };
-        let v = percent_decode(v).ok_or_else(|| format!("{k}: bad %-escape in {v:?}"))?;
+        let v =
+            crate::text::percent_decode(v).ok_or_else(|| format!("{k}: bad %-escape in {v:?}"))?;
         if v.is_empty() {
             return Err(format!("{k} is empty: give a file path"));
         }
@@ -80,7 +81,7 @@ pub fn join(url: &str, files: &TlsFiles) -> String {
             out.push(if out.contains('?') { '&' } else { '?' });
             out.push_str(k);
             out.push('=');
-            out.push_str(&percent_encode(&p.to_string_lossy()));
+            out.push_str(&crate::text::percent_encode(&p.to_string_lossy()));
         }
     }
     out
@@ -114,35 +115,6 @@ pub fn load(files: &TlsFiles) -> Result<redis::TlsCertificates, String> {
         client_tls,
         root_cert,
     })
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
