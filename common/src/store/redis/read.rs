@@ -14,6 +14,32 @@ use crate::types::{ProbeResult, Protocol, ShardStats};
 type HashPage = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl RedisStore {
+    /// A hash of a scan (its shard outcomes, stats or kept jobs), read with the
+    /// scan's registration in one round trip: [`StoreError::UnknownScan`] when
+    /// the scan is not registered.
+    pub(super) async fn scan_hash(
+        &self,
+        scan_id: &str,
+        meta: &str,
+        hash: &str,
+        what: &str,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("EXISTS")
+            .arg(meta)
+            .cmd("HGETALL")
+            .arg(hash);
+        let mut conn = self.conn.clone();
+        let (exists, all): (bool, BTreeMap<String, String>) = self
+            .bounded(what, async move { pipe.query_async(&mut conn).await })
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownScan(scan_id.to_owned()));
+        }
+        Ok(all)
+    }
+
     pub(super) async fn results_here(&self, scan_id: &str) -> Result<Vec<ProbeResult>, StoreError> {
         let k = self.keys(scan_id)?;
         let mut conn = self.conn.clone();
@@ -102,21 +128,9 @@ impl RedisStore {
         scan_id: &str,
     ) -> Result<Vec<ShardStats>, StoreError> {
         let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HGETALL")
-            .arg(&k.stats);
-        let mut conn = self.conn.clone();
-        let (exists, all): (bool, BTreeMap<String, String>) = self
-            .bounded("read shard stats", async move {
-                pipe.query_async(&mut conn).await
-            })
+        let all = self
+            .scan_hash(scan_id, &k.meta, &k.stats, "read shard stats")
             .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
         let mut out = Vec::with_capacity(all.len());
         for (field, json) in all {
             let s: ShardStats = serde_json::from_str(&json).map_err(|e| {

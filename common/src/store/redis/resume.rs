@@ -1,8 +1,6 @@
 //! The store's side of `scanfleet cancel` and `scanfleet resume`: the shards a
 //! scan was planned with, its cancel mark, and which shards failed.
 
-use std::collections::BTreeMap;
-
 use super::RedisStore;
 use super::scripts::REOPEN;
 use crate::store::StoreError;
@@ -27,21 +25,9 @@ impl RedisStore {
 
     pub(super) async fn failed_shards_here(&self, scan_id: &str) -> Result<Vec<u32>, StoreError> {
         let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HGETALL")
-            .arg(&k.shards);
-        let mut conn = self.conn.clone();
-        let (exists, all): (bool, BTreeMap<String, String>) = self
-            .bounded("read shard outcomes", async move {
-                pipe.query_async(&mut conn).await
-            })
+        let all = self
+            .scan_hash(scan_id, &k.meta, &k.shards, "read shard outcomes")
             .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
         let mut ids = Vec::new();
         for (field, json) in all {
             let outcome: ShardOutcome = serde_json::from_str(&json).map_err(|e| {
@@ -103,21 +89,9 @@ impl RedisStore {
 
     pub(super) async fn jobs_here(&self, scan_id: &str) -> Result<Vec<(u32, String)>, StoreError> {
         let k = self.keys(scan_id)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("EXISTS")
-            .arg(&k.meta)
-            .cmd("HGETALL")
-            .arg(&k.jobs);
-        let mut conn = self.conn.clone();
-        let (exists, all): (bool, BTreeMap<String, String>) = self
-            .bounded("read the scan's shards", async move {
-                pipe.query_async(&mut conn).await
-            })
+        let all = self
+            .scan_hash(scan_id, &k.meta, &k.jobs, "read the scan's shards")
             .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
         let mut out = Vec::with_capacity(all.len());
         for (field, json) in all {
             let id = field.parse::<u32>().map_err(|_| {
