@@ -216,3 +216,104 @@ fn lab_fleet_cancelled_scan_is_drained_unprobed_and_resume_finishes_it_exactly()
     assert_eq!(parse_open(&o.stdout), want);
     terminate(&mut worker.0, Duration::from_secs(20));
 }
+
+/// A coordinator stopped by SIGINT mid-scan leaves a scan that `status` shows and
+/// `resume` finishes with the exact result. Coordinator and worker on the host, one
+/// connect probe to a listener on 127.0.0.1 that the test starts.
+#[test]
+fn an_interrupted_coordinator_leaves_a_scan_that_resume_finishes() {
+    if !support::is_root() {
+        eprintln!("skipped: rabbitmqctl needs root; CI runs as root");
+        return;
+    }
+    let vhost = Vhost::new("sigint");
+    let q = vhost.url();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let ports = port.clone();
+    // Followed with no worker running: the scan cannot end until one comes.
+    let coord = Command::new(env!("CARGO_BIN_EXE_scanfleet"))
+        .args(["scan", "-t", "127.0.0.1", "-p", &ports, "--mode", "connect"])
+        .args([
+            "--queue",
+            &q,
+            "--redis",
+            REDIS,
+            "--format",
+            "jsonl",
+            "--progress",
+            "never",
+        ])
+        .env("SCANFLEET_JOB_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn scanfleet scan");
+    let mut coord = Proc(coord);
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = Command::new("kill")
+        .args(["-INT", &coord.0.id().to_string()])
+        .status();
+    let exited = wait_until(Duration::from_secs(20), || {
+        matches!(coord.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "the coordinator did not stop on SIGINT");
+    let mut stderr = String::new();
+    use std::io::Read;
+    coord
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("scanfleet resume"), "{stderr}");
+    let scan = stderr
+        .split("scan ")
+        .filter_map(|s| s.split(|c: char| c == ':' || c.is_whitespace()).next())
+        .find(|s| s.starts_with("sf-"))
+        .unwrap_or_else(|| panic!("no scan id in: {stderr}"))
+        .to_string();
+    let s = status(&scan);
+    assert_eq!(s["finished"], false, "{s}");
+    assert_eq!(s["shards_pending"], 1, "{s}");
+
+    let worker = Command::new(worker_bin())
+        .args(["--queue", &q, "--redis", REDIS, "--grace-secs", "2"])
+        .env("SCANFLEET_JOB_SECRET", SECRET)
+        .env("SCANFLEET_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn scanfleet-worker");
+    let mut worker = Proc(worker);
+    let o = scanfleet(&[
+        "resume",
+        &scan,
+        "--queue",
+        &q,
+        "--redis",
+        REDIS,
+        "--format",
+        "jsonl",
+        "--progress",
+        "never",
+        "--all-states",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "resume: {}", err(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    let state = |p: &str| {
+        lines
+            .iter()
+            .find(|l| l["port"].to_string() == p)
+            .map(|l| l["state"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(state(&port).as_deref(), Some("open"), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(status(&scan)["finished"], true);
+    terminate(&mut worker.0, Duration::from_secs(20));
+    drop(listener);
+}
