@@ -305,13 +305,12 @@ fn an_interrupted_coordinator_leaves_a_scan_that_resume_finishes() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("jsonl"))
         .collect();
-    let state = |p: &str| {
-        lines
-            .iter()
-            .find(|l| l["port"].to_string() == p)
-            .map(|l| l["state"].as_str().unwrap_or("").to_string())
-    };
-    assert_eq!(state(&port).as_deref(), Some("open"), "{lines:?}");
+    let want: u64 = port.parse().unwrap();
+    let state = lines
+        .iter()
+        .find(|l| l["port"].as_u64() == Some(want))
+        .and_then(|l| l["state"].as_str());
+    assert_eq!(state, Some("open"), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(status(&scan)["finished"], true);
     terminate(&mut worker.0, Duration::from_secs(20));
