@@ -423,16 +423,8 @@ impl ResultStore for RedisStore {
         let k = self.keys(scan_id)?;
         let json = serde_json::to_string(stats)
             .map_err(|e| StoreError::Permanent(format!("encode shard stats: {e}")))?;
-        let mut conn = self.conn.clone();
-        let meta = k.meta.clone();
-        let exists: bool = self
-            .bounded("record shard stats", async move {
-                redis::cmd("EXISTS").arg(&meta).query_async(&mut conn).await
-            })
+        self.require_scan(scan_id, &k.meta, "record shard stats")
             .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HSET")

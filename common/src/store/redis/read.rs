@@ -14,6 +14,26 @@ use crate::types::{ProbeResult, Protocol, ShardStats};
 type HashPage = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl RedisStore {
+    /// [`StoreError::UnknownScan`] unless the scan is registered.
+    pub(super) async fn require_scan(
+        &self,
+        scan_id: &str,
+        meta: &str,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let exists: bool = self
+            .bounded(what, async move {
+                redis::cmd("EXISTS").arg(meta).query_async(&mut conn).await
+            })
+            .await?;
+        if exists {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownScan(scan_id.to_owned()))
+        }
+    }
+
     /// A hash of a scan (its shard outcomes, stats or kept jobs), read with the
     /// scan's registration in one round trip: [`StoreError::UnknownScan`] when
     /// the scan is not registered.

@@ -57,16 +57,8 @@ impl RedisStore {
         jobs: &[(u32, String)],
     ) -> Result<(), StoreError> {
         let k = self.keys(scan_id)?;
-        let mut conn = self.conn.clone();
-        let meta = k.meta.clone();
-        let exists: bool = self
-            .bounded("save the scan's shards", async move {
-                redis::cmd("EXISTS").arg(&meta).query_async(&mut conn).await
-            })
+        self.require_scan(scan_id, &k.meta, "save the scan's shards")
             .await?;
-        if !exists {
-            return Err(StoreError::UnknownScan(scan_id.to_owned()));
-        }
         if jobs.is_empty() {
             return Ok(());
         }
